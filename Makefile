@@ -1,0 +1,55 @@
+# quorumreg — thin front end over CMake. `make demo` and `make test` install whatever is
+# missing (Debian 12, root or sudo), configure, build and run.
+BUILD      ?= build
+BUILD_TYPE ?= RelWithDebInfo
+STORE      ?= dir
+CMAKE_ARGS ?=
+GENERATOR  := $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
+SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# Packages for building and running the library, demo and tests.
+CORE_PKGS  := cmake g++ make ninja-build ccache libboost1.81-dev libboost-filesystem1.81-dev \
+              libboost-json1.81-dev libssl-dev doctest-dev
+TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev etcd-server etcd-client openssl
+BENCH_PKGS := $(CORE_PKGS) libbenchmark-dev libsqlite3-dev liblmdb-dev etcd-server etcd-client
+
+.PHONY: all deps-core deps-test deps-bench configure build demo test bench clean
+
+all: build
+
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing missing packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps-core:
+	$(call install_missing,$(CORE_PKGS))
+deps-test:
+	$(call install_missing,$(TEST_PKGS))
+deps-bench:
+	$(call install_missing,$(BENCH_PKGS))
+
+configure:
+	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+
+build: deps-core configure
+	cmake --build $(BUILD)
+
+demo: deps-core configure
+	cmake --build $(BUILD) --target quorumreg_demo
+	$(BUILD)/examples/quorumreg_demo --store $(STORE)
+
+test: deps-test configure
+	cmake --build $(BUILD)
+	cd $(BUILD) && ctest --output-on-failure --timeout 900 $(CTEST_ARGS)
+
+bench: deps-bench
+	cmake -S . -B $(BUILD)-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DQUORUMREG_BUILD_BENCH=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD)-bench --target quorumreg_bench_all
+	cd $(BUILD)-bench && ./bench/run_benchmarks
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-bench
