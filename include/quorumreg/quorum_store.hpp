@@ -1,0 +1,321 @@
+// quorumreg — the quorum store interface: the shared, authoritative place where checkpoints
+// and the cluster hive live.
+//
+// Design choice: an abstract interface rather than a C++20 concept. Applications and the qreg
+// tool pick the backend at run time (`--store dir:PATH` / `--store etcd:URL,...`), the etcd
+// backend's Beast/Asio code then stays out of every translation unit that does not open one,
+// and the cost of a virtual call is nothing next to an fsync or a network round trip.
+//
+// Semantics are identical across backends (one conformance suite runs against all of them):
+// - Keys and values are byte strings. Every successful write advances one store-wide,
+//   monotonic revision (etcd's model); a key remembers create_revision, mod_revision and
+//   version (number of writes since creation).
+// - Writes are compare-and-swap capable and multi-key transactions are all-or-nothing.
+// - A write whose deadline passes after the request may have reached the store reports
+//   errc::unknown_outcome, never a plain failure: re-read before retrying. Retries done inside
+//   the library are conditional (on a revision) or idempotent.
+// - Loss of quorum reports errc::quorum_unavailable within the configured deadline.
+// - watch(prefix, from_revision) delivers every event with revision >= from_revision in
+//   revision order, exactly once, resuming internally after disconnects; if history was
+//   compacted past from_revision, the callback receives errc::watch_canceled and the watch ends.
+// - Leases: keys attached to a lease vanish when it expires or is revoked. A named lock is a
+//   key created only if absent, attached to the caller's lease; its create_revision is the
+//   fencing token, usable as a compare (key_compare::create_revision_is) in transactions.
+#pragma once
+
+#include <quorumreg/detail/watch_hub.hpp>
+#include <quorumreg/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quorumreg {
+
+using store_revision = std::int64_t;
+using lease_id = std::int64_t;
+
+/// One stored key.
+struct key_value {
+    std::string key;
+    std::string value;
+    store_revision create_revision = 0; ///< revision of the write that created it
+    store_revision mod_revision = 0;    ///< revision of its last write
+    std::int64_t version = 0;           ///< writes since creation (1 after create)
+    lease_id lease = 0;                 ///< 0: not attached to a lease
+    friend bool operator==(const key_value&, const key_value&) = default;
+};
+
+/// A condition on one key, evaluated atomically inside a transaction.
+struct key_compare {
+    enum class target { exists, absent, mod_revision_is, create_revision_is, value_is };
+    std::string key;
+    target what = target::exists;
+    store_revision revision = 0; ///< mod_revision_is / create_revision_is
+    std::string value;           ///< value_is
+
+    static key_compare exists(std::string k) { return {std::move(k), target::exists, 0, {}}; }
+    static key_compare absent(std::string k) { return {std::move(k), target::absent, 0, {}}; }
+    static key_compare mod_revision_is(std::string k, store_revision r) {
+        return {std::move(k), target::mod_revision_is, r, {}};
+    }
+    static key_compare create_revision_is(std::string k, store_revision r) {
+        return {std::move(k), target::create_revision_is, r, {}};
+    }
+    static key_compare value_is(std::string k, std::string v) {
+        return {std::move(k), target::value_is, 0, std::move(v)};
+    }
+};
+
+/// A write inside a transaction.
+struct store_op {
+    enum class kind { put, erase, erase_prefix };
+    kind what = kind::put;
+    std::string key; ///< the prefix for erase_prefix
+    std::string value;
+    lease_id lease = 0;
+
+    static store_op put(std::string k, std::string v, lease_id l = 0) {
+        return {kind::put, std::move(k), std::move(v), l};
+    }
+    static store_op erase(std::string k) { return {kind::erase, std::move(k), {}, 0}; }
+    static store_op erase_prefix(std::string p) { return {kind::erase_prefix, std::move(p), {}, 0}; }
+};
+
+/// A transaction: if every compare holds, apply `on_success`, else `on_failure`, atomically.
+struct store_txn {
+    std::vector<key_compare> compares;
+    std::vector<store_op> on_success;
+    std::vector<store_op> on_failure;
+};
+
+struct txn_result {
+    bool succeeded = false;      ///< did every compare hold?
+    store_revision revision = 0; ///< store revision after the transaction
+};
+
+/// One page of a prefix listing.
+struct range_result {
+    std::vector<key_value> kvs; ///< in key order
+    bool more = false;          ///< more keys follow; continue with start_after = kvs.back().key
+    store_revision revision = 0;///< store revision the page was read at
+};
+
+struct watch_event {
+    enum class kind { put, erase };
+    kind what = kind::put;
+    key_value kv;                ///< for erase: key and mod_revision (the deletion's revision)
+    store_revision revision = 0; ///< revision of the write that caused the event
+};
+
+/// Watch callback: events in revision order; a non-empty error_code ends the watch
+/// (errc::watch_canceled when history from the requested revision is gone).
+using watch_handler = std::function<void(const std::vector<watch_event>&, std::error_code)>;
+
+/// The quorum store interface. Thread-safe: every member may be called concurrently.
+/// Non-throwing overloads are the primitive; the throwing ones wrap them.
+class quorum_store {
+public:
+    virtual ~quorum_store() = default;
+
+    /// Human description, e.g. "dir:/srv/quorum" or "etcd:http://127.0.0.1:2379,...".
+    virtual std::string describe() const = 0;
+
+    /// The key, or std::nullopt if absent.
+    virtual std::optional<key_value> get(std::string_view key, std::error_code& ec) = 0;
+
+    /// Keys starting with `prefix`, in key order, strictly after `start_after` (empty: from the
+    /// start), at most `limit` (0: no limit).
+    virtual range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                               std::error_code& ec) = 0;
+
+    /// Unconditional put; returns the new store revision.
+    virtual store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) = 0;
+
+    /// Deletes one key; returns the new revision, or the current one if the key was absent.
+    virtual store_revision erase(std::string_view key, std::error_code& ec) = 0;
+
+    /// All-or-nothing conditional transaction. A compare that does not hold is not an error:
+    /// the result says succeeded = false (and on_failure ran).
+    virtual txn_result commit(const store_txn& txn, std::error_code& ec) = 0;
+
+    /// Current store revision.
+    virtual store_revision revision(std::error_code& ec) = 0;
+
+    /// Watch every key under `prefix` from `from_revision` (0: from now). The handler runs on a
+    /// store-owned thread; the subscription's destruction stops it (see detail/watch_hub.hpp).
+    [[nodiscard]] virtual subscription watch(std::string_view prefix, store_revision from_revision,
+                                             watch_handler handler, std::error_code& ec) = 0;
+
+    // ---- leases and ownership -----------------------------------------------------------------
+
+    /// A lease that expires `ttl` after its last keep-alive. Returns its id.
+    virtual lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) = 0;
+    /// Extends the lease by its TTL; errc::lease_expired if it is gone.
+    virtual void keep_alive(lease_id lease, std::error_code& ec) = 0;
+    /// Ends the lease now, deleting its keys; revoking an unknown lease is not an error.
+    virtual void revoke_lease(lease_id lease, std::error_code& ec) = 0;
+    /// Remaining time to live; errc::lease_expired if it is gone.
+    virtual std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) = 0;
+
+    /// Deadline applied to each operation (default 5 s). Loss of quorum or an unreachable store
+    /// is reported within it.
+    virtual void set_deadline(std::chrono::milliseconds d) = 0;
+    virtual std::chrono::milliseconds deadline() const = 0;
+
+    // ---- helpers built on the primitives above (same for every backend) -----------------------
+
+    /// Create-only put: succeeds only if `key` is absent. Returns the new revision, or
+    /// errc::compare_failed if the key exists.
+    store_revision create(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) {
+        store_txn t;
+        t.compares.push_back(key_compare::absent(std::string(key)));
+        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
+        return checked(t, ec);
+    }
+
+    /// Compare-and-swap on mod_revision: succeeds only if `key`'s mod_revision is `expected`
+    /// (0: the key must be absent). errc::compare_failed otherwise.
+    store_revision put_if(std::string_view key, std::string_view value, store_revision expected, lease_id lease,
+                          std::error_code& ec) {
+        store_txn t;
+        t.compares.push_back(expected == 0 ? key_compare::absent(std::string(key))
+                                           : key_compare::mod_revision_is(std::string(key), expected));
+        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
+        return checked(t, ec);
+    }
+
+    /// Deletes `key` only if its mod_revision is `expected`; errc::compare_failed otherwise.
+    store_revision erase_if(std::string_view key, store_revision expected, std::error_code& ec) {
+        store_txn t;
+        t.compares.push_back(key_compare::mod_revision_is(std::string(key), expected));
+        t.on_success.push_back(store_op::erase(std::string(key)));
+        return checked(t, ec);
+    }
+
+    /// Every key under `prefix` (all pages).
+    std::vector<key_value> list(std::string_view prefix, std::error_code& ec) {
+        std::vector<key_value> out;
+        std::string after;
+        while (true) {
+            auto page = range(prefix, after, 1000, ec);
+            if (ec) return {};
+            for (auto& kv : page.kvs) out.push_back(std::move(kv));
+            if (!page.more || out.empty()) return out;
+            after = out.back().key;
+        }
+    }
+
+    /// Takes the named ownership lock for `lease`: creates `lock_key` attached to the lease if
+    /// absent. Returns the fencing token (the key's create_revision). If another lease holds it,
+    /// errc::already_exists. Taking a lock the same lease already holds returns its token.
+    store_revision acquire_lock(std::string_view lock_key, lease_id lease, std::error_code& ec) {
+        std::string owner = std::to_string(lease);
+        store_txn t;
+        t.compares.push_back(key_compare::absent(std::string(lock_key)));
+        t.on_success.push_back(store_op::put(std::string(lock_key), owner, lease));
+        auto r = commit(t, ec);
+        if (ec) return 0;
+        auto kv = get(lock_key, ec);
+        if (ec) return 0;
+        if (!kv) { // expired between the two calls
+            ec = errc::lease_expired;
+            return 0;
+        }
+        if (kv->lease != lease) {
+            ec = errc::already_exists;
+            return 0;
+        }
+        (void)r;
+        return kv->create_revision;
+    }
+
+    /// Releases the lock if `token` still owns it (a stale token is a no-op: never deletes a
+    /// newer owner's lock).
+    void release_lock(std::string_view lock_key, store_revision token, std::error_code& ec) {
+        store_txn t;
+        t.compares.push_back(key_compare::create_revision_is(std::string(lock_key), token));
+        t.on_success.push_back(store_op::erase(std::string(lock_key)));
+        commit(t, ec);
+    }
+
+protected:
+    template <class F>
+    auto thrown(const char* op, std::string_view key, F&& f) {
+        std::error_code ec;
+        last_error_detail().clear();
+        auto r = f(ec);
+        if (ec) {
+            std::string what = std::string(op);
+            if (!key.empty()) what += " \"" + std::string(key) + "\"";
+            what += " on " + describe();
+            if (!last_error_detail().empty()) what += " (" + last_error_detail() + ")";
+            throw error(ec, what);
+        }
+        return r;
+    }
+
+public:
+    // ---- throwing forms --------------------------------------------------------------------------
+    std::optional<key_value> get(std::string_view key) { return thrown("get", key, [&](std::error_code& ec) { return get(key, ec); }); }
+    range_result range(std::string_view prefix, std::string_view start_after = {}, std::size_t limit = 0) {
+        return thrown("range", prefix, [&](std::error_code& ec) { return range(prefix, start_after, limit, ec); });
+    }
+    std::vector<key_value> list(std::string_view prefix) {
+        return thrown("list", prefix, [&](std::error_code& ec) { return list(prefix, ec); });
+    }
+    store_revision put(std::string_view key, std::string_view value, lease_id lease = 0) {
+        return thrown("put", key, [&](std::error_code& ec) { return put(key, value, lease, ec); });
+    }
+    store_revision erase(std::string_view key) { return thrown("erase", key, [&](std::error_code& ec) { return erase(key, ec); }); }
+    txn_result commit(const store_txn& txn) { return thrown("commit", "", [&](std::error_code& ec) { return commit(txn, ec); }); }
+    store_revision revision() { return thrown("revision", "", [&](std::error_code& ec) { return revision(ec); }); }
+    store_revision create(std::string_view key, std::string_view value, lease_id lease = 0) {
+        return thrown("create", key, [&](std::error_code& ec) { return create(key, value, lease, ec); });
+    }
+    store_revision put_if(std::string_view key, std::string_view value, store_revision expected, lease_id lease = 0) {
+        return thrown("put_if", key, [&](std::error_code& ec) { return put_if(key, value, expected, lease, ec); });
+    }
+    [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler h) {
+        return thrown("watch", prefix, [&](std::error_code& ec) { return watch(prefix, from_revision, std::move(h), ec); });
+    }
+    lease_id grant_lease(std::chrono::milliseconds ttl) {
+        return thrown("grant_lease", "", [&](std::error_code& ec) { return grant_lease(ttl, ec); });
+    }
+    void keep_alive(lease_id lease) {
+        thrown("keep_alive", std::to_string(lease), [&](std::error_code& ec) { keep_alive(lease, ec); return 0; });
+    }
+    void revoke_lease(lease_id lease) {
+        thrown("revoke_lease", std::to_string(lease), [&](std::error_code& ec) { revoke_lease(lease, ec); return 0; });
+    }
+    store_revision acquire_lock(std::string_view lock_key, lease_id lease) {
+        return thrown("acquire_lock", lock_key, [&](std::error_code& ec) { return acquire_lock(lock_key, lease, ec); });
+    }
+
+protected:
+    /// Runs a single-branch transaction and maps "compare did not hold" to errc::compare_failed.
+    store_revision checked(const store_txn& t, std::error_code& ec) {
+        auto r = commit(t, ec);
+        if (ec) return 0;
+        if (!r.succeeded) {
+            ec = errc::compare_failed;
+            return 0;
+        }
+        return r.revision;
+    }
+
+    /// Backends record the backend's own error text here (kept for people, shown by the
+    /// throwing forms). Thread-local: it describes the calling thread's last failure.
+    static std::string& last_error_detail() {
+        thread_local std::string detail;
+        return detail;
+    }
+
+};
+
+} // namespace quorumreg
