@@ -1,0 +1,59 @@
+// Printing node ids for cycle messages and Graphviz output.
+#pragma once
+
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+namespace quorumreg {
+
+/// Customisation point: how a dependency_graph prints an Id in error messages and DOT output.
+/// The default uses `operator<<` when the Id has one, else prints `#<n>` (n = the node's
+/// insertion number). Specialise it for your Id type to print something nicer:
+/// @code
+/// template <> struct quorumreg::id_formatter<my_id> {
+///     std::string operator()(const my_id& id) const { return id.name; }
+/// };
+/// @endcode
+template <class Id>
+struct id_formatter {
+    std::string operator()(const Id& id) const {
+        if constexpr (requires(std::ostream& os, const Id& i) { os << i; }) {
+            std::ostringstream os;
+            os << id;
+            return os.str();
+        } else {
+            return {};
+        }
+    }
+};
+
+namespace detail {
+
+/// Formats `id`; falls back to `#index` when the formatter produced nothing.
+template <class Id>
+std::string format_id(const Id& id, std::size_t index) {
+    std::string s = id_formatter<Id>{}(id);
+    if (s.empty()) s = "#" + std::to_string(index);
+    return s;
+}
+
+/// Escapes a label for a double-quoted Graphviz string.
+inline std::string dot_escape(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    for (char c : s) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': break;
+        default: out += c;
+        }
+    }
+    return out;
+}
+
+} // namespace detail
+} // namespace quorumreg
