@@ -323,7 +323,9 @@ TEST_CASE("crash: kill -9 at random moments leaves exactly a prefix with every a
             }
         }
         hive h(hdir);
-        for (auto [t, a] : acked) {
+        for (const auto& entry : acked) {
+            const int t = entry.first;
+            const std::uint64_t a = entry.second;
             auto key = "Crash/T" + std::to_string(t);
             auto n = h.find_value(key, "n");
             REQUIRE_MESSAGE(n, "round " << round << ": writer " << t << " lost everything");
