@@ -1,0 +1,1075 @@
+// quorumreg — resource monitors: plugins hosted in separate, crash-recoverable processes.
+//
+// A monitor_controller owns resources (a name, a registered type, a parameter string) and the
+// monitor processes that host them. Each monitor is a child process (`quorumreg_monitor`, or the
+// application re-executing itself, see run_monitor_if_requested) that dlopen()s plugin libraries
+// and runs their entry points; the controller talks to it over a Boost.Interprocess queue pair
+// and watches it with waitpid() and heartbeats.
+//
+// When a monitor dies (crash, kill -9) or a call into it exceeds the type's deadlock timeout
+// (the controller then kills it), every resource it hosted is re-hosted: the controller starts a
+// new monitor, re-resolves each resource's type FROM THE STORE (resource_type_registry::lookup;
+// never from monitor memory, which is gone), has the monitor reload the library after checking
+// its SHA-256, reopens the resource and brings it back to its target state, under the restart
+// policy. A plugin that took its monitor down twice within the restart period is moved to a
+// monitor of its own. A library that is missing, unloadable or changed is reported with that
+// reason (plugin_missing, plugin_load_failed, plugin_hash_mismatch); a resource's type name is
+// never lost (Q242398).
+//
+// @code
+// quorumreg::resource_type_registry types(store, type_options);
+// quorumreg::monitor_controller ctl(types);
+// ctl.add_resource({"cache1", "Contoso.Cache", "/etc/contoso/cache1.conf"});
+// ctl.online("cache1");                                   // asynchronous, like ClusterResourceOnline
+// ctl.wait_for("cache1", quorumreg::resource_state::online, std::chrono::seconds(30));
+// auto s = ctl.status("cache1");                          // state, type, library, monitor pid, errors
+// @endcode
+#pragma once
+
+#include <quorumreg/detail/monitor_host.hpp>
+#include <quorumreg/detail/monitor_protocol.hpp>
+#include <quorumreg/detail/monitor_spawn.hpp>
+#include <quorumreg/error.hpp>
+#include <quorumreg/resource_types.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace quorumreg {
+
+/// Runs the monitor (or registration probe) if argv asks for one, and returns its exit code;
+/// std::nullopt otherwise. `quorumreg_monitor` is just this call. An application that prefers to
+/// re-execute itself as its own monitor calls it first thing in main() and sets
+/// monitor_options::monitor_command = {"/proc/self/exe"}.
+/// @code
+/// int main(int argc, char** argv) {
+///     if (auto rc = quorumreg::run_monitor_if_requested(argc, argv)) return *rc;
+///     ... // the application proper
+/// }
+/// @endcode
+inline std::optional<int> run_monitor_if_requested(int argc, char** argv) { return detail::run_monitor_main(argc, argv); }
+
+/// Observable resource states (the WSFC set that matters here).
+enum class resource_state { offline, online_pending, online, offline_pending, failed };
+
+/// "offline", "online-pending", "online", "offline-pending", "failed".
+inline const char* to_string(resource_state s) noexcept {
+    switch (s) {
+    case resource_state::offline: return "offline";
+    case resource_state::online_pending: return "online-pending";
+    case resource_state::online: return "online";
+    case resource_state::offline_pending: return "offline-pending";
+    case resource_state::failed: return "failed";
+    }
+    return "unknown";
+}
+
+/// A resource to host.
+struct resource_spec {
+    std::string name;       ///< unique (ASCII case-insensitive) within the controller
+    std::string type;       ///< a registered resource type name
+    std::string parameters; ///< opaque string handed to the plugin's open() (<= 3000 bytes)
+    bool own_monitor = false; ///< host it in a monitor of its own (MSCS SeparateMonitor)
+};
+
+/// A resource's observable status.
+struct resource_status {
+    std::string name;
+    std::string type;            ///< the type name; never empty, whatever happened to the library
+    std::string library;         ///< as last resolved from the store
+    std::string library_sha256;  ///< as last resolved from the store
+    store_revision type_revision = 0; ///< store revision of the registration last resolved
+    resource_state state = resource_state::offline;
+    resource_state target = resource_state::offline; ///< online or offline: what the user asked for
+    std::error_code error;       ///< why it is failed or being restored (empty when healthy)
+    std::string reason;          ///< the same in words
+    std::error_code last_failure;///< the most recent failure, kept after recovery
+    std::string last_failure_reason;
+    std::uint64_t monitor = 0;   ///< id of the hosting monitor (0: none)
+    int monitor_pid = 0;
+    bool dedicated_monitor = false; ///< hosted in a monitor of its own (requested or isolated)
+    unsigned restarts = 0;       ///< restarts counted within the current restart period
+    unsigned recoveries = 0;     ///< times re-hosted because its monitor died
+};
+
+/// A monitor process as seen by the controller.
+struct monitor_process_info {
+    std::uint64_t id = 0;
+    int pid = 0;
+    std::string role; ///< "shared", "type:<folded type>" (isolated plugin) or "resource:<name>"
+    std::vector<std::string> resources;
+};
+
+/// Controller options.
+struct monitor_options {
+    /// Program that runs monitors; empty: the registry's monitor_command().
+    std::vector<std::string> monitor_command;
+    /// How often the controller checks waitpid(), heartbeats, call deadlines and polling.
+    std::chrono::milliseconds supervision_interval{5};
+    /// How often a monitor sends a heartbeat.
+    std::chrono::milliseconds heartbeat_interval{20};
+    /// A monitor silent this long is considered hung and killed. Death itself is seen through
+    /// waitpid() within supervision_interval; heartbeats catch a frozen (e.g. stopped) process.
+    std::chrono::milliseconds heartbeat_timeout{2000};
+    /// Grace for a new monitor's first heartbeat (process start on a loaded machine).
+    std::chrono::milliseconds startup_timeout{15000};
+    /// Restart policy (WSFC RestartThreshold / RestartPeriod defaults).
+    unsigned restart_threshold = 3;
+    std::chrono::milliseconds restart_period{900000};
+    /// A plugin that takes its monitor down this many times within restart_period gets its own.
+    unsigned isolate_after_crashes = 2;
+    /// How long the destructor waits for monitors to exit before killing them.
+    std::chrono::milliseconds shutdown_grace{2000};
+};
+
+/// Owns resources and the monitor processes hosting them. Thread-safe; all work happens on one
+/// internal thread, so public calls are short. State-change callbacks run on that thread and may
+/// call any member.
+class monitor_controller {
+public:
+    using clock = std::chrono::steady_clock;
+
+    /// @param types the registry the controller resolves types from; must outlive it.
+    explicit monitor_controller(resource_type_registry& types, monitor_options options = {});
+    /// Stops every monitor (graceful shutdown, then SIGKILL after shutdown_grace). Resources are
+    /// not taken offline first; call offline() and wait if they need a graceful stop.
+    ~monitor_controller();
+    monitor_controller(const monitor_controller&) = delete;
+    monitor_controller& operator=(const monitor_controller&) = delete;
+
+    /// Adds an offline resource. invalid_argument (bad name/parameters), already_exists,
+    /// or the type lookup's error (not_found if the type is not registered).
+    void add_resource(const resource_spec& spec);
+    void add_resource(const resource_spec& spec, std::error_code& ec);
+
+    /// Takes the resource down (terminate), closes it and forgets it; asynchronous.
+    void remove_resource(std::string_view name);
+    void remove_resource(std::string_view name, std::error_code& ec);
+
+    /// Sets the target state to online and starts getting there (asynchronous). A failed
+    /// resource is retried with a fresh restart budget. not_found for an unknown resource.
+    void online(std::string_view name);
+    void online(std::string_view name, std::error_code& ec);
+
+    /// Sets the target state to offline and starts getting there (asynchronous).
+    void offline(std::string_view name);
+    void offline(std::string_view name, std::error_code& ec);
+
+    /// The resource's current status; not_found if unknown.
+    resource_status status(std::string_view name);
+    resource_status status(std::string_view name, std::error_code& ec);
+
+    /// Every resource's status, by name.
+    std::vector<resource_status> statuses();
+
+    /// Waits until `pred(status)` holds for the resource, or `timeout` passes; returns whether it held.
+    bool wait_until(std::string_view name, const std::function<bool(const resource_status&)>& pred,
+                    std::chrono::milliseconds timeout);
+    /// Waits until the resource is in `state`.
+    bool wait_for(std::string_view name, resource_state state, std::chrono::milliseconds timeout) {
+        return wait_until(name, [state](const resource_status& s) { return s.state == state; }, timeout);
+    }
+
+    /// The running monitor processes.
+    std::vector<monitor_process_info> monitors();
+
+    /// Called with every status change (on the controller's thread).
+    void on_state_change(std::function<void(const resource_status&)> callback);
+
+private:
+    using msg = detail::monitor_msg;
+    using kind = detail::monitor_msg_kind;
+
+    struct inbox {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::deque<std::function<void()>> jobs;
+    };
+    struct monitor_io {
+        std::unique_ptr<detail::monitor_channel> ch;
+        std::mutex mu;
+        std::deque<std::string> outbox;
+        std::atomic<bool> stop{false};
+        std::atomic<bool> exited{false};
+        std::atomic<std::int64_t> last_seen_ns{0};
+        std::atomic<bool> heard{false};
+        std::thread thread;
+    };
+    struct pending_call {
+        std::string res;       ///< folded resource name; empty for load_type
+        std::string type_fold; ///< the plugin this call runs in
+        kind what = kind::online;
+        clock::time_point deadline;
+    };
+    struct type_slot {
+        bool loaded = false;
+        resource_type_info info;
+        std::vector<std::string> waiters; ///< folded resource names waiting for the load
+    };
+    struct mon_rec {
+        std::uint64_t id = 0;
+        pid_t pid = -1;
+        std::string role;
+        std::shared_ptr<monitor_io> io;
+        std::map<std::string, type_slot> types; ///< by folded type name
+        std::map<std::uint64_t, pending_call> calls;
+        clock::time_point started;
+        bool killed = false;
+        errc kill_reason = errc::monitor_crashed;
+        std::string kill_detail;
+        std::set<std::string> deadlocked; ///< folded resource names whose call timed out
+        std::string deadlocked_type;      ///< type whose load timed out
+        bool reaped = false;
+        int wait_status = 0;
+    };
+    struct res_rec {
+        resource_spec spec;
+        std::string fold;
+        std::string type_fold;
+        std::uint64_t wire_id = 0; ///< resource id on the wire
+        resource_status st;
+        resource_type_info type;   ///< last resolution from the store
+        std::uint64_t mon = 0;     ///< hosting monitor id (0: none)
+        std::uint64_t inflight = 0;
+        bool opened = false;
+        bool waiting_load = false;
+        bool need_terminate = false;
+        bool removing = false;
+        clock::time_point next_looks, next_is;
+        std::deque<clock::time_point> restart_times;
+    };
+
+    template <class F>
+    auto on_engine(F&& f) -> decltype(f()) {
+        if (std::this_thread::get_id() == engine_id_) return f();
+        using R = decltype(f());
+        auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(f));
+        auto fut = task->get_future();
+        post([task] { (*task)(); });
+        return fut.get();
+    }
+    void post(std::function<void()> job) {
+        {
+            std::lock_guard lk(inbox_->mu);
+            inbox_->jobs.push_back(std::move(job));
+        }
+        inbox_->cv.notify_one();
+    }
+    static std::string fold(std::string_view s) { return resource_type_registry::fold(s); }
+    static std::string& detail_() {
+        thread_local std::string d;
+        return d;
+    }
+    template <class F>
+    auto thrown(const char* op, std::string_view name, F&& f) {
+        std::error_code ec;
+        detail_().clear();
+        auto r = f(ec);
+        if (ec) {
+            std::string what = std::string(op) + " \"" + std::string(name) + "\"";
+            if (!detail_().empty()) what += ": " + detail_();
+            throw error(ec, what);
+        }
+        return r;
+    }
+
+    void engine_loop();
+    void supervise();
+    void drive(res_rec& r);
+    void publish(res_rec& r);
+    void set_state(res_rec& r, resource_state s, std::error_code ec = {}, std::string reason = {});
+    void fail_hard(res_rec& r, std::error_code ec, std::string reason);
+    void failure(res_rec& r, std::error_code ec, std::string reason);
+    std::uint64_t send(mon_rec& m, res_rec* r, kind k, const std::string& type_fold, std::chrono::milliseconds timeout,
+                       std::string a = {}, std::string b = {}, std::string c = {});
+    mon_rec* find_mon(std::uint64_t id) {
+        auto it = mons_.find(id);
+        return it == mons_.end() ? nullptr : &it->second;
+    }
+    res_rec* find_res(const std::string& f) {
+        auto it = res_.find(f);
+        return it == res_.end() ? nullptr : &it->second;
+    }
+    mon_rec* monitor_for(const std::string& role, std::error_code& ec, std::string& why);
+    void kill_monitor(mon_rec& m, errc reason, std::string detail);
+    void on_monitor_death(std::uint64_t id);
+    void on_reply(std::uint64_t mon_id, const msg& m);
+    void stop_io(mon_rec& m);
+    void erase_resource(res_rec& r);
+    static void io_loop(std::shared_ptr<monitor_io> io, std::shared_ptr<inbox> box, monitor_controller* self,
+                        std::uint64_t mon_id);
+
+    resource_type_registry& types_;
+    monitor_options opts_;
+    std::vector<std::string> command_;
+    std::shared_ptr<inbox> inbox_ = std::make_shared<inbox>();
+
+    // Engine-thread state.
+    std::map<std::string, res_rec> res_;
+    std::map<std::uint64_t, mon_rec> mons_;
+    std::map<std::string, std::deque<clock::time_point>> type_crashes_;
+    std::set<std::string> isolated_types_;
+    std::uint64_t next_req_ = 1, next_mon_ = 1, next_wire_ = 1;
+    bool shutting_down_ = false;
+    bool engine_done_ = false;
+    clock::time_point shutdown_deadline_;
+    std::function<void(const resource_status&)> callback_;
+
+    // Published snapshot (any thread).
+    std::mutex snap_mu_;
+    std::condition_variable snap_cv_;
+    std::map<std::string, resource_status> snapshot_;
+
+    std::thread::id engine_id_;
+    std::thread engine_;
+};
+
+// ==== implementation ===========================================================================
+
+inline monitor_controller::monitor_controller(resource_type_registry& types, monitor_options options)
+    : types_(types), opts_(std::move(options)) {
+    command_ = opts_.monitor_command.empty() ? types_.monitor_command() : opts_.monitor_command;
+    std::promise<void> started;
+    auto ready = started.get_future();
+    engine_ = std::thread([this, &started] {
+        engine_id_ = std::this_thread::get_id();
+        started.set_value();
+        engine_loop();
+    });
+    ready.wait();
+}
+
+inline monitor_controller::~monitor_controller() {
+    post([this] {
+        shutting_down_ = true;
+        shutdown_deadline_ = clock::now() + opts_.shutdown_grace;
+        for (auto& [id, m] : mons_) {
+            (void)id;
+            send(m, nullptr, kind::shutdown, {}, opts_.shutdown_grace);
+        }
+    });
+    engine_.join();
+}
+
+inline void monitor_controller::engine_loop() {
+    while (!engine_done_) {
+        std::deque<std::function<void()>> jobs;
+        {
+            std::unique_lock lk(inbox_->mu);
+            inbox_->cv.wait_for(lk, opts_.supervision_interval, [&] { return !inbox_->jobs.empty(); });
+            jobs.swap(inbox_->jobs);
+        }
+        for (auto& j : jobs) j();
+        supervise();
+    }
+}
+
+inline void monitor_controller::io_loop(std::shared_ptr<monitor_io> io, std::shared_ptr<inbox> box,
+                                        monitor_controller* self, std::uint64_t mon_id) {
+    auto idle = std::chrono::microseconds(100);
+    msg m;
+    while (!io->stop.load()) {
+        bool active = false;
+        while (io->ch->try_receive(m)) {
+            active = true;
+            io->last_seen_ns = clock::now().time_since_epoch().count();
+            io->heard = true;
+            if (m.kind == kind::heartbeat) continue;
+            {
+                std::lock_guard lk(box->mu);
+                box->jobs.push_back([self, mon_id, m = std::move(m)] { self->on_reply(mon_id, m); });
+            }
+            box->cv.notify_one();
+            m = msg{};
+        }
+        {
+            std::lock_guard lk(io->mu);
+            while (!io->outbox.empty() && io->ch->try_send(io->outbox.front())) {
+                io->outbox.pop_front();
+                active = true;
+            }
+        }
+        // Short adaptive sleep: never wait on a process-shared condition (see monitor_protocol.hpp).
+        idle = active ? std::chrono::microseconds(100) : std::min(idle * 2, std::chrono::microseconds(2000));
+        std::this_thread::sleep_for(idle);
+    }
+    io->exited = true;
+}
+
+
+inline void monitor_controller::publish(res_rec& r) {
+    resource_status copy = r.st;
+    {
+        std::lock_guard lk(snap_mu_);
+        snapshot_[r.fold] = copy;
+    }
+    snap_cv_.notify_all();
+    if (callback_) callback_(copy);
+}
+
+inline void monitor_controller::set_state(res_rec& r, resource_state s, std::error_code ec, std::string reason) {
+    r.st.state = s;
+    r.st.error = ec;
+    r.st.reason = std::move(reason);
+    if (ec) {
+        r.st.last_failure = ec;
+        r.st.last_failure_reason = r.st.reason;
+    }
+    publish(r);
+}
+
+// A failure no restart can fix by itself (type unregistered, library missing/changed/unloadable):
+// the resource is failed with the reason until someone calls online() again.
+inline void monitor_controller::fail_hard(res_rec& r, std::error_code ec, std::string reason) {
+    if (auto* m = find_mon(r.mon); m && r.opened && !r.inflight) send(*m, &r, kind::terminate, r.type_fold, r.type.deadlock_timeout);
+    set_state(r, resource_state::failed, ec, std::move(reason));
+}
+
+// A failure of the resource itself (a call failed, IsAlive said no, its call crashed or hung the
+// monitor): restart under the policy (threshold within period), else failed.
+inline void monitor_controller::failure(res_rec& r, std::error_code ec, std::string reason) {
+    auto now = clock::now();
+    while (!r.restart_times.empty() && now - r.restart_times.front() > opts_.restart_period) r.restart_times.pop_front();
+    r.st.restarts = static_cast<unsigned>(r.restart_times.size());
+    if (r.restart_times.size() >= opts_.restart_threshold) {
+        fail_hard(r, ec,
+                  reason + "; restart threshold reached (" + std::to_string(opts_.restart_threshold) + " within " +
+                      std::to_string(opts_.restart_period.count()) + " ms)");
+        return;
+    }
+    r.restart_times.push_back(now);
+    r.st.restarts = static_cast<unsigned>(r.restart_times.size());
+    r.need_terminate = r.mon != 0 && r.opened;
+    set_state(r, resource_state::online_pending, ec, reason + "; restarting");
+    drive(r);
+}
+
+inline std::uint64_t monitor_controller::send(mon_rec& m, res_rec* r, kind k, const std::string& type_fold,
+                                              std::chrono::milliseconds timeout, std::string a, std::string b,
+                                              std::string c) {
+    msg out;
+    out.kind = k;
+    out.req = next_req_++;
+    out.res = r ? r->wire_id : 0;
+    out.a = std::move(a);
+    out.b = std::move(b);
+    out.c = std::move(c);
+    if (k != kind::shutdown) {
+        pending_call pc;
+        pc.res = r ? r->fold : std::string();
+        pc.type_fold = type_fold;
+        pc.what = k;
+        pc.deadline = clock::now() + timeout;
+        m.calls[out.req] = pc;
+        if (r) r->inflight = out.req;
+    }
+    {
+        std::lock_guard lk(m.io->mu);
+        m.io->outbox.push_back(detail::encode_monitor_msg(out));
+    }
+    return out.req;
+}
+
+inline monitor_controller::mon_rec* monitor_controller::monitor_for(const std::string& role, std::error_code& ec,
+                                                                     std::string& why) {
+    for (auto& [id, m] : mons_) {
+        (void)id;
+        if (m.role == role && !m.killed && !m.reaped) return &m;
+    }
+    auto io = std::make_shared<monitor_io>();
+    auto base = detail::monitor_channel::unique_base();
+    try {
+        io->ch = detail::monitor_channel::create(base);
+    } catch (const std::exception& e) {
+        ec = errc::io_error;
+        why = std::string("cannot create the monitor's message queues: ") + e.what();
+        return nullptr;
+    }
+    auto argv = command_;
+    argv.insert(argv.end(), {detail::monitor_flag, base, std::to_string(::getpid()),
+                             std::to_string(std::max<std::int64_t>(1, opts_.heartbeat_interval.count()))});
+    std::error_code sec;
+    pid_t pid = detail::spawn_process(argv, -1, sec);
+    if (pid < 0) {
+        ec = errc::monitor_crashed;
+        why = "cannot start the monitor program \"" + argv[0] + "\": " + sec.message();
+        return nullptr;
+    }
+    auto id = next_mon_++;
+    auto& m = mons_[id];
+    m.id = id;
+    m.pid = pid;
+    m.role = role;
+    m.io = io;
+    m.started = clock::now();
+    io->last_seen_ns = m.started.time_since_epoch().count();
+    io->thread = std::thread(&monitor_controller::io_loop, io, inbox_, this, id);
+    return &m;
+}
+
+inline void monitor_controller::kill_monitor(mon_rec& m, errc reason, std::string detail) {
+    if (m.killed || m.reaped) return;
+    m.killed = true;
+    m.kill_reason = reason;
+    m.kill_detail = std::move(detail);
+    ::kill(m.pid, SIGKILL);
+}
+
+inline void monitor_controller::stop_io(mon_rec& m) {
+    if (!m.io) return;
+    m.io->stop = true;
+    // The I/O thread only sleeps and polls, so it exits within a couple of milliseconds — unless
+    // the dead monitor died holding a queue mutex, in which case it is abandoned (it owns its
+    // state through shared_ptr and never touches the controller again).
+    auto until = clock::now() + std::chrono::milliseconds(1000);
+    while (!m.io->exited && clock::now() < until) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (m.io->exited)
+        m.io->thread.join();
+    else
+        m.io->thread.detach();
+    m.io.reset();
+}
+
+inline void monitor_controller::erase_resource(res_rec& r) {
+    auto f = r.fold;
+    {
+        std::lock_guard lk(snap_mu_);
+        snapshot_.erase(f);
+    }
+    snap_cv_.notify_all();
+    res_.erase(f);
+}
+
+inline void monitor_controller::drive(res_rec& r) {
+    if (shutting_down_ || r.inflight || r.waiting_load) return;
+    mon_rec* m = find_mon(r.mon);
+    if (m && (m->killed || m->reaped)) return; // its death is being handled; drive() runs again then
+    if (!m) {
+        r.mon = 0;
+        r.opened = false;
+    }
+    const auto tmo = r.type.deadlock_timeout;
+    if (r.st.target == resource_state::offline) {
+        if (m && r.opened) {
+            if (r.need_terminate) {
+                r.need_terminate = false;
+                send(*m, &r, kind::terminate, r.type_fold, tmo);
+                return;
+            }
+            if (r.st.state == resource_state::online || r.st.state == resource_state::online_pending) {
+                set_state(r, resource_state::offline_pending);
+                send(*m, &r, kind::offline, r.type_fold, tmo);
+                return;
+            }
+            if (r.removing) {
+                send(*m, &r, kind::close, r.type_fold, tmo);
+                return;
+            }
+        }
+        if (r.removing) return erase_resource(r);
+        if (r.st.state != resource_state::offline && r.st.state != resource_state::failed)
+            set_state(r, resource_state::offline);
+        return;
+    }
+    if (r.st.state == resource_state::failed) return; // until online() is called again
+    if (!m) {
+        // Re-resolve the type from the store: the monitor that knew it may be gone.
+        std::error_code ec;
+        auto t = types_.lookup(r.spec.type, ec);
+        if (ec) {
+            return fail_hard(r, ec,
+                             "resource type \"" + r.spec.type + "\" cannot be resolved from the store: " + ec.message());
+        }
+        r.type = t;
+        r.st.library = t.library;
+        r.st.library_sha256 = t.sha256;
+        r.st.type_revision = t.revision;
+        if (auto e = types_.check_allowed(t.library)) {
+            return fail_hard(r, e, "\"" + t.library + "\" is outside this node's plugin directories");
+        }
+        std::string role = "shared";
+        if (r.spec.own_monitor || (t.flags & separate_monitor))
+            role = "resource:" + r.fold;
+        else if (isolated_types_.count(r.type_fold))
+            role = "type:" + r.type_fold;
+        std::string why;
+        m = monitor_for(role, ec, why);
+        if (!m) return fail_hard(r, ec, why);
+        r.mon = m->id;
+        r.opened = false;
+        r.st.monitor = m->id;
+        r.st.monitor_pid = m->pid;
+        r.st.dedicated_monitor = role != "shared";
+        publish(r);
+    }
+    auto& slot = m->types[r.type_fold];
+    if (slot.loaded && slot.info.sha256 != r.type.sha256) slot = type_slot{}; // re-registered: load the new one
+    if (!slot.loaded) {
+        if (slot.waiters.empty()) {
+            slot.info = r.type;
+            send(*m, nullptr, kind::load_type, r.type_fold, tmo, r.type.name, r.type.library, r.type.sha256);
+        }
+        slot.waiters.push_back(r.fold);
+        r.waiting_load = true;
+        if (r.st.state != resource_state::online_pending) set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+        return;
+    }
+    if (!r.opened) {
+        if (r.st.state != resource_state::online_pending) set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+        send(*m, &r, kind::open, r.type_fold, tmo, r.type.name, r.spec.name, r.spec.parameters);
+        return;
+    }
+    if (r.need_terminate) {
+        r.need_terminate = false;
+        send(*m, &r, kind::terminate, r.type_fold, tmo);
+        return;
+    }
+    if (r.st.state != resource_state::online) {
+        if (r.st.state != resource_state::online_pending) set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+        send(*m, &r, kind::online, r.type_fold, tmo);
+    }
+}
+
+inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
+    mon_rec* m = find_mon(mon_id);
+    if (!m || rep.kind != kind::reply) return;
+    auto it = m->calls.find(rep.req);
+    if (it == m->calls.end()) return;
+    pending_call pc = it->second;
+    m->calls.erase(it);
+    std::error_code ec = rep.code ? make_error_code(static_cast<errc>(rep.code)) : std::error_code{};
+    auto now = clock::now();
+
+    if (pc.what == kind::load_type) {
+        auto sit = m->types.find(pc.type_fold);
+        if (sit == m->types.end()) return;
+        auto waiters = std::move(sit->second.waiters);
+        sit->second.waiters.clear();
+        auto info = sit->second.info;
+        std::error_code sec; // the verification record is best effort: the store may be unreachable
+        if (!ec) {
+            sit->second.loaded = true;
+            types_.record_verification(info, {}, "loaded by a monitor", info.sha256, sec);
+        } else {
+            m->types.erase(sit);
+            types_.record_verification(info, ec, rep.a, {}, sec);
+        }
+        for (auto& w : waiters) {
+            res_rec* r = find_res(w);
+            if (!r || !r->waiting_load || r->mon != mon_id) continue;
+            r->waiting_load = false;
+            if (ec)
+                fail_hard(*r, ec, "library of type \"" + r->spec.type + "\": " + rep.a);
+            else
+                drive(*r);
+        }
+        return;
+    }
+
+    res_rec* r = find_res(pc.res);
+    if (!r || r->mon != mon_id || r->inflight != rep.req) return;
+    r->inflight = 0;
+    switch (pc.what) {
+    case kind::open:
+        if (ec) return failure(*r, ec, "open failed: " + rep.a);
+        r->opened = true;
+        return drive(*r);
+    case kind::online:
+        if (ec) return failure(*r, ec, "online failed: " + rep.a);
+        if (r->st.target == resource_state::online) {
+            r->next_looks = now + r->type.looks_alive_interval;
+            r->next_is = now + r->type.is_alive_interval;
+            set_state(*r, resource_state::online);
+        }
+        return drive(*r);
+    case kind::offline:
+        set_state(*r, resource_state::offline, ec, ec ? "offline failed: " + rep.a : std::string());
+        if (ec) r->need_terminate = true;
+        return drive(*r);
+    case kind::terminate:
+        return drive(*r);
+    case kind::close:
+        r->opened = false;
+        if (r->removing) return erase_resource(*r);
+        return drive(*r);
+    case kind::looks_alive:
+        if (r->st.state != resource_state::online) return drive(*r);
+        if (!ec && rep.flag) {
+            r->next_looks = now + r->type.looks_alive_interval;
+            return;
+        }
+        // LooksAlive said no: confirm with IsAlive right away (WSFC semantics).
+        send(*m, r, kind::is_alive, r->type_fold, r->type.deadlock_timeout);
+        return;
+    case kind::is_alive:
+        if (r->st.state != resource_state::online) return drive(*r);
+        if (!ec && rep.flag) {
+            r->next_is = now + r->type.is_alive_interval;
+            r->next_looks = now + r->type.looks_alive_interval;
+            return;
+        }
+        return failure(*r, ec ? ec : make_error_code(errc::resource_failed),
+                       "IsAlive reported the resource is not alive" + (rep.a.empty() ? std::string() : ": " + rep.a));
+    default:
+        return;
+    }
+}
+
+inline void monitor_controller::on_monitor_death(std::uint64_t id) {
+    mon_rec* m = find_mon(id);
+    if (!m) return;
+    errc cause = m->killed ? m->kill_reason : errc::monitor_crashed;
+    std::string why;
+    if (m->killed) {
+        why = m->kill_detail;
+    } else if (WIFSIGNALED(m->wait_status)) {
+        why = "monitor pid " + std::to_string(m->pid) + " died with signal " + std::to_string(WTERMSIG(m->wait_status));
+    } else {
+        why = "monitor pid " + std::to_string(m->pid) + " exited with status " +
+              std::to_string(WIFEXITED(m->wait_status) ? WEXITSTATUS(m->wait_status) : -1);
+    }
+    // Blame: after a deadlock kill, the calls that timed out; after a crash, every call that was
+    // running in it (one of them brought it down).
+    std::set<std::string> blamed_res, blamed_types;
+    std::map<std::string, kind> blamed_call;
+    if (cause == errc::monitor_deadlock) {
+        blamed_res = m->deadlocked;
+        for (auto& [req, pc] : m->calls) {
+            (void)req;
+            if (blamed_res.count(pc.res) || (pc.res.empty() && pc.type_fold == m->deadlocked_type)) {
+                blamed_types.insert(pc.type_fold);
+                blamed_call[pc.res] = pc.what;
+            }
+        }
+    } else {
+        for (auto& [req, pc] : m->calls) {
+            (void)req;
+            if (!pc.res.empty()) blamed_res.insert(pc.res);
+            blamed_types.insert(pc.type_fold);
+            blamed_call[pc.res] = pc.what;
+        }
+    }
+    // A load that crashed or hung takes the resources waiting for it along (else they would
+    // retry the same load forever without ever being counted).
+    for (auto& [req, pc] : m->calls) {
+        (void)req;
+        if (!pc.res.empty() || !blamed_types.count(pc.type_fold)) continue;
+        if (auto sit = m->types.find(pc.type_fold); sit != m->types.end()) {
+            for (auto& w : sit->second.waiters) {
+                blamed_res.insert(w);
+                blamed_call[w] = kind::load_type;
+            }
+        }
+    }
+    auto now = clock::now();
+    for (auto& t : blamed_types) {
+        auto& q = type_crashes_[t];
+        q.push_back(now);
+        while (!q.empty() && now - q.front() > opts_.restart_period) q.pop_front();
+        if (q.size() >= opts_.isolate_after_crashes) isolated_types_.insert(t);
+    }
+    // Resources whose load was pending in it fail below with the monitor's fate too.
+    std::vector<std::string> affected;
+    for (auto& [f, r] : res_)
+        if (r.mon == id) affected.push_back(f);
+    stop_io(*m);
+    mons_.erase(id);
+    if (shutting_down_) return;
+    for (auto& f : affected) {
+        res_rec* r = find_res(f);
+        if (!r) continue;
+        r->mon = 0;
+        r->opened = false;
+        r->inflight = 0;
+        r->waiting_load = false;
+        r->need_terminate = false;
+        r->st.monitor = 0;
+        r->st.monitor_pid = 0;
+        ++r->st.recoveries;
+        if (r->removing) {
+            erase_resource(*r);
+            continue;
+        }
+        if (blamed_res.count(f)) {
+            auto c = blamed_call.find(f);
+            failure(*r, cause,
+                    why + (c != blamed_call.end() ? std::string(" during ") + detail::monitor_msg_name(c->second) : std::string()));
+            continue;
+        }
+        if (r->st.state == resource_state::failed) {
+            publish(*r);
+            continue;
+        }
+        if (r->st.target == resource_state::online) {
+            set_state(*r, resource_state::online_pending, make_error_code(cause), why + "; re-hosting in a new monitor");
+        } else {
+            set_state(*r, resource_state::offline);
+        }
+        drive(*r);
+    }
+}
+
+inline void monitor_controller::supervise() {
+    auto now = clock::now();
+    std::vector<std::uint64_t> dead;
+    for (auto& [id, m] : mons_) {
+        if (!m.reaped) {
+            int status = 0;
+            pid_t p = ::waitpid(m.pid, &status, WNOHANG);
+            if (p == m.pid || (p < 0 && errno == ECHILD)) {
+                m.reaped = true;
+                m.wait_status = status;
+            }
+        }
+        if (m.reaped) {
+            dead.push_back(id);
+            continue;
+        }
+        if (m.killed) continue;
+        if (shutting_down_) {
+            if (now > shutdown_deadline_) kill_monitor(m, errc::monitor_crashed, "shutdown grace expired");
+            continue;
+        }
+        auto seen = clock::time_point(clock::duration(m.io->last_seen_ns.load()));
+        auto limit = m.io->heard ? opts_.heartbeat_timeout : std::max(opts_.heartbeat_timeout, opts_.startup_timeout);
+        if (now - seen > limit) {
+            kill_monitor(m, errc::monitor_crashed,
+                         "monitor pid " + std::to_string(m.pid) + " sent no heartbeat for " +
+                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count()) +
+                             " ms (killed)");
+            continue;
+        }
+        for (auto& [req, pc] : m.calls) {
+            (void)req;
+            if (now <= pc.deadline) continue;
+            std::string who = pc.res.empty() ? "load of type \"" + pc.type_fold + "\"" : "resource \"" + pc.res + "\"";
+            if (pc.res.empty()) m.deadlocked_type = pc.type_fold;
+            for (auto& [req2, pc2] : m.calls) {
+                (void)req2;
+                if (!pc2.res.empty() && pc2.deadline < now) m.deadlocked.insert(pc2.res);
+            }
+            kill_monitor(m, errc::monitor_deadlock,
+                         std::string(detail::monitor_msg_name(pc.what)) + " of " + who +
+                             " exceeded the deadlock timeout; monitor pid " + std::to_string(m.pid) + " killed");
+            break;
+        }
+    }
+    for (auto id : dead) on_monitor_death(id);
+    if (shutting_down_) {
+        if (mons_.empty()) engine_done_ = true;
+        return;
+    }
+    // Health polling.
+    for (auto& [f, r] : res_) {
+        (void)f;
+        if (r.st.state != resource_state::online || r.inflight || r.st.target != resource_state::online) continue;
+        mon_rec* m = find_mon(r.mon);
+        if (!m || m->killed || m->reaped) continue;
+        if (now >= r.next_is)
+            send(*m, &r, kind::is_alive, r.type_fold, r.type.deadlock_timeout);
+        else if (now >= r.next_looks)
+            send(*m, &r, kind::looks_alive, r.type_fold, r.type.deadlock_timeout);
+    }
+}
+
+// ---- public API ---------------------------------------------------------------------------------
+
+inline void monitor_controller::add_resource(const resource_spec& spec, std::error_code& ec) {
+    ec.clear();
+    if (resource_type_registry::validate_name(spec.name)) {
+        ec = errc::invalid_argument;
+        detail_() = "a resource name is 1..255 bytes without control characters, '/' or '\\'";
+        return;
+    }
+    if (spec.parameters.size() > detail::monitor_max_parameters) {
+        ec = errc::invalid_argument;
+        detail_() = "parameters longer than " + std::to_string(detail::monitor_max_parameters) + " bytes";
+        return;
+    }
+    std::string why;
+    ec = on_engine([&]() -> std::error_code {
+        auto f = fold(spec.name);
+        if (res_.count(f)) {
+            why = "a resource with this name exists";
+            return errc::already_exists;
+        }
+        std::error_code lec;
+        auto t = types_.lookup(spec.type, lec);
+        if (lec) {
+            why = "resource type \"" + spec.type + "\": " + lec.message();
+            return lec;
+        }
+        auto& r = res_[f];
+        r.spec = spec;
+        r.fold = f;
+        r.type_fold = fold(spec.type);
+        r.wire_id = next_wire_++;
+        r.type = t;
+        r.st.name = spec.name;
+        r.st.type = spec.type;
+        r.st.library = t.library;
+        r.st.library_sha256 = t.sha256;
+        r.st.type_revision = t.revision;
+        publish(r);
+        return {};
+    });
+    if (ec) detail_() = why;
+}
+
+inline void monitor_controller::add_resource(const resource_spec& spec) {
+    thrown("add_resource", spec.name, [&](std::error_code& ec) {
+        add_resource(spec, ec);
+        return 0;
+    });
+}
+
+inline void monitor_controller::remove_resource(std::string_view name, std::error_code& ec) {
+    auto f = fold(name);
+    ec = on_engine([&]() -> std::error_code {
+        res_rec* r = find_res(f);
+        if (!r) return errc::not_found;
+        r->removing = true;
+        r->st.target = resource_state::offline;
+        if (r->opened && !r->inflight) r->need_terminate = true;
+        drive(*r);
+        return {};
+    });
+}
+
+inline void monitor_controller::remove_resource(std::string_view name) {
+    thrown("remove_resource", name, [&](std::error_code& ec) {
+        remove_resource(name, ec);
+        return 0;
+    });
+}
+
+inline void monitor_controller::online(std::string_view name, std::error_code& ec) {
+    auto f = fold(name);
+    ec = on_engine([&]() -> std::error_code {
+        res_rec* r = find_res(f);
+        if (!r || r->removing) return errc::not_found;
+        r->st.target = resource_state::online;
+        if (r->st.state == resource_state::failed) {
+            r->restart_times.clear();
+            r->st.restarts = 0;
+            r->st.state = resource_state::offline;
+            r->st.error.clear();
+            r->st.reason.clear();
+        }
+        publish(*r);
+        drive(*r);
+        return {};
+    });
+}
+
+inline void monitor_controller::online(std::string_view name) {
+    thrown("online", name, [&](std::error_code& ec) {
+        online(name, ec);
+        return 0;
+    });
+}
+
+inline void monitor_controller::offline(std::string_view name, std::error_code& ec) {
+    auto f = fold(name);
+    ec = on_engine([&]() -> std::error_code {
+        res_rec* r = find_res(f);
+        if (!r || r->removing) return errc::not_found;
+        r->st.target = resource_state::offline;
+        if (r->st.state == resource_state::failed) {
+            r->st.state = resource_state::offline;
+            r->st.error.clear();
+            r->st.reason.clear();
+        }
+        publish(*r);
+        drive(*r);
+        return {};
+    });
+}
+
+inline void monitor_controller::offline(std::string_view name) {
+    thrown("offline", name, [&](std::error_code& ec) {
+        offline(name, ec);
+        return 0;
+    });
+}
+
+inline resource_status monitor_controller::status(std::string_view name, std::error_code& ec) {
+    ec.clear();
+    std::lock_guard lk(snap_mu_);
+    auto it = snapshot_.find(fold(name));
+    if (it == snapshot_.end()) {
+        ec = errc::not_found;
+        return {};
+    }
+    return it->second;
+}
+
+inline resource_status monitor_controller::status(std::string_view name) {
+    return thrown("status", name, [&](std::error_code& ec) { return status(name, ec); });
+}
+
+inline std::vector<resource_status> monitor_controller::statuses() {
+    std::lock_guard lk(snap_mu_);
+    std::vector<resource_status> out;
+    for (auto& [f, s] : snapshot_) {
+        (void)f;
+        out.push_back(s);
+    }
+    return out;
+}
+
+inline bool monitor_controller::wait_until(std::string_view name, const std::function<bool(const resource_status&)>& pred,
+                                           std::chrono::milliseconds timeout) {
+    auto f = fold(name);
+    std::unique_lock lk(snap_mu_);
+    return snap_cv_.wait_for(lk, timeout, [&] {
+        auto it = snapshot_.find(f);
+        return it != snapshot_.end() && pred(it->second);
+    });
+}
+
+inline std::vector<monitor_process_info> monitor_controller::monitors() {
+    return on_engine([&] {
+        std::vector<monitor_process_info> out;
+        for (auto& [id, m] : mons_) {
+            if (m.reaped) continue;
+            monitor_process_info mi;
+            mi.id = id;
+            mi.pid = m.pid;
+            mi.role = m.role;
+            for (auto& [f, r] : res_)
+                if (r.mon == id) mi.resources.push_back(r.spec.name);
+            out.push_back(std::move(mi));
+        }
+        return out;
+    });
+}
+
+inline void monitor_controller::on_state_change(std::function<void(const resource_status&)> callback) {
+    on_engine([&] {
+        callback_ = std::move(callback);
+        return 0;
+    });
+}
+
+} // namespace quorumreg

@@ -1,0 +1,351 @@
+// Resource type registry: registrations live in the quorum store, validated at registration.
+#include <quorumreg/resource_types.hpp>
+#include "test_support.hpp"
+
+#include <quorumreg/detail/monitor_sha256.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+namespace fs = std::filesystem;
+using quorumreg::errc;
+
+// A tiny in-process quorum_store for these tests (the shared memory_store was not available
+// when this suite was written). Shared with test_resource_monitor.cpp through make_test_store().
+namespace qr_mon_test {
+
+class test_store final : public quorumreg::quorum_store {
+public:
+    using quorum_store::commit;
+    using quorum_store::erase;
+    using quorum_store::get;
+    using quorum_store::list;
+    using quorum_store::put;
+    using quorum_store::range;
+    using quorum_store::revision;
+    std::string describe() const override { return "test:monitor"; }
+    std::optional<quorumreg::key_value> get(std::string_view key, std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        auto it = kv_.find(std::string(key));
+        if (it == kv_.end()) return std::nullopt;
+        return it->second;
+    }
+    quorumreg::range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                                  std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        quorumreg::range_result r;
+        r.revision = rev_;
+        for (auto& [k, v] : kv_) {
+            if (k.compare(0, prefix.size(), prefix) != 0) continue;
+            if (!start_after.empty() && k <= start_after) continue;
+            if (limit && r.kvs.size() == limit) {
+                r.more = true;
+                break;
+            }
+            r.kvs.push_back(v);
+        }
+        return r;
+    }
+    quorumreg::store_revision put(std::string_view key, std::string_view value, quorumreg::lease_id lease,
+                                  std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        do_put(std::string(key), std::string(value), lease);
+        return rev_;
+    }
+    quorumreg::store_revision erase(std::string_view key, std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        if (kv_.erase(std::string(key))) ++rev_;
+        return rev_;
+    }
+    quorumreg::txn_result commit(const quorumreg::store_txn& t, std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        bool ok = true;
+        for (auto& c : t.compares) {
+            auto it = kv_.find(c.key);
+            using T = quorumreg::key_compare::target;
+            switch (c.what) {
+            case T::exists: ok = ok && it != kv_.end(); break;
+            case T::absent: ok = ok && it == kv_.end(); break;
+            case T::mod_revision_is: ok = ok && it != kv_.end() && it->second.mod_revision == c.revision; break;
+            case T::create_revision_is: ok = ok && it != kv_.end() && it->second.create_revision == c.revision; break;
+            case T::value_is: ok = ok && it != kv_.end() && it->second.value == c.value; break;
+            }
+        }
+        auto& ops = ok ? t.on_success : t.on_failure;
+        if (!ops.empty()) ++rev_;
+        for (auto& op : ops) {
+            using K = quorumreg::store_op::kind;
+            if (op.what == K::put) {
+                auto& e = kv_[op.key];
+                if (e.key.empty()) {
+                    e.key = op.key;
+                    e.create_revision = rev_;
+                }
+                e.value = op.value;
+                e.mod_revision = rev_;
+                ++e.version;
+                e.lease = op.lease;
+            } else if (op.what == K::erase) {
+                kv_.erase(op.key);
+            } else {
+                for (auto it = kv_.lower_bound(op.key); it != kv_.end() && it->first.compare(0, op.key.size(), op.key) == 0;)
+                    it = kv_.erase(it);
+            }
+        }
+        return {ok, rev_};
+    }
+    quorumreg::store_revision revision(std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        return rev_;
+    }
+    quorumreg::subscription watch(std::string_view, quorumreg::store_revision, quorumreg::watch_handler,
+                                  std::error_code& ec) override {
+        ec = errc::invalid_argument; // the monitor code never watches
+        return {};
+    }
+    quorumreg::lease_id grant_lease(std::chrono::milliseconds, std::error_code& ec) override {
+        std::lock_guard lk(mu_);
+        ec.clear();
+        return ++lease_;
+    }
+    void keep_alive(quorumreg::lease_id, std::error_code& ec) override { ec.clear(); }
+    void revoke_lease(quorumreg::lease_id, std::error_code& ec) override { ec.clear(); }
+    std::chrono::milliseconds lease_ttl(quorumreg::lease_id, std::error_code& ec) override {
+        ec.clear();
+        return std::chrono::milliseconds(60000);
+    }
+    void set_deadline(std::chrono::milliseconds d) override { deadline_ = d; }
+    std::chrono::milliseconds deadline() const override { return deadline_; }
+
+    /// Overwrites a raw value (to corrupt a record in tests).
+    void poke(const std::string& key, const std::string& value) {
+        std::lock_guard lk(mu_);
+        do_put(key, value, 0);
+    }
+
+private:
+    void do_put(const std::string& key, const std::string& value, quorumreg::lease_id lease) {
+        ++rev_;
+        auto& e = kv_[key];
+        if (e.key.empty()) {
+            e.key = key;
+            e.create_revision = rev_;
+        }
+        e.value = value;
+        e.mod_revision = rev_;
+        ++e.version;
+        e.lease = lease;
+    }
+    std::mutex mu_;
+    std::map<std::string, quorumreg::key_value> kv_;
+    quorumreg::store_revision rev_ = 0;
+    quorumreg::lease_id lease_ = 0;
+    std::chrono::milliseconds deadline_{5000};
+};
+
+std::unique_ptr<quorumreg::quorum_store> make_test_store() { return std::make_unique<test_store>(); }
+
+/// Registry options for tests: plugins allowed from the built plugin dir and `extra`.
+quorumreg::type_registry_options test_options(const fs::path& extra = {}) {
+    quorumreg::type_registry_options o;
+    o.plugin_directories = {QR_TEST_PLUGIN_DIR};
+    if (!extra.empty()) o.plugin_directories.push_back(extra);
+    o.monitor_command = {QR_TEST_MONITOR_EXE};
+    o.node_id = "node-a";
+    o.probe_timeout = std::chrono::milliseconds(60000); // generous: loaded CI machines
+    return o;
+}
+
+std::string plugin(const std::string& kind) { return std::string(QR_TEST_PLUGIN_DIR) + "/qr_plugin_" + kind + ".so"; }
+
+quorumreg::resource_type_info type(const std::string& name, const std::string& lib) {
+    quorumreg::resource_type_info t;
+    t.name = name;
+    t.library = lib;
+    return t;
+}
+
+} // namespace qr_mon_test
+
+using namespace qr_mon_test;
+
+TEST_SUITE("resource_types") {
+
+TEST_CASE("register, look up (case-insensitively), list and unregister a type") {
+    test_store store;
+    quorumreg::resource_type_registry reg(store, test_options());
+    auto t = type("GoodType", plugin("good"));
+    t.display_name = "Good test resource";
+    t.looks_alive_interval = std::chrono::milliseconds(250);
+    t.flags = quorumreg::separate_monitor;
+    auto stored = reg.register_type(t);
+    std::error_code hec;
+    CHECK(stored.sha256 == quorumreg::detail::sha256_file(plugin("good"), hec));
+    CHECK(stored.revision > 0);
+    CHECK(stored.registered_by == "node-a");
+
+    auto got = reg.lookup("goodtype");
+    CHECK(got.name == "GoodType");
+    CHECK(got.library == plugin("good"));
+    CHECK(got.display_name == "Good test resource");
+    CHECK(got.sha256 == stored.sha256);
+    CHECK(got.looks_alive_interval == std::chrono::milliseconds(250));
+    CHECK(got.is_alive_interval == std::chrono::milliseconds(60000));
+    CHECK(got.flags == quorumreg::separate_monitor);
+    // It is a record in the store, under the documented key.
+    CHECK(store.get("cluster/resource_types/goodtype").has_value());
+
+    CHECK(reg.list().size() == 1);
+    CHECK(qr_test::code_of([&] { reg.register_type(type("GOODTYPE", plugin("good"))); }) == errc::already_exists);
+
+    reg.unregister_type("GoodType");
+    CHECK(reg.list().empty());
+    std::error_code ec;
+    reg.lookup("GoodType", ec);
+    CHECK(ec == errc::not_found);
+    CHECK(qr_test::code_of([&] { reg.unregister_type("GoodType"); }) == errc::not_found);
+    // Verification records went with it.
+    CHECK(store.list("cluster/resource_type_nodes/").empty());
+}
+
+TEST_CASE("each bad plugin is rejected at registration with its own error, and nothing is stored") {
+    test_store store;
+    quorumreg::resource_type_registry reg(store, test_options());
+    std::error_code ec;
+
+    reg.register_type(type("WrongType", plugin("wrongtype")), ec);
+    CHECK(ec == errc::plugin_type_mismatch);
+    reg.register_type(type("NoStartup", plugin("nostartup")), ec);
+    CHECK(ec == errc::plugin_load_failed);
+    reg.register_type(type("Missing", std::string(QR_TEST_PLUGIN_DIR) + "/qr_plugin_absent.so"), ec);
+    CHECK(ec == errc::plugin_missing);
+
+    qr_test::temp_dir outside("qr-outside");
+    fs::copy_file(plugin("good"), outside.path() / "qr_plugin_good.so");
+    reg.register_type(type("GoodType", (outside.path() / "qr_plugin_good.so").string()), ec);
+    CHECK(ec == errc::plugin_not_allowed);
+    // A symlink inside an allowed directory pointing outside is still outside.
+    qr_test::temp_dir allowed("qr-allowed");
+    quorumreg::resource_type_registry reg2(store, test_options(allowed.path()));
+    fs::create_symlink(outside.path() / "qr_plugin_good.so", allowed.path() / "link.so");
+    reg2.register_type(type("GoodType", (allowed.path() / "link.so").string()), ec);
+    CHECK(ec == errc::plugin_not_allowed);
+
+    // Not a shared library at all.
+    { std::ofstream(allowed.path() / "junk.so") << "not an ELF file"; }
+    reg2.register_type(type("Junk", (allowed.path() / "junk.so").string()), ec);
+    CHECK(ec == errc::plugin_load_failed);
+
+    auto t = type("GoodType", plugin("good"));
+    t.sha256 = std::string(64, '0');
+    reg.register_type(t, ec);
+    CHECK(ec == errc::plugin_hash_mismatch);
+
+    reg.register_type(type("bad/name", plugin("good")), ec);
+    CHECK(ec == errc::invalid_argument);
+    reg.register_type(type("Rel", "qr_plugin_good.so"), ec);
+    CHECK(ec == errc::invalid_argument);
+
+    CHECK(store.list("cluster/").empty());
+
+    // The throwing form names the operation, the type and the reason.
+    try {
+        reg.register_type(type("WrongType", plugin("wrongtype")));
+        FAIL("expected an error");
+    } catch (const quorumreg::error& e) {
+        CHECK(e.code() == errc::plugin_type_mismatch);
+        CHECK(std::string(e.what()).find("register_type \"WrongType\"") != std::string::npos);
+        CHECK(std::string(e.what()).find("does not implement resource type") != std::string::npos);
+    }
+}
+
+TEST_CASE("the crash, hang and good plugins register (they load; they misbehave only later)") {
+    test_store store;
+    quorumreg::resource_type_registry reg(store, test_options());
+    CHECK_NOTHROW(reg.register_type(type("GoodType", plugin("good"))));
+    CHECK_NOTHROW(reg.register_type(type("CrashType", plugin("crash"))));
+    CHECK_NOTHROW(reg.register_type(type("HangType", plugin("hang"))));
+    CHECK(reg.list().size() == 3);
+}
+
+TEST_CASE("a second registry on the same store sees the same registrations") {
+    test_store store;
+    auto o1 = test_options();
+    auto o2 = test_options();
+    o2.node_id = "node-b";
+    quorumreg::resource_type_registry node_a(store, o1), node_b(store, o2);
+    node_a.register_type(type("GoodType", plugin("good")));
+    auto seen = node_b.lookup("GOODTYPE");
+    CHECK(seen.library == plugin("good"));
+    CHECK(seen.registered_by == "node-a");
+    node_b.unregister_type("goodtype");
+    std::error_code ec;
+    node_a.lookup("GoodType", ec);
+    CHECK(ec == errc::not_found);
+}
+
+TEST_CASE("per-node verification report: which nodes have the library at the registered hash") {
+    test_store store;
+    qr_test::temp_dir dir("qr-verify");
+    auto lib = dir.path() / "qr_plugin_good.so";
+    fs::copy_file(plugin("good"), lib);
+    auto oa = test_options(dir.path());
+    auto ob = test_options(dir.path());
+    ob.node_id = "node-b";
+    quorumreg::resource_type_registry a(store, oa), b(store, ob);
+    a.register_type(type("GoodType", lib.string()));
+
+    auto rep = a.verification_report("GoodType");
+    REQUIRE(rep.size() == 1);
+    CHECK(rep[0].node == "node-a");
+    CHECK(rep[0].ok());
+
+    auto vb = b.verify_on_this_node("GoodType");
+    CHECK(vb.ok());
+    // Node b's copy changes: its check reports the mismatch, a's stays good.
+    fs::remove(lib);
+    fs::copy_file(plugin("crash"), lib);
+    vb = b.verify_on_this_node("GoodType");
+    CHECK(vb.result == errc::plugin_hash_mismatch);
+    CHECK(!vb.observed_sha256.empty());
+    fs::remove(lib);
+    auto va = a.verify_on_this_node("GoodType");
+    CHECK(va.result == errc::plugin_missing);
+
+    rep = a.verification_report("GoodType");
+    REQUIRE(rep.size() == 2);
+    std::map<std::string, quorumreg::node_verification> by;
+    for (auto& v : rep) by[v.node] = v;
+    CHECK(by["node-a"].result == errc::plugin_missing);
+    CHECK(by["node-b"].result == errc::plugin_hash_mismatch);
+    CHECK(!by["node-b"].ok());
+}
+
+TEST_CASE("a corrupt registration record is reported, not misread") {
+    test_store store;
+    quorumreg::resource_type_registry reg(store, test_options());
+    auto t = reg.register_type(type("GoodType", plugin("good")));
+    auto bytes = store.get("cluster/resource_types/goodtype")->value;
+    bytes[10] = static_cast<char>(bytes[10] ^ 0x40);
+    store.poke("cluster/resource_types/goodtype", bytes);
+    std::error_code ec;
+    reg.lookup("GoodType", ec);
+    CHECK(ec == errc::corrupt_data);
+    // Encoding round-trips exactly.
+    std::error_code dec;
+    auto back = quorumreg::resource_type_registry::decode(quorumreg::resource_type_registry::encode(t), dec);
+    CHECK(!dec);
+    CHECK(back.name == t.name);
+    CHECK(back.sha256 == t.sha256);
+    CHECK(back.deadlock_timeout == t.deadlock_timeout);
+}
+
+} // TEST_SUITE
