@@ -7,3 +7,5 @@ quorumreg_suite(test_stores store LABELS store TIMEOUT 900)
 # etcd backend (real 3-member clusters on 127.0.0.1; needs /usr/bin/etcd from etcd-server).
 quorumreg_test_group(test_etcd_store SOURCES test_etcd_store.cpp LIBS quorumreg::etcd)
 quorumreg_suite(test_etcd_store etcd_store LABELS etcd store TIMEOUT 600 RUN_SERIAL)
+quorumreg_test_group(test_directory_store SOURCES test_directory_store.cpp)
+quorumreg_suite(test_directory_store directory_store LABELS store TIMEOUT 900)

@@ -1,6 +1,7 @@
 // The quorum_store conformance suite against the embedded backends, plus memory_store's
 // fault injection.
 #include <quorumreg/stores/memory_store.hpp>
+#include <quorumreg/stores/directory_store.hpp>
 
 #include "test_support.hpp"
 #include "store_conformance.hpp"
@@ -56,13 +57,21 @@ struct memory_backend {
     std::unique_ptr<quorum_store> make() { return std::make_unique<client>(store); }
 };
 
+/// A directory_store in a fresh temporary directory; every make() opens its own object on it.
+struct directory_backend {
+    static constexpr std::chrono::milliseconds short_ttl{300};
+    qr_test::temp_dir dir{"dirstore"};
+    std::unique_ptr<quorum_store> make() { return std::make_unique<directory_store>(dir.path() / "q"); }
+};
+
 } // namespace
 
 TYPE_TO_STRING(memory_backend);
+TYPE_TO_STRING(directory_backend);
 
 TEST_SUITE("store") {
 
-QR_STORE_CONFORMANCE(memory_backend);
+QR_STORE_CONFORMANCE(memory_backend, directory_backend);
 
 TEST_CASE("memory_store: fail_next fails exactly N operations and changes nothing") {
     memory_store s;

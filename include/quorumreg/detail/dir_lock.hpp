@@ -1,0 +1,132 @@
+// Arbitration for the directory store: a Boost.Interprocess file_lock between processes and
+// a timed mutex between threads of one process, shared by every directory_store object that
+// opens the same directory in this process.
+//
+// Why the per-process registry: file_lock is a POSIX fcntl lock, and fcntl locks belong to
+// the process, not the thread or the object: two objects in one process would not exclude
+// each other, and closing ANY descriptor of the lock file drops every lock the process holds
+// on it. So each process opens the lock file once (keyed by device and inode) and keeps that
+// descriptor open while any store object uses it; threads serialize on the mutex.
+#pragma once
+
+#include <quorumreg/error.hpp>
+
+#include <boost/interprocess/exceptions.hpp>
+#include <boost/interprocess/sync/file_lock.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace quorumreg::detail {
+
+class dir_process_lock {
+public:
+    /// The process-wide lock object for the lock file at `path`, created 0600 if missing.
+    static std::shared_ptr<dir_process_lock> get(const std::string& path, std::error_code& ec, std::string& detail) {
+        static std::mutex registry_mu;
+        static auto* registry = new std::map<std::pair<dev_t, ino_t>, std::weak_ptr<dir_process_lock>>();
+        // Deliberately leaked: a forked child must never run the parent's entries' destructors
+        // (closing their descriptors would be harmless, but order at exit is not ours to pick).
+        std::lock_guard g(registry_mu);
+        struct ::stat st {};
+        if (::stat(path.c_str(), &st) == 0) {
+            auto it = registry->find({st.st_dev, st.st_ino});
+            if (it != registry->end()) {
+                auto p = it->second.lock();
+                if (p && p->pid_ == ::getpid()) return p;
+            }
+        }
+        // Nobody in this process has the file open (or only a parent did, before fork): opening
+        // it now cannot drop a lock this process holds.
+        int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            int e = errno;
+            ec = from_errno(e);
+            detail = "open " + path + ": " + std::strerror(e);
+            return nullptr;
+        }
+        if (::fstat(fd, &st) != 0) {
+            int e = errno;
+            ::close(fd);
+            ec = from_errno(e);
+            detail = "stat " + path + ": " + std::strerror(e);
+            return nullptr;
+        }
+        std::shared_ptr<dir_process_lock> p;
+        try {
+            p.reset(new dir_process_lock(fd, path));
+        } catch (const boost::interprocess::interprocess_exception& e) {
+            ::close(fd);
+            ec = errc::lock_failed;
+            detail = "file_lock " + path + ": " + e.what();
+            return nullptr;
+        }
+        (*registry)[{st.st_dev, st.st_ino}] = p;
+        return p;
+    }
+
+    ~dir_process_lock() {
+        // The file_lock's descriptor closes first (it holds no lock by now), then ours.
+        lock_ = boost::interprocess::file_lock();
+        ::close(fd_);
+    }
+    dir_process_lock(const dir_process_lock&) = delete;
+    dir_process_lock& operator=(const dir_process_lock&) = delete;
+
+    /// Takes the thread mutex, then the file lock (exclusive or shared), before `until`.
+    bool lock(bool exclusive, std::chrono::steady_clock::time_point until) {
+        if (!mu_.try_lock_until(until)) return false;
+        auto pause = std::chrono::microseconds(50);
+        while (true) {
+            bool ok = false;
+            try {
+                ok = exclusive ? lock_.try_lock() : lock_.try_lock_sharable();
+            } catch (const boost::interprocess::interprocess_exception&) {
+                ok = false;
+            }
+            if (ok) {
+                exclusive_ = exclusive;
+                return true;
+            }
+            if (std::chrono::steady_clock::now() >= until) {
+                mu_.unlock();
+                return false;
+            }
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::microseconds(2000));
+        }
+    }
+
+    void unlock() {
+        try {
+            if (exclusive_)
+                lock_.unlock();
+            else
+                lock_.unlock_sharable();
+        } catch (const boost::interprocess::interprocess_exception&) {
+            // Unlocking an fcntl lock only fails on a bad descriptor, which we own.
+        }
+        mu_.unlock();
+    }
+
+private:
+    dir_process_lock(int fd, const std::string& path) : fd_(fd), lock_(path.c_str()), pid_(::getpid()) {}
+
+    int fd_;
+    boost::interprocess::file_lock lock_;
+    pid_t pid_;
+    std::timed_mutex mu_;
+    bool exclusive_ = false;
+};
+
+} // namespace quorumreg::detail

@@ -1,0 +1,693 @@
+// quorumreg — directory_store: the embedded quorum store, the MSCS "quorum disk" as a directory.
+//
+// Every node (on one machine: every process) that can reach the directory shares one store.
+//
+// How it works. The directory holds two files, both created 0600 (the directory, when this
+// library creates it, 0700):
+//   quorumreg.lock  an empty file; a Boost.Interprocess file_lock (POSIX fcntl) on it
+//                   arbitrates: writers hold it exclusively, readers shared;
+//   quorumreg.log   the store itself: a snapshot frame followed by one CRC-32C-checked frame
+//                   per change (detail/dir_log.hpp). The revision counter, every key, every
+//                   lease and its expiry time, and the watch history are all in it.
+// A write takes the exclusive lock, reads any frames other processes appended, evaluates the
+// transaction against that state, appends one frame and fsyncs it: the fsync is the commit
+// point, and only then is the write acknowledged. Every process keeps the state in memory and
+// tails the log, so reads cost a stat() and watches cost nothing until something changes.
+// When the log holds more than 2 x keep_revisions frames it is compacted: a new file with a
+// snapshot of the state plus the last keep_revisions revisions of history is written to a
+// temporary name, fsynced, renamed over the log and the directory fsynced (an atomic replace).
+// Keys never become file names, so no key can name a path outside the directory.
+//
+// Watches: a poller thread per store object checks the log every poll_interval (default
+// 20 ms) and delivers new events; a watch from a revision older than the kept history gets
+// errc::watch_canceled.
+//
+// Leases: a grant or keep-alive frame records the lease's expiry time. Whichever process next
+// touches the store (any operation, or any store object's poller) after that time deletes the
+// lease's keys in a normal change, so the lock of a killed process frees itself within its
+// TTL plus one poll interval (as long as some process has the store open).
+//
+// What it needs from the file system, and where it is not safe:
+// - POSIX advisory fcntl locks that work between every client: true on local file systems;
+//   on NFS only with a working lock manager (NFSv4, or v3 with lockd) — without it two
+//   writers can interleave and the store is NOT safe. SMB/CIFS and most FUSE mounts: unknown,
+//   do not use. Advisory: a process that writes the files without the lock can corrupt them.
+// - Atomic rename() within the directory and a durable fsync() of file and directory.
+// - Lease times use the clock recorded when the store was created: CLOCK_REALTIME by default
+//   (valid across machines only with synchronized clocks; a clock step changes every lease's
+//   remaining time), or CLOCK_BOOTTIME (lease_clock::boottime: immune to clock steps and
+//   counts suspend, but valid on ONE machine only).
+// - Whole-state-in-memory: suited to configuration-sized data (checkpoints, the cluster hive),
+//   not bulk data; every process holds the whole key space.
+// - A damaged frame in the middle of the log (bit rot) looks like the end of the log: later
+//   frames are not read and the next write truncates them. The per-frame CRC detects it, it
+//   cannot repair it; keep the directory on reliable storage.
+//
+// @code
+// quorumreg::directory_store store("/srv/quorum");       // created 0700 if missing
+// auto lease = store.grant_lease(std::chrono::seconds(10));
+// auto token = store.acquire_lock("locks/sql", lease);   // fencing token
+// quorumreg::store_txn t;
+// t.compares.push_back(quorumreg::key_compare::create_revision_is("locks/sql", token));
+// t.on_success.push_back(quorumreg::store_op::put("cfg/sql/port", "1433"));
+// store.commit(t);
+// @endcode
+#pragma once
+
+#include <quorumreg/detail/dir_io.hpp>
+#include <quorumreg/detail/dir_lock.hpp>
+#include <quorumreg/detail/dir_log.hpp>
+#include <quorumreg/detail/store_state.hpp>
+#include <quorumreg/quorum_store.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace quorumreg {
+
+/// The clock lease expiry times are measured on (fixed when the store is created).
+enum class lease_clock : std::uint8_t {
+    realtime = 1, ///< CLOCK_REALTIME: works across machines with synchronized clocks
+    boottime = 2, ///< CLOCK_BOOTTIME: immune to clock steps; one machine only
+};
+
+/// Options of a directory_store.
+struct directory_store_options {
+    std::chrono::milliseconds deadline{5000};     ///< per operation, including waiting for the lock
+    std::chrono::milliseconds poll_interval{20};  ///< watch latency and lease-reaping period
+    std::size_t keep_revisions = 10000;           ///< history kept across log compaction (>= 1)
+    lease_clock clock = lease_clock::realtime;    ///< for a NEW store; an existing store keeps its own
+    bool create = true;                           ///< create the directory and store if missing
+    detail::store_limits limits{};                ///< key and value size limits
+    std::shared_ptr<detail::dir_io> io;           ///< I/O seam for fault injection (null: POSIX)
+};
+
+/// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
+/// any number of processes may open the same directory.
+class directory_store final : public quorum_store {
+public:
+    using quorum_store::commit;
+    using quorum_store::erase;
+    using quorum_store::get;
+    using quorum_store::grant_lease;
+    using quorum_store::keep_alive;
+    using quorum_store::put;
+    using quorum_store::range;
+    using quorum_store::revision;
+    using quorum_store::revoke_lease;
+    using quorum_store::watch;
+
+    static constexpr const char* lock_file_name = "quorumreg.lock";
+    static constexpr const char* log_file_name = "quorumreg.log";
+
+    /// Opens (and with options.create, creates) the store in `dir`. Throws quorumreg::error.
+    explicit directory_store(std::filesystem::path dir, directory_store_options opts = {})
+        : dir_(std::move(dir)), opts_(std::move(opts)) {
+        std::error_code ec;
+        init(ec);
+        if (ec) {
+            std::string what = "open directory store \"" + dir_.string() + "\"";
+            if (!last_error_detail().empty()) what += " (" + last_error_detail() + ")";
+            close_fd();
+            throw error(ec, what);
+        }
+        poller_ = std::thread([this] { run(); });
+    }
+
+    /// Non-throwing open: nullptr and `ec` set on failure.
+    static std::unique_ptr<directory_store> open(std::filesystem::path dir, directory_store_options opts,
+                                                 std::error_code& ec) {
+        ec.clear();
+        try {
+            return std::make_unique<directory_store>(std::move(dir), std::move(opts));
+        } catch (const std::system_error& e) {
+            ec = e.code();
+            return nullptr;
+        }
+    }
+
+    ~directory_store() override {
+        {
+            std::lock_guard lk(mu_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        if (poller_.joinable()) poller_.join();
+        close_fd();
+    }
+    directory_store(const directory_store&) = delete;
+    directory_store& operator=(const directory_store&) = delete;
+
+    std::string describe() const override { return "dir:" + dir_.string(); }
+    const std::filesystem::path& path() const noexcept { return dir_; }
+
+    std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
+        std::optional<key_value> out;
+        ec.clear();
+        if (!detail::store_check_key(key, false, opts_.limits, ec, last_error_detail())) return out;
+        read_op(ec, [&] {
+            if (const auto* kv = state_.find(key)) out = *kv;
+        });
+        return out;
+    }
+
+    range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                       std::error_code& ec) override {
+        range_result out;
+        ec.clear();
+        if (!detail::store_check_key(prefix, true, opts_.limits, ec, last_error_detail())) return out;
+        read_op(ec, [&] { out = state_.range(prefix, start_after, limit); });
+        return out;
+    }
+
+    store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
+        store_txn t;
+        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
+        auto r = commit(t, ec);
+        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
+    }
+
+    store_revision erase(std::string_view key, std::error_code& ec) override {
+        store_txn t;
+        t.on_success.push_back(store_op::erase(std::string(key)));
+        auto r = commit(t, ec);
+        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
+    }
+
+    txn_result commit(const store_txn& txn, std::error_code& ec) override {
+        ec.clear();
+        txn_result res;
+        if (!detail::store_check_txn(txn, opts_.limits, ec, last_error_detail())) return res;
+        write_op(ec, [&] {
+            res.succeeded = state_.evaluate(txn.compares);
+            std::vector<detail::store_mutation> muts;
+            if (!state_.resolve(res.succeeded ? txn.on_success : txn.on_failure, muts, ec, last_error_detail()))
+                return;
+            if (!muts.empty()) {
+                std::string payload;
+                detail::dir_put_txn(payload, state_.rev + 1, muts);
+                if (!append(payload, ec)) return;
+            }
+            res.revision = state_.rev;
+        });
+        if (ec && ec != errc::unknown_outcome) return {};
+        return res;
+    }
+
+    store_revision revision(std::error_code& ec) override {
+        store_revision r = 0;
+        ec.clear();
+        read_op(ec, [&] { r = state_.rev; });
+        return r;
+    }
+
+    [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
+                                     std::error_code& ec) override {
+        ec.clear();
+        if (!handler || from_revision < 0) {
+            ec = errc::invalid_argument;
+            last_error_detail() = handler ? "negative revision" : "empty watch handler";
+            return {};
+        }
+        if (!detail::store_check_key(prefix, true, opts_.limits, ec, last_error_detail())) return {};
+        subscription s;
+        read_op(ec, [&] {
+            store_revision next = from_revision == 0 ? state_.rev + 1 : from_revision;
+            s = watchers_->add(std::string(prefix), next, std::move(handler));
+        });
+        wake();
+        return s;
+    }
+
+    lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
+        ec.clear();
+        if (ttl.count() <= 0) {
+            ec = errc::invalid_argument;
+            last_error_detail() = "lease TTL must be positive";
+            return 0;
+        }
+        lease_id id = 0;
+        write_op(ec, [&] {
+            std::string payload;
+            lease_id next = state_.next_lease;
+            detail::dir_put_grant(payload, next, ttl.count(), now_ms() + ttl.count());
+            if (append(payload, ec) || ec == errc::unknown_outcome) id = next;
+        });
+        return ec && ec != errc::unknown_outcome ? 0 : id;
+    }
+
+    void keep_alive(lease_id lease, std::error_code& ec) override {
+        ec.clear();
+        write_op(ec, [&] {
+            auto it = state_.leases.find(lease);
+            if (it == state_.leases.end()) {
+                ec = errc::lease_expired;
+                last_error_detail() = "lease " + std::to_string(lease) + " is gone";
+                return;
+            }
+            std::string payload;
+            detail::dir_put_keep_alive(payload, lease, now_ms() + it->second.ttl_ms);
+            append(payload, ec);
+        });
+    }
+
+    void revoke_lease(lease_id lease, std::error_code& ec) override {
+        ec.clear();
+        write_op(ec, [&] {
+            if (!state_.leases.count(lease)) return;
+            std::string payload;
+            append_revoke(payload, lease);
+            append(payload, ec);
+        });
+    }
+
+    std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) override {
+        ec.clear();
+        std::chrono::milliseconds out{0};
+        read_op(ec, [&] {
+            auto it = state_.leases.find(lease);
+            if (it == state_.leases.end()) {
+                ec = errc::lease_expired;
+                last_error_detail() = "lease " + std::to_string(lease) + " is gone";
+                return;
+            }
+            out = std::chrono::milliseconds(std::max<std::int64_t>(0, it->second.expiry_ms - now_ms()));
+        });
+        return out;
+    }
+    /// Throwing form of lease_ttl.
+    std::chrono::milliseconds lease_ttl(lease_id lease) {
+        return thrown("lease_ttl", std::to_string(lease), [&](std::error_code& ec) { return lease_ttl(lease, ec); });
+    }
+
+    void set_deadline(std::chrono::milliseconds d) override {
+        std::lock_guard lk(mu_);
+        opts_.deadline = d;
+    }
+    std::chrono::milliseconds deadline() const override {
+        std::lock_guard lk(mu_);
+        return opts_.deadline;
+    }
+
+    /// The clock this store's leases run on (recorded in the store when it was created).
+    lease_clock clock() const {
+        std::lock_guard lk(mu_);
+        return clock_;
+    }
+
+    /// Oldest revision a watch can still start from (older: errc::watch_canceled).
+    store_revision first_watchable_revision(std::error_code& ec) {
+        store_revision r = 0;
+        ec.clear();
+        read_op(ec, [&] { r = history_.first_available; });
+        return r;
+    }
+
+private:
+    // ---- opening ------------------------------------------------------------------------------
+
+    std::string file(const char* name) const { return (dir_ / name).string(); }
+
+    void fail_errno(std::error_code& ec, const std::string& what, int e) {
+        ec = detail::from_errno(e);
+        last_error_detail() = what + ": " + std::strerror(e);
+    }
+
+    void init(std::error_code& ec) {
+        last_error_detail().clear();
+        if (!opts_.io) opts_.io = detail::dir_io::posix();
+        if (opts_.keep_revisions == 0) opts_.keep_revisions = 1;
+        io_ = opts_.io;
+        struct ::stat st {};
+        if (::stat(dir_.c_str(), &st) != 0) {
+            if (errno != ENOENT || !opts_.create) return fail_errno(ec, "stat " + dir_.string(), errno);
+            if (dir_.has_parent_path()) {
+                std::error_code fec;
+                std::filesystem::create_directories(dir_.parent_path(), fec);
+            }
+            if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
+                return fail_errno(ec, "mkdir " + dir_.string(), errno);
+        } else if (!S_ISDIR(st.st_mode)) {
+            ec = errc::invalid_argument;
+            last_error_detail() = dir_.string() + " is not a directory";
+            return;
+        }
+        if (!opts_.create && io_->stat(file(log_file_name).c_str(), &st) != 0) {
+            ec = errc::not_found;
+            last_error_detail() = "no store in " + dir_.string();
+            return;
+        }
+        plock_ = detail::dir_process_lock::get(file(lock_file_name), ec, last_error_detail());
+        if (ec) return;
+        auto until = std::chrono::steady_clock::now() + opts_.deadline;
+        if (!plock_->lock(true, until)) {
+            ec = errc::deadline_exceeded;
+            last_error_detail() = "timed out waiting for the store lock";
+            return;
+        }
+        struct ::stat ls {};
+        bool missing = io_->stat(file(log_file_name).c_str(), &ls) != 0 || ls.st_size == 0;
+        if (missing) {
+            if (!opts_.create) {
+                ec = errc::not_found;
+                last_error_detail() = "no store in " + dir_.string();
+            } else {
+                detail::store_state empty;
+                detail::store_history h;
+                write_snapshot(static_cast<std::uint8_t>(opts_.clock), empty, h, 1, ec);
+            }
+        }
+        if (!ec) reload(ec);
+        plock_->unlock();
+    }
+
+    void close_fd() {
+        if (log_fd_ >= 0) io_->close(log_fd_);
+        log_fd_ = -1;
+    }
+
+    /// Writes a snapshot-only log to a temporary file and atomically replaces the log with it.
+    bool write_snapshot(std::uint8_t clock, const detail::store_state& st, const detail::store_history& h,
+                        store_revision history_from, std::error_code& ec) {
+        auto tmp = file(log_file_name) + ".tmp";
+        auto frame = detail::dir_frame(detail::dir_snapshot_payload(clock, st, h, history_from));
+        int fd = io_->open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0) {
+            fail_errno(ec, "create " + tmp, errno);
+            return false;
+        }
+        bool ok = detail::dir_write_all(*io_, fd, frame.data(), frame.size(), 0);
+        if (!ok) fail_errno(ec, "write " + tmp, errno);
+        if (ok && io_->fsync(fd) != 0) {
+            ok = false;
+            fail_errno(ec, "fsync " + tmp, errno);
+        }
+        io_->close(fd);
+        if (ok && io_->rename(tmp.c_str(), file(log_file_name).c_str()) != 0) {
+            ok = false;
+            fail_errno(ec, "rename " + tmp, errno);
+        }
+        if (!ok) {
+            io_->unlink(tmp.c_str());
+            return false;
+        }
+        // Make the rename durable; if this fails the old or the new log survives a crash,
+        // and both are complete, consistent stores.
+        int dfd = io_->open(dir_.c_str(), O_RDONLY | O_DIRECTORY, 0);
+        if (dfd >= 0) {
+            io_->fsync(dfd);
+            io_->close(dfd);
+        }
+        return true;
+    }
+
+    // ---- reading the log ----------------------------------------------------------------------
+
+    /// Reads the whole log afresh (first open, or after another process compacted it).
+    void reload(std::error_code& ec) {
+        auto path = file(log_file_name);
+        int fd = io_->open(path.c_str(), O_RDWR, 0);
+        if (fd < 0) return fail_errno(ec, "open " + path, errno);
+        struct ::stat st {};
+        if (io_->fstat(fd, &st) != 0) {
+            fail_errno(ec, "stat " + path, errno);
+            io_->close(fd);
+            return;
+        }
+        std::string buf(static_cast<std::size_t>(st.st_size), '\0');
+        auto n = detail::dir_read_all(*io_, fd, buf.data(), buf.size(), 0);
+        if (n < 0) {
+            fail_errno(ec, "read " + path, errno);
+            io_->close(fd);
+            return;
+        }
+        buf.resize(static_cast<std::size_t>(n));
+        std::string_view payload;
+        std::size_t size = 0;
+        detail::dir_snapshot snap;
+        if (detail::dir_parse_frame(buf, payload, size) != detail::dir_frame_status::ok ||
+            !detail::dir_decode_snapshot(payload, snap, ec)) {
+            if (!ec) ec = errc::corrupt_data;
+            last_error_detail() = path + ": the snapshot frame at the start of the log is damaged";
+            io_->close(fd);
+            return;
+        }
+        {
+            std::lock_guard lk(mu_);
+            close_fd();
+            log_fd_ = fd;
+            log_dev_ = st.st_dev;
+            log_ino_ = st.st_ino;
+            clock_ = static_cast<lease_clock>(snap.clock);
+            state_ = std::move(snap.state);
+            history_ = std::move(snap.history);
+            pos_ = size;
+            frames_since_snapshot_ = 0;
+        }
+        consume(std::string_view(buf).substr(size), ec);
+    }
+
+    /// Applies complete, valid frames from `tail` (the bytes at pos_). Stops at a torn tail.
+    void consume(std::string_view tail, std::error_code& ec) {
+        std::lock_guard lk(mu_);
+        while (!tail.empty()) {
+            std::string_view payload;
+            std::size_t size = 0;
+            if (detail::dir_parse_frame(tail, payload, size) != detail::dir_frame_status::ok) return;
+            std::vector<detail::dir_entry> entries;
+            if (!detail::dir_decode_entries(payload, entries, ec)) {
+                last_error_detail() = file(log_file_name) + ": undecodable frame at offset " + std::to_string(pos_);
+                return;
+            }
+            detail::dir_apply_entries(entries, state_, history_);
+            pos_ += size;
+            ++frames_since_snapshot_;
+            tail.remove_prefix(size);
+        }
+    }
+
+    /// Brings the cached state up to the log's end (call with the store lock held).
+    void catch_up(std::error_code& ec) {
+        auto path = file(log_file_name);
+        struct ::stat st {};
+        if (io_->stat(path.c_str(), &st) != 0) return fail_errno(ec, "stat " + path, errno);
+        if (st.st_ino != log_ino_ || st.st_dev != log_dev_) return reload(ec);
+        if (static_cast<std::uint64_t>(st.st_size) <= pos_) return;
+        std::string buf(static_cast<std::size_t>(st.st_size) - pos_, '\0');
+        auto n = detail::dir_read_all(*io_, log_fd_, buf.data(), buf.size(), static_cast<off_t>(pos_));
+        if (n < 0) return fail_errno(ec, "read " + path, errno);
+        buf.resize(static_cast<std::size_t>(n));
+        consume(buf, ec);
+    }
+
+    // ---- writing ------------------------------------------------------------------------------
+
+    /// Appends one frame at the end of the valid log and fsyncs it, then applies it. On a
+    /// failed write the frame is truncated away (the store is unchanged: a plain error); if
+    /// even that fails after the bytes were written, the outcome is unknown.
+    bool append(const std::string& payload, std::error_code& ec) {
+        auto path = file(log_file_name);
+        auto frame = detail::dir_frame(payload);
+        struct ::stat st {};
+        if (io_->fstat(log_fd_, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > pos_) {
+            // A torn tail from a writer that died mid-append: it was never acknowledged.
+            if (io_->ftruncate(log_fd_, static_cast<off_t>(pos_)) != 0) {
+                fail_errno(ec, "truncate the torn tail of " + path, errno);
+                return false;
+            }
+        }
+        if (!detail::dir_write_all(*io_, log_fd_, frame.data(), frame.size(), static_cast<off_t>(pos_))) {
+            int e = errno;
+            io_->ftruncate(log_fd_, static_cast<off_t>(pos_)); // best effort; a torn tail is ignored anyway
+            fail_errno(ec, "write " + path, e);
+            return false;
+        }
+        if (io_->fsync(log_fd_) != 0) {
+            int e = errno;
+            if (io_->ftruncate(log_fd_, static_cast<off_t>(pos_)) == 0 && io_->fsync(log_fd_) == 0) {
+                fail_errno(ec, "fsync " + path, e);
+            } else {
+                // The frame may be visible to other processes and may survive: unknown outcome.
+                ec = errc::unknown_outcome;
+                last_error_detail() = "fsync " + path + ": " + std::strerror(e) + "; the write could not be undone";
+            }
+            return false;
+        }
+        std::vector<detail::dir_entry> entries;
+        detail::dir_decode_entries(payload, entries, ec);
+        std::lock_guard lk(mu_);
+        detail::dir_apply_entries(entries, state_, history_);
+        pos_ += frame.size();
+        ++frames_since_snapshot_;
+        return true;
+    }
+
+    void append_revoke(std::string& payload, lease_id id) {
+        auto muts = state_.lease_erasures(id);
+        if (!muts.empty()) detail::dir_put_txn(payload, state_.rev + 1, muts);
+        detail::dir_put_revoke(payload, id);
+    }
+
+    /// Revokes every expired lease (with the exclusive lock held), one revision each.
+    void reap(std::error_code& ec) {
+        auto now = now_ms();
+        std::string payload;
+        store_revision rev = state_.rev;
+        for (const auto& [id, l] : state_.leases) {
+            if (l.expiry_ms > now) continue;
+            std::vector<detail::store_mutation> muts;
+            for (const auto& k : l.keys) muts.push_back({true, k, {}, 0});
+            if (!muts.empty()) detail::dir_put_txn(payload, ++rev, muts);
+            detail::dir_put_revoke(payload, id);
+        }
+        if (!payload.empty()) append(payload, ec);
+    }
+
+    bool needs_reap() const {
+        std::lock_guard lk(mu_);
+        const auto* l = state_.earliest_lease();
+        return l && l->expiry_ms <= now_ms();
+    }
+
+    void maybe_compact() {
+        if (frames_since_snapshot_ <= 2 * opts_.keep_revisions) return;
+        store_revision from = std::max<store_revision>(
+            history_.first_available, state_.rev - static_cast<store_revision>(opts_.keep_revisions) + 1);
+        std::error_code ec;
+        if (!write_snapshot(static_cast<std::uint8_t>(clock_), state_, history_, from, ec)) return;
+        // Our object now reads the new file like everyone else.
+        reload(ec);
+    }
+
+    // ---- operation skeletons ------------------------------------------------------------------
+
+    template <class F>
+    bool locked(bool exclusive, std::error_code& ec, F&& f) {
+        auto until = std::chrono::steady_clock::now() + deadline();
+        if (!plock_->lock(exclusive, until)) {
+            ec = errc::deadline_exceeded;
+            last_error_detail() = "timed out waiting for the lock of " + dir_.string();
+            return false;
+        }
+        catch_up(ec);
+        if (!ec) f();
+        plock_->unlock();
+        return !ec;
+    }
+
+    /// A read under the shared lock. If a lease has expired, it is reaped first (that needs
+    /// the exclusive lock), so a read never shows keys of an expired lease.
+    template <class F>
+    void read_op(std::error_code& ec, F&& f) {
+        last_error_detail().clear();
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            bool expired = needs_reap();
+            if (!expired) {
+                locked(false, ec, [&] {
+                    expired = needs_reap(); // noticed while catching up
+                    if (expired) return;
+                    std::lock_guard lk(mu_);
+                    f();
+                });
+                if (ec || !expired) return;
+            }
+            write_op(ec, [] {});
+            if (ec) return;
+        }
+        locked(false, ec, [&] {
+            std::lock_guard lk(mu_);
+            f();
+        });
+    }
+
+    template <class F>
+    void write_op(std::error_code& ec, F&& f) {
+        last_error_detail().clear();
+        locked(true, ec, [&] {
+            reap(ec);
+            if (!ec) f();
+            if (!ec || ec == errc::unknown_outcome) maybe_compact();
+        });
+        wake();
+    }
+
+    // ---- clock and poller ---------------------------------------------------------------------
+
+    std::int64_t now_ms() const {
+        struct timespec ts {};
+        ::clock_gettime(clock_ == lease_clock::boottime ? CLOCK_BOOTTIME : CLOCK_REALTIME, &ts);
+        return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    }
+
+    void wake() {
+        {
+            std::lock_guard lk(mu_);
+            wake_ = true;
+        }
+        cv_.notify_all();
+    }
+
+    bool log_changed() {
+        struct ::stat st {};
+        if (::stat(file(log_file_name).c_str(), &st) != 0) return false;
+        std::lock_guard lk(mu_);
+        return st.st_ino != log_ino_ || st.st_dev != log_dev_ || static_cast<std::uint64_t>(st.st_size) > pos_;
+    }
+
+    void run() {
+        while (true) {
+            {
+                std::unique_lock lk(mu_);
+                cv_.wait_for(lk, opts_.poll_interval, [&] { return wake_ || stop_; });
+                if (stop_) return;
+                wake_ = false;
+            }
+            std::error_code ec;
+            if (needs_reap()) {
+                write_op(ec, [] {});
+            } else if (log_changed()) {
+                locked(false, ec, [] {});
+            }
+            watchers_->pump([this](const std::string& prefix, store_revision next, std::vector<watch_event>& out,
+                                   store_revision& next_after) {
+                std::lock_guard g(mu_);
+                if (!history_.collect(prefix, next, out)) return false;
+                next_after = std::max(next, state_.rev + 1);
+                return true;
+            });
+        }
+    }
+
+    std::filesystem::path dir_;
+    directory_store_options opts_;
+    std::shared_ptr<detail::dir_io> io_;
+    std::shared_ptr<detail::dir_process_lock> plock_;
+
+    mutable std::mutex mu_; // everything below
+    std::condition_variable cv_;
+    int log_fd_ = -1;
+    dev_t log_dev_ = 0;
+    ino_t log_ino_ = 0;
+    std::uint64_t pos_ = 0; // end of the valid frames read so far
+    std::size_t frames_since_snapshot_ = 0;
+    lease_clock clock_ = lease_clock::realtime;
+    detail::store_state state_;
+    detail::store_history history_;
+    std::shared_ptr<detail::store_watchers> watchers_ = std::make_shared<detail::store_watchers>();
+    bool stop_ = false;
+    bool wake_ = false;
+    std::thread poller_;
+};
+
+} // namespace quorumreg
