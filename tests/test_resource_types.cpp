@@ -3,155 +3,17 @@
 #include "test_support.hpp"
 
 #include <quorumreg/detail/monitor_sha256.hpp>
+#include <quorumreg/stores/memory_store.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <mutex>
 
 namespace fs = std::filesystem;
 using quorumreg::errc;
 
-// A tiny in-process quorum_store for these tests (the shared memory_store was not available
-// when this suite was written). Shared with test_resource_monitor.cpp through make_test_store().
+// Helpers shared with test_resource_monitor.cpp (same executable).
 namespace qr_mon_test {
-
-class test_store final : public quorumreg::quorum_store {
-public:
-    using quorum_store::commit;
-    using quorum_store::erase;
-    using quorum_store::get;
-    using quorum_store::list;
-    using quorum_store::put;
-    using quorum_store::range;
-    using quorum_store::revision;
-    std::string describe() const override { return "test:monitor"; }
-    std::optional<quorumreg::key_value> get(std::string_view key, std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        auto it = kv_.find(std::string(key));
-        if (it == kv_.end()) return std::nullopt;
-        return it->second;
-    }
-    quorumreg::range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                                  std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        quorumreg::range_result r;
-        r.revision = rev_;
-        for (auto& [k, v] : kv_) {
-            if (k.compare(0, prefix.size(), prefix) != 0) continue;
-            if (!start_after.empty() && k <= start_after) continue;
-            if (limit && r.kvs.size() == limit) {
-                r.more = true;
-                break;
-            }
-            r.kvs.push_back(v);
-        }
-        return r;
-    }
-    quorumreg::store_revision put(std::string_view key, std::string_view value, quorumreg::lease_id lease,
-                                  std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        do_put(std::string(key), std::string(value), lease);
-        return rev_;
-    }
-    quorumreg::store_revision erase(std::string_view key, std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        if (kv_.erase(std::string(key))) ++rev_;
-        return rev_;
-    }
-    quorumreg::txn_result commit(const quorumreg::store_txn& t, std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        bool ok = true;
-        for (auto& c : t.compares) {
-            auto it = kv_.find(c.key);
-            using T = quorumreg::key_compare::target;
-            switch (c.what) {
-            case T::exists: ok = ok && it != kv_.end(); break;
-            case T::absent: ok = ok && it == kv_.end(); break;
-            case T::mod_revision_is: ok = ok && it != kv_.end() && it->second.mod_revision == c.revision; break;
-            case T::create_revision_is: ok = ok && it != kv_.end() && it->second.create_revision == c.revision; break;
-            case T::value_is: ok = ok && it != kv_.end() && it->second.value == c.value; break;
-            }
-        }
-        auto& ops = ok ? t.on_success : t.on_failure;
-        if (!ops.empty()) ++rev_;
-        for (auto& op : ops) {
-            using K = quorumreg::store_op::kind;
-            if (op.what == K::put) {
-                auto& e = kv_[op.key];
-                if (e.key.empty()) {
-                    e.key = op.key;
-                    e.create_revision = rev_;
-                }
-                e.value = op.value;
-                e.mod_revision = rev_;
-                ++e.version;
-                e.lease = op.lease;
-            } else if (op.what == K::erase) {
-                kv_.erase(op.key);
-            } else {
-                for (auto it = kv_.lower_bound(op.key); it != kv_.end() && it->first.compare(0, op.key.size(), op.key) == 0;)
-                    it = kv_.erase(it);
-            }
-        }
-        return {ok, rev_};
-    }
-    quorumreg::store_revision revision(std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        return rev_;
-    }
-    quorumreg::subscription watch(std::string_view, quorumreg::store_revision, quorumreg::watch_handler,
-                                  std::error_code& ec) override {
-        ec = errc::invalid_argument; // the monitor code never watches
-        return {};
-    }
-    quorumreg::lease_id grant_lease(std::chrono::milliseconds, std::error_code& ec) override {
-        std::lock_guard lk(mu_);
-        ec.clear();
-        return ++lease_;
-    }
-    void keep_alive(quorumreg::lease_id, std::error_code& ec) override { ec.clear(); }
-    void revoke_lease(quorumreg::lease_id, std::error_code& ec) override { ec.clear(); }
-    std::chrono::milliseconds lease_ttl(quorumreg::lease_id, std::error_code& ec) override {
-        ec.clear();
-        return std::chrono::milliseconds(60000);
-    }
-    void set_deadline(std::chrono::milliseconds d) override { deadline_ = d; }
-    std::chrono::milliseconds deadline() const override { return deadline_; }
-
-    /// Overwrites a raw value (to corrupt a record in tests).
-    void poke(const std::string& key, const std::string& value) {
-        std::lock_guard lk(mu_);
-        do_put(key, value, 0);
-    }
-
-private:
-    void do_put(const std::string& key, const std::string& value, quorumreg::lease_id lease) {
-        ++rev_;
-        auto& e = kv_[key];
-        if (e.key.empty()) {
-            e.key = key;
-            e.create_revision = rev_;
-        }
-        e.value = value;
-        e.mod_revision = rev_;
-        ++e.version;
-        e.lease = lease;
-    }
-    std::mutex mu_;
-    std::map<std::string, quorumreg::key_value> kv_;
-    quorumreg::store_revision rev_ = 0;
-    quorumreg::lease_id lease_ = 0;
-    std::chrono::milliseconds deadline_{5000};
-};
-
-std::unique_ptr<quorumreg::quorum_store> make_test_store() { return std::make_unique<test_store>(); }
 
 /// Registry options for tests: plugins allowed from the built plugin dir and `extra`.
 quorumreg::type_registry_options test_options(const fs::path& extra = {}) {
@@ -180,7 +42,7 @@ using namespace qr_mon_test;
 TEST_SUITE("resource_types") {
 
 TEST_CASE("register, look up (case-insensitively), list and unregister a type") {
-    test_store store;
+    quorumreg::memory_store store;
     quorumreg::resource_type_registry reg(store, test_options());
     auto t = type("GoodType", plugin("good"));
     t.display_name = "Good test resource";
@@ -217,7 +79,7 @@ TEST_CASE("register, look up (case-insensitively), list and unregister a type") 
 }
 
 TEST_CASE("each bad plugin is rejected at registration with its own error, and nothing is stored") {
-    test_store store;
+    quorumreg::memory_store store;
     quorumreg::resource_type_registry reg(store, test_options());
     std::error_code ec;
 
@@ -268,7 +130,7 @@ TEST_CASE("each bad plugin is rejected at registration with its own error, and n
 }
 
 TEST_CASE("the crash, hang and good plugins register (they load; they misbehave only later)") {
-    test_store store;
+    quorumreg::memory_store store;
     quorumreg::resource_type_registry reg(store, test_options());
     CHECK_NOTHROW(reg.register_type(type("GoodType", plugin("good"))));
     CHECK_NOTHROW(reg.register_type(type("CrashType", plugin("crash"))));
@@ -277,7 +139,7 @@ TEST_CASE("the crash, hang and good plugins register (they load; they misbehave 
 }
 
 TEST_CASE("a second registry on the same store sees the same registrations") {
-    test_store store;
+    quorumreg::memory_store store;
     auto o1 = test_options();
     auto o2 = test_options();
     o2.node_id = "node-b";
@@ -293,7 +155,7 @@ TEST_CASE("a second registry on the same store sees the same registrations") {
 }
 
 TEST_CASE("per-node verification report: which nodes have the library at the registered hash") {
-    test_store store;
+    quorumreg::memory_store store;
     qr_test::temp_dir dir("qr-verify");
     auto lib = dir.path() / "qr_plugin_good.so";
     fs::copy_file(plugin("good"), lib);
@@ -330,12 +192,12 @@ TEST_CASE("per-node verification report: which nodes have the library at the reg
 }
 
 TEST_CASE("a corrupt registration record is reported, not misread") {
-    test_store store;
+    quorumreg::memory_store store;
     quorumreg::resource_type_registry reg(store, test_options());
     auto t = reg.register_type(type("GoodType", plugin("good")));
     auto bytes = store.get("cluster/resource_types/goodtype")->value;
     bytes[10] = static_cast<char>(bytes[10] ^ 0x40);
-    store.poke("cluster/resource_types/goodtype", bytes);
+    store.put("cluster/resource_types/goodtype", bytes);
     std::error_code ec;
     reg.lookup("GoodType", ec);
     CHECK(ec == errc::corrupt_data);
@@ -346,6 +208,21 @@ TEST_CASE("a corrupt registration record is reported, not misread") {
     CHECK(back.name == t.name);
     CHECK(back.sha256 == t.sha256);
     CHECK(back.deadlock_timeout == t.deadlock_timeout);
+}
+
+TEST_CASE("store failures surface as the store's error and leave nothing half-written") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry reg(store, test_options());
+    store.fail_next(1, errc::quorum_unavailable);
+    std::error_code ec;
+    reg.register_type(type("GoodType", plugin("good")), ec);
+    CHECK(ec == errc::quorum_unavailable);
+    CHECK(store.list("cluster/").empty());
+    reg.register_type(type("GoodType", plugin("good")));
+    store.fail_next(1, errc::quorum_unavailable);
+    reg.lookup("GoodType", ec);
+    CHECK(ec == errc::quorum_unavailable);
+    CHECK(reg.lookup("GoodType").name == "GoodType");
 }
 
 } // TEST_SUITE

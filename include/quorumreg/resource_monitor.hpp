@@ -623,7 +623,9 @@ inline void monitor_controller::drive(res_rec& r) {
         publish(r);
     }
     auto& slot = m->types[r.type_fold];
-    if (slot.loaded && slot.info.sha256 != r.type.sha256) slot = type_slot{}; // re-registered: load the new one
+    // A type re-registered while this monitor has its previous library loaded keeps running the
+    // loaded (verified) copy here; the new registration takes effect in the next monitor (the
+    // dynamic loader would hand back the loaded object for the same path anyway).
     if (!slot.loaded) {
         if (slot.waiters.empty()) {
             slot.info = r.type;

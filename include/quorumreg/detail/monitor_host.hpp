@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
+#include <atomic>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +28,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace quorumreg::detail {
@@ -51,9 +54,14 @@ inline const quorumreg_monitor_services& monitor_services() {
     return s;
 }
 
-/// Opens `path`, checks its SHA-256 against `expected` (empty: no check), dlopen()s exactly the
-/// bytes that were hashed (through /proc/self/fd, so a concurrent replace of the file cannot
-/// slip other code in), resolves the startup symbol and asks it for `type`.
+/// Opens `path`, checks its SHA-256 against `expected` (empty: no check), dlopen()s it, and
+/// makes sure the file loaded is the file that was hashed (same device, inode, size and mtime
+/// before and after: a replace during the load is reported as a mismatch, never run silently),
+/// then resolves the startup symbol and asks it for `type`.
+///
+/// Why not dlopen("/proc/self/fd/N") of the hashed descriptor: glibc recognises already-loaded
+/// objects by name first, and descriptor numbers are reused, so a second plugin loaded through
+/// the same "/proc/self/fd/N" would silently resolve to the first one.
 inline loaded_plugin load_plugin(const std::string& path, const std::string& type, const std::string& expected) {
     loaded_plugin out;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -63,27 +71,34 @@ inline loaded_plugin load_plugin(const std::string& path, const std::string& typ
         out.message = "cannot open \"" + path + "\": " + std::generic_category().message(e);
         return out;
     }
+    struct stat before {};
+    ::fstat(fd, &before);
     std::error_code hec;
     auto actual = sha256_fd(fd, hec);
+    ::close(fd);
     if (hec) {
-        ::close(fd);
         out.ec = errc::plugin_load_failed;
         out.message = "cannot read \"" + path + "\": " + hec.message();
         return out;
     }
     if (!expected.empty() && actual != expected) {
-        ::close(fd);
         out.ec = errc::plugin_hash_mismatch;
         out.message = "\"" + path + "\" has SHA-256 " + actual + ", registered " + expected;
         return out;
     }
-    std::string via = "/proc/self/fd/" + std::to_string(fd);
-    void* handle = ::dlopen(via.c_str(), RTLD_NOW | RTLD_LOCAL);
-    ::close(fd);
+    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         const char* why = ::dlerror();
         out.ec = errc::plugin_load_failed;
         out.message = "dlopen \"" + path + "\" failed: " + (why ? why : "unknown reason");
+        return out;
+    }
+    struct stat after {};
+    if (::stat(path.c_str(), &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino ||
+        after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+        after.st_mtim.tv_nsec != before.st_mtim.tv_nsec) {
+        out.ec = errc::plugin_hash_mismatch;
+        out.message = "\"" + path + "\" changed on disk while it was being loaded";
         return out;
     }
     void* sym = ::dlsym(handle, QUORUMREG_RESOURCE_STARTUP_SYMBOL);
