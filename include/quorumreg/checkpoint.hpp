@@ -38,6 +38,7 @@
 
 #include <quorumreg/detail/codec.hpp>
 #include <quorumreg/detail/crypto.hpp>
+#include <quorumreg/detail/key_escape.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/hive.hpp>
 #include <quorumreg/quorum_store.hpp>
@@ -200,24 +201,6 @@ inline std::error_code decode_checkpoint(std::string_view in, std::string_view c
     }
     if (sha_hex) *sha_hex = hex_encode(actual);
     return {};
-}
-
-/// Store-key-safe encoding: bytes outside [A-Za-z0-9._-] become %XX, so a name can never
-/// introduce a '/' level or escape the resource's prefix.
-inline std::string key_escape(std::string_view s) {
-    static constexpr char digits[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-            c == '-')
-            out.push_back(static_cast<char>(c));
-        else {
-            out.push_back('%');
-            out.push_back(digits[c >> 4]);
-            out.push_back(digits[c & 15]);
-        }
-    }
-    return out;
 }
 
 inline std::string gen_key_suffix(std::uint64_t g) {
