@@ -117,5 +117,5 @@ QUORUMREG_RESOURCE_EXPORT const quorumreg_resource_functions* quorumreg_resource
 }
 #else
 /* Exports something, but not the startup function. */
-QUORUMREG_RESOURCE_EXPORT int quorumreg_resource_startup_misspelled(void) { return (int)sizeof table; }
+QUORUMREG_RESOURCE_EXPORT const void* quorumreg_resource_startup_misspelled(void) { return &table; }
 #endif
