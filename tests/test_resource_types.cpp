@@ -3,11 +3,18 @@
 #include "test_support.hpp"
 
 #include <quorumreg/detail/monitor_sha256.hpp>
+#include <quorumreg/stores/directory_store.hpp>
 #include <quorumreg/stores/memory_store.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <map>
+
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char** environ;
 
 namespace fs = std::filesystem;
 using quorumreg::errc;
@@ -223,6 +230,53 @@ TEST_CASE("store failures surface as the store's error and leave nothing half-wr
     reg.lookup("GoodType", ec);
     CHECK(ec == errc::quorum_unavailable);
     CHECK(reg.lookup("GoodType").name == "GoodType");
+}
+
+// Run only as a child process by the next test (skipped in normal runs).
+TEST_CASE("child process: registers a type in a shared directory store" * doctest::skip()) {
+    const char* dir = std::getenv("QR_MON_CHILD_STORE");
+    REQUIRE(dir != nullptr);
+    quorumreg::directory_store store(dir);
+    auto o = test_options();
+    o.node_id = "node-child";
+    quorumreg::resource_type_registry reg(store, o);
+    CHECK(reg.lookup("HangType").registered_by == "node-parent"); // the parent's registration
+    reg.register_type(type("GoodType", plugin("good")));
+}
+
+TEST_CASE("a separate process sees and adds registrations through a shared directory store") {
+    qr_test::temp_dir dir("qr-types-dirstore");
+    auto o = test_options();
+    o.node_id = "node-parent";
+    {
+        quorumreg::directory_store store(dir.path());
+        quorumreg::resource_type_registry reg(store, o);
+        reg.register_type(type("HangType", plugin("hang")));
+    }
+    std::vector<std::string> args = {"/proc/self/exe", "--no-skip", "--no-version",
+                                     "--test-case=child process: registers a type in a shared directory store"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings = {"QR_MON_CHILD_STORE=" + dir.str()};
+    for (char** e = environ; *e; ++e)
+        if (std::string_view(*e).rfind("QR_MON_CHILD_STORE=", 0) != 0) env_strings.emplace_back(*e);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = -1;
+    REQUIRE(::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data()) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+
+    quorumreg::directory_store store(dir.path());
+    quorumreg::resource_type_registry reg(store, o);
+    auto t = reg.lookup("goodtype");
+    CHECK(t.registered_by == "node-child");
+    CHECK(t.library == plugin("good"));
+    CHECK(reg.list().size() == 2);
 }
 
 } // TEST_SUITE
