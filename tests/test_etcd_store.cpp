@@ -364,7 +364,9 @@ TEST_CASE("etcd: a watch resumes across a restart of its member without missing 
         return acked.size();
     };
     CHECK(qr_test::eventually([&] { return count_acked() >= 10; }, 30s));
+    CHECK(watcher.watch_reconnects() == 0);
     c.kill_member(0); // the watch's connection drops
+    CHECK(qr_test::eventually([&] { return watcher.watch_reconnects() >= 1; }, 30s));
     auto before_restart = count_acked();
     CHECK(qr_test::eventually([&] { return count_acked() >= before_restart + 10; }, 60s));
     c.restart_member(0);

@@ -95,6 +95,7 @@ public:
     std::shared_ptr<ssl::context> tls;
     std::atomic<std::int64_t> deadline_ms{5000};
     std::atomic<std::size_t> preferred{0};
+    std::atomic<std::uint64_t> watch_reconnects{0};
 
     std::error_code init(std::string& detail) {
         if (opts.endpoints.empty()) {
@@ -551,6 +552,7 @@ private:
                     break;
                 }
             }
+            ++core_->watch_reconnects;
             if (got_data) backoff = std::chrono::milliseconds(50);
             ep = (ep + 1) % n;
             sleep_interruptible(backoff);
@@ -623,6 +625,10 @@ public:
     etcd_store& operator=(const etcd_store&) = delete;
 
     const etcd_options& options() const noexcept { return core_->opts; }
+
+    /// How many times this store's watch streams were re-established after a failure (each
+    /// resumed from the revision after the last one delivered). For monitoring and tests.
+    std::uint64_t watch_reconnects() const noexcept { return core_->watch_reconnects.load(); }
 
     std::string describe() const override {
         std::string s = "etcd:";
