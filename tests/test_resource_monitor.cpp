@@ -425,4 +425,63 @@ TEST_CASE("destroying the controller stops its monitors") {
     CHECK_FALSE(process_exists(pid)); // reaped by the destructor, not left as a zombie
 }
 
+TEST_CASE("control calls reach the plugin's optional control entry point") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry types(store, test_options({}));
+    types.register_type(type("GoodType", plugin("good")));
+    quorumreg::monitor_controller ctl(types, test_monitor_options());
+    ctl.add_resource({"r1", "GoodType", ""});
+    std::error_code ec;
+    ctl.control("r1", 1, "x", ec);
+    CHECK(ec == errc::not_online); // never opened
+    ctl.online("r1");
+    REQUIRE(ctl.wait_for("r1", resource_state::online, patience));
+    CHECK(ctl.control("r1", 1, "hello") == "r1:hello");
+    CHECK(qr_test::code_of([&] { ctl.control("r1", 2, "x"); }) == errc::invalid_argument);
+    CHECK(qr_test::code_of([&] { ctl.control("r1", 1, std::string(2000, 'x')); }) == errc::invalid_argument);
+    CHECK(qr_test::code_of([&] { ctl.control("nope", 1, ""); }) == errc::not_found);
+    CHECK(ctl.status("r1").state == resource_state::online);
+}
+
+TEST_CASE("while the store is unreachable a re-hosted resource waits with that reason, then recovers") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry types(store, test_options({}));
+    types.register_type(type("GoodType", plugin("good")));
+    quorumreg::monitor_controller ctl(types, test_monitor_options());
+    ctl.add_resource({"r1", "GoodType", ""});
+    ctl.online("r1");
+    REQUIRE(ctl.wait_for("r1", resource_state::online, patience));
+
+    store.set_deadline(50ms);
+    store.set_quorum_lost(true);
+    int pid = ctl.status("r1").monitor_pid;
+    ::kill(pid, SIGKILL);
+    REQUIRE(ctl.wait_until("r1", [](const quorumreg::resource_status& s) {
+        return s.state == resource_state::online_pending && s.error == errc::quorum_unavailable;
+    }, patience));
+    auto s = ctl.status("r1");
+    CHECK(s.type == "GoodType"); // known by name even while its registration cannot be read
+    CHECK(s.reason.find("retrying") != std::string::npos);
+    store.set_quorum_lost(false);
+    REQUIRE(ctl.wait_until("r1", [&](const quorumreg::resource_status& s2) {
+        return s2.state == resource_state::online && s2.monitor_pid != pid;
+    }, patience));
+    CHECK(!ctl.status("r1").error);
+}
+
+TEST_CASE("a monitor program that cannot be started is reported, not retried forever") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry types(store, test_options({}));
+    types.register_type(type("GoodType", plugin("good")));
+    auto mo = test_monitor_options();
+    mo.monitor_command = {"/nonexistent/quorumreg_monitor"};
+    quorumreg::monitor_controller ctl(types, mo);
+    ctl.add_resource({"r1", "GoodType", ""});
+    ctl.online("r1");
+    REQUIRE(ctl.wait_for("r1", resource_state::failed, patience));
+    CHECK(ctl.status("r1").error == errc::monitor_crashed);
+    CHECK(ctl.status("r1").reason.find("cannot start the monitor program") != std::string::npos);
+    CHECK(ctl.status("r1").type == "GoodType");
+}
+
 } // TEST_SUITE

@@ -38,7 +38,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
@@ -140,6 +142,9 @@ struct monitor_options {
     unsigned isolate_after_crashes = 2;
     /// How long the destructor waits for monitors to exit before killing them.
     std::chrono::milliseconds shutdown_grace{2000};
+    /// When the store cannot be reached to resolve a type (quorum lost, deadline, I/O), the
+    /// resource stays online-pending with that error and is retried this often.
+    std::chrono::milliseconds store_retry_interval{500};
 };
 
 /// Owns resources and the monitor processes hosting them. Thread-safe; all work happens on one
@@ -190,6 +195,19 @@ public:
         return wait_until(name, [state](const resource_status& s) { return s.state == state; }, timeout);
     }
 
+    /// Calls the plugin's optional `control` entry point for the resource and returns its output
+    /// (at most 1024 bytes; input at most 1024 bytes). Blocks until the plugin answers; runs on the
+    /// resource's worker thread in order with its other calls and under the deadlock timeout.
+    /// Errors: not_found, not_online (the resource is not open in a monitor), invalid_argument (input
+    /// too large, no control entry point, or the plugin rejected the code), resource_failed,
+    /// monitor_crashed / monitor_deadlock (the monitor died during the call). Must not be called
+    /// from a state-change callback (it would wait for the thread that runs the callback).
+    /// @code
+    /// auto out = ctl.control("cache1", 7, "flush");
+    /// @endcode
+    std::string control(std::string_view name, std::uint32_t code, std::string_view input = {});
+    std::string control(std::string_view name, std::uint32_t code, std::string_view input, std::error_code& ec);
+
     /// The running monitor processes.
     std::vector<monitor_process_info> monitors();
 
@@ -220,6 +238,12 @@ private:
         std::string type_fold; ///< the plugin this call runs in
         kind what = kind::online;
         clock::time_point deadline;
+        std::function<void(std::error_code, std::string)> done; ///< control(): the waiting caller
+    };
+    struct control_req {
+        std::uint32_t code = 0;
+        std::string input;
+        std::function<void(std::error_code, std::string)> done;
     };
     struct type_slot {
         bool loaded = false;
@@ -257,6 +281,8 @@ private:
         bool removing = false;
         clock::time_point next_looks, next_is;
         std::deque<clock::time_point> restart_times;
+        std::optional<clock::time_point> retry_at; ///< store unreachable: drive again then
+        std::deque<control_req> controls;          ///< control() calls waiting for their turn
     };
 
     template <class F>
@@ -301,7 +327,11 @@ private:
     void fail_hard(res_rec& r, std::error_code ec, std::string reason);
     void failure(res_rec& r, std::error_code ec, std::string reason);
     std::uint64_t send(mon_rec& m, res_rec* r, kind k, const std::string& type_fold, std::chrono::milliseconds timeout,
-                       std::string a = {}, std::string b = {}, std::string c = {});
+                       std::string a = {}, std::string b = {}, std::string c = {}, std::int32_t code = 0,
+                       std::function<void(std::error_code, std::string)> done = {});
+    void pump_controls(res_rec& r);
+    static void fail_controls(res_rec& r, std::error_code ec, const std::string& why);
+    static void remove_stale_queues();
     mon_rec* find_mon(std::uint64_t id) {
         auto it = mons_.find(id);
         return it == mons_.end() ? nullptr : &it->second;
@@ -349,6 +379,7 @@ private:
 inline monitor_controller::monitor_controller(resource_type_registry& types, monitor_options options)
     : types_(types), opts_(std::move(options)) {
     command_ = opts_.monitor_command.empty() ? types_.monitor_command() : opts_.monitor_command;
+    remove_stale_queues();
     std::promise<void> started;
     auto ready = started.get_future();
     engine_ = std::thread([this, &started] {
@@ -441,6 +472,7 @@ inline void monitor_controller::set_state(res_rec& r, resource_state s, std::err
 // A failure no restart can fix by itself (type unregistered, library missing/changed/unloadable):
 // the resource is failed with the reason until someone calls online() again.
 inline void monitor_controller::fail_hard(res_rec& r, std::error_code ec, std::string reason) {
+    fail_controls(r, ec, reason);
     if (auto* m = find_mon(r.mon); m && r.opened && !r.inflight) send(*m, &r, kind::terminate, r.type_fold, r.type.deadlock_timeout);
     set_state(r, resource_state::failed, ec, std::move(reason));
 }
@@ -466,9 +498,11 @@ inline void monitor_controller::failure(res_rec& r, std::error_code ec, std::str
 
 inline std::uint64_t monitor_controller::send(mon_rec& m, res_rec* r, kind k, const std::string& type_fold,
                                               std::chrono::milliseconds timeout, std::string a, std::string b,
-                                              std::string c) {
+                                              std::string c, std::int32_t code,
+                                              std::function<void(std::error_code, std::string)> done) {
     msg out;
     out.kind = k;
+    out.code = code;
     out.req = next_req_++;
     out.res = r ? r->wire_id : 0;
     out.a = std::move(a);
@@ -480,7 +514,8 @@ inline std::uint64_t monitor_controller::send(mon_rec& m, res_rec* r, kind k, co
         pc.type_fold = type_fold;
         pc.what = k;
         pc.deadline = clock::now() + timeout;
-        m.calls[out.req] = pc;
+        pc.done = std::move(done);
+        m.calls[out.req] = std::move(pc);
         if (r) r->inflight = out.req;
     }
     {
@@ -551,6 +586,7 @@ inline void monitor_controller::stop_io(mon_rec& m) {
 }
 
 inline void monitor_controller::erase_resource(res_rec& r) {
+    fail_controls(r, errc::not_found, "the resource was removed");
     auto f = r.fold;
     {
         std::lock_guard lk(snap_mu_);
@@ -596,6 +632,15 @@ inline void monitor_controller::drive(res_rec& r) {
         // Re-resolve the type from the store: the monitor that knew it may be gone.
         std::error_code ec;
         auto t = types_.lookup(r.spec.type, ec);
+        if (ec == errc::quorum_unavailable || ec == errc::deadline_exceeded || ec == errc::unknown_outcome ||
+            ec == errc::backend_error || ec == errc::io_error || ec == errc::lock_failed) {
+            // The store is unreachable, not the type unknown: keep trying; the type name stays.
+            r.retry_at = clock::now() + opts_.store_retry_interval;
+            set_state(r, resource_state::online_pending, ec,
+                      "resource type \"" + r.spec.type + "\" cannot be read from the store now (" + ec.message() +
+                          "); retrying");
+            return;
+        }
         if (ec) {
             return fail_hard(r, ec,
                              "resource type \"" + r.spec.type + "\" cannot be resolved from the store: " + ec.message());
@@ -657,10 +702,11 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
     if (!m || rep.kind != kind::reply) return;
     auto it = m->calls.find(rep.req);
     if (it == m->calls.end()) return;
-    pending_call pc = it->second;
+    pending_call pc = std::move(it->second);
     m->calls.erase(it);
     std::error_code ec = rep.code ? make_error_code(static_cast<errc>(rep.code)) : std::error_code{};
     auto now = clock::now();
+    if (pc.done) pc.done(ec, rep.a);
 
     if (pc.what == kind::load_type) {
         auto sit = m->types.find(pc.type_fold);
@@ -709,6 +755,11 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
         if (ec) r->need_terminate = true;
         return drive(*r);
     case kind::terminate:
+        if (r->st.target == resource_state::offline &&
+            (r->st.state == resource_state::online || r->st.state == resource_state::online_pending))
+            set_state(*r, resource_state::offline);
+        return drive(*r);
+    case kind::control:
         return drive(*r);
     case kind::close:
         r->opened = false;
@@ -790,13 +841,20 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
         while (!q.empty() && now - q.front() > opts_.restart_period) q.pop_front();
         if (q.size() >= opts_.isolate_after_crashes) isolated_types_.insert(t);
     }
-    // Resources whose load was pending in it fail below with the monitor's fate too.
+    for (auto& [req, pc] : m->calls) {
+        (void)req;
+        if (pc.done) pc.done(make_error_code(cause), why);
+    }
     std::vector<std::string> affected;
     for (auto& [f, r] : res_)
         if (r.mon == id) affected.push_back(f);
     stop_io(*m);
     mons_.erase(id);
-    if (shutting_down_) return;
+    if (shutting_down_) {
+        for (auto& f : affected)
+            if (res_rec* r = find_res(f)) fail_controls(*r, errc::closed, "the controller is shutting down");
+        return;
+    }
     for (auto& f : affected) {
         res_rec* r = find_res(f);
         if (!r) continue;
@@ -808,6 +866,7 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
         r->st.monitor = 0;
         r->st.monitor_pid = 0;
         ++r->st.recoveries;
+        fail_controls(*r, make_error_code(cause), why);
         if (r->removing) {
             erase_resource(*r);
             continue;
@@ -878,12 +937,27 @@ inline void monitor_controller::supervise() {
     }
     for (auto id : dead) on_monitor_death(id);
     if (shutting_down_) {
-        if (mons_.empty()) engine_done_ = true;
+        if (mons_.empty()) {
+            for (auto& [f, r] : res_) {
+                (void)f;
+                fail_controls(r, errc::closed, "the controller is shutting down");
+            }
+            engine_done_ = true;
+        }
         return;
     }
-    // Health polling.
+    std::vector<std::string> retry;
+    for (auto& [f, r] : res_)
+        if (r.retry_at && now >= *r.retry_at) retry.push_back(f);
+    for (auto& f : retry)
+        if (res_rec* r = find_res(f)) {
+            r->retry_at.reset();
+            drive(*r);
+        }
+    // Waiting control() calls, then health polling.
     for (auto& [f, r] : res_) {
         (void)f;
+        pump_controls(r);
         if (r.st.state != resource_state::online || r.inflight || r.st.target != resource_state::online) continue;
         mon_rec* m = find_mon(r.mon);
         if (!m || m->killed || m->reaped) continue;
@@ -1048,6 +1122,78 @@ inline bool monitor_controller::wait_until(std::string_view name, const std::fun
         auto it = snapshot_.find(f);
         return it != snapshot_.end() && pred(it->second);
     });
+}
+
+inline void monitor_controller::pump_controls(res_rec& r) {
+    if (r.inflight || r.waiting_load || r.controls.empty() || !r.opened) return;
+    mon_rec* m = find_mon(r.mon);
+    if (!m || m->killed || m->reaped) return;
+    auto c = std::move(r.controls.front());
+    r.controls.pop_front();
+    send(*m, &r, kind::control, r.type_fold, r.type.deadlock_timeout, {}, std::move(c.input), {},
+         static_cast<std::int32_t>(c.code), std::move(c.done));
+}
+
+inline void monitor_controller::fail_controls(res_rec& r, std::error_code ec, const std::string& why) {
+    auto pending = std::move(r.controls);
+    r.controls.clear();
+    for (auto& c : pending) c.done(ec, why);
+}
+
+// Queues of monitors whose controller died without cleaning up (kill -9 of the application)
+// would stay in /dev/shm forever: remove those whose creating process is gone.
+inline void monitor_controller::remove_stale_queues() {
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec)) {
+        auto name = it->path().filename().string();
+        if (name.rfind("qrmon.", 0) != 0) continue;
+        auto dot = name.find('.', 6);
+        if (dot == std::string::npos) continue;
+        pid_t pid = static_cast<pid_t>(std::atoi(name.substr(6, dot - 6).c_str()));
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
+        boost::interprocess::message_queue::remove(name.c_str());
+    }
+}
+
+inline std::string monitor_controller::control(std::string_view name, std::uint32_t code, std::string_view input,
+                                               std::error_code& ec) {
+    ec.clear();
+    if (input.size() > detail::monitor_max_control) {
+        ec = errc::invalid_argument;
+        detail_() = "control input longer than " + std::to_string(detail::monitor_max_control) + " bytes";
+        return {};
+    }
+    if (std::this_thread::get_id() == engine_id_) {
+        ec = errc::invalid_argument;
+        detail_() = "control() cannot be called from a state-change callback";
+        return {};
+    }
+    using result = std::pair<std::error_code, std::string>;
+    auto prom = std::make_shared<std::promise<result>>();
+    auto fut = prom->get_future();
+    post([this, f = fold(name), code, in = std::string(input), prom]() mutable {
+        auto done = [prom](std::error_code e, std::string out) { prom->set_value({e, std::move(out)}); };
+        res_rec* r = find_res(f);
+        if (!r || r->removing) return done(errc::not_found, "no such resource");
+        mon_rec* m = find_mon(r->mon);
+        if (!m || !r->opened || m->killed || m->reaped)
+            return done(errc::not_online, "the resource is not open in a monitor");
+        r->controls.push_back({code, std::move(in), done});
+        pump_controls(*r);
+    });
+    auto [e, out] = fut.get();
+    if (e) {
+        ec = e;
+        detail_() = out;
+        return {};
+    }
+    return out;
+}
+
+inline std::string monitor_controller::control(std::string_view name, std::uint32_t code, std::string_view input) {
+    return thrown("control", name, [&](std::error_code& ec) { return control(name, code, input, ec); });
 }
 
 inline std::vector<monitor_process_info> monitor_controller::monitors() {

@@ -8,6 +8,7 @@
  *   <name>.sick          looks_alive and is_alive report failure
  *   <name>.online-fail   online() reports failure
  *   <name>.log           every call appends one line ("open", "online", "looks_alive", ...)
+ * control code 1 echoes "<name>:<input>"; other codes are unsupported.
  */
 #include <quorumreg/resource_api.h>
 
@@ -94,9 +95,24 @@ static int t_is_alive(quorumreg_resource_t h) {
     return !marker((test_resource*)h, "sick");
 }
 
+/* Control code 1 echoes "<name>:<input>"; every other code is unsupported. */
+static int t_control(quorumreg_resource_t h, uint32_t code, const void* in, size_t in_size, void* out,
+                     size_t out_size, size_t* out_written) {
+    test_resource* r = (test_resource*)h;
+    note(r, "control");
+    if (code != 1) return QUORUMREG_STATUS_UNSUPPORTED;
+    size_t name_len = strlen(r->name);
+    if (name_len + 1 + in_size > out_size) return QUORUMREG_STATUS_INVALID_ARGUMENT;
+    memcpy(out, r->name, name_len);
+    ((char*)out)[name_len] = ':';
+    if (in_size) memcpy((char*)out + name_len + 1, in, in_size);
+    *out_written = name_len + 1 + in_size;
+    return QUORUMREG_STATUS_OK;
+}
+
 static const quorumreg_resource_functions table = {
     sizeof(quorumreg_resource_functions), QUORUMREG_RESOURCE_API_VERSION,
-    t_open, t_close, t_online, t_offline, t_terminate, t_looks_alive, t_is_alive, NULL};
+    t_open, t_close, t_online, t_offline, t_terminate, t_looks_alive, t_is_alive, t_control};
 
 #if QR_PLUGIN_KIND == 1
 #define QR_TYPE "GoodType"

@@ -9,6 +9,7 @@
 #include <quorumreg/error.hpp>
 #include <quorumreg/resource_api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -281,6 +282,7 @@ private:
             reply(m, {});
             shutting_down_ = true;
             return;
+        case monitor_msg_kind::control:
         case monitor_msg_kind::close:
         case monitor_msg_kind::online:
         case monitor_msg_kind::offline:
@@ -319,6 +321,18 @@ private:
             return reply(m, {}, {}, h.fns->looks_alive(h.handle) != 0);
         case monitor_msg_kind::is_alive:
             return reply(m, {}, {}, h.fns->is_alive(h.handle) != 0);
+        case monitor_msg_kind::control: {
+            if (h.fns->struct_size < sizeof(quorumreg_resource_functions) || !h.fns->control)
+                return reply(m, errc::invalid_argument, "the plugin has no control entry point");
+            char out[monitor_max_control];
+            std::size_t written = 0;
+            int rc = h.fns->control(h.handle, static_cast<std::uint32_t>(m.code), m.b.data(), m.b.size(), out,
+                                    sizeof out, &written);
+            if (rc == QUORUMREG_STATUS_UNSUPPORTED || rc == QUORUMREG_STATUS_INVALID_ARGUMENT)
+                return reply(m, errc::invalid_argument, "control code " + std::to_string(m.code) + " returned " + std::to_string(rc));
+            if (rc != 0) return reply(m, errc::resource_failed, "control returned " + std::to_string(rc));
+            return reply(m, {}, std::string(out, std::min(written, sizeof out)));
+        }
         default:
             return reply(m, errc::invalid_argument, "unexpected call");
         }

@@ -28,6 +28,7 @@ namespace quorumreg::detail {
 inline constexpr std::size_t monitor_max_message = 4096;  ///< bytes per queue message
 inline constexpr std::size_t monitor_queue_capacity = 512; ///< messages per queue
 inline constexpr std::size_t monitor_max_parameters = 3000; ///< resource parameter string limit
+inline constexpr std::size_t monitor_max_control = 1024;    ///< control input/output limit
 inline constexpr std::uint32_t monitor_protocol_magic = 0x514D4F31; // "QMO1"
 
 enum class monitor_msg_kind : std::uint8_t {
@@ -41,6 +42,7 @@ enum class monitor_msg_kind : std::uint8_t {
     looks_alive = 7,
     is_alive = 8,
     shutdown = 9,
+    control = 10,  ///< code = control code, b = input bytes; the reply's a = output bytes
     // monitor -> controller
     reply = 32,     ///< code = errc value (0: success), flag = health result, a = message
     heartbeat = 33,
@@ -67,6 +69,7 @@ inline const char* monitor_msg_name(monitor_msg_kind k) noexcept {
     case monitor_msg_kind::looks_alive: return "looks_alive";
     case monitor_msg_kind::is_alive: return "is_alive";
     case monitor_msg_kind::shutdown: return "shutdown";
+    case monitor_msg_kind::control: return "control";
     case monitor_msg_kind::reply: return "reply";
     case monitor_msg_kind::heartbeat: return "heartbeat";
     }
