@@ -15,6 +15,7 @@
 #include <boost/interprocess/sync/file_lock.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -85,7 +86,13 @@ public:
 
     /// Takes the thread mutex, then the file lock (exclusive or shared), before `until`.
     bool lock(bool exclusive, std::chrono::steady_clock::time_point until) {
-        if (!mu_.try_lock_until(until)) return false;
+        {
+            // A mutex + condition variable rather than std::timed_mutex: its timed lock goes
+            // through pthread_mutex_clocklock, which ThreadSanitizer cannot see.
+            std::unique_lock lk(mu_);
+            if (!free_.wait_until(lk, until, [&] { return !held_; })) return false;
+            held_ = true;
+        }
         auto pause = std::chrono::microseconds(50);
         while (true) {
             bool ok = false;
@@ -99,7 +106,7 @@ public:
                 return true;
             }
             if (std::chrono::steady_clock::now() >= until) {
-                mu_.unlock();
+                release_thread_lock();
                 return false;
             }
             std::this_thread::sleep_for(pause);
@@ -116,17 +123,27 @@ public:
         } catch (const boost::interprocess::interprocess_exception&) {
             // Unlocking an fcntl lock only fails on a bad descriptor, which we own.
         }
-        mu_.unlock();
+        release_thread_lock();
     }
 
 private:
+    void release_thread_lock() {
+        {
+            std::lock_guard lk(mu_);
+            held_ = false;
+        }
+        free_.notify_one();
+    }
+
     dir_process_lock(int fd, const std::string& path) : fd_(fd), lock_(path.c_str()), pid_(::getpid()) {}
 
     int fd_;
     boost::interprocess::file_lock lock_;
     pid_t pid_;
-    std::timed_mutex mu_;
-    bool exclusive_ = false;
+    std::mutex mu_;
+    std::condition_variable free_;
+    bool held_ = false;      // a thread of this process holds the store lock
+    bool exclusive_ = false; // written and read only by the holder
 };
 
 } // namespace quorumreg::detail
