@@ -381,7 +381,13 @@ private:
     bool write_snapshot(std::uint8_t clock, const detail::store_state& st, const detail::store_history& h,
                         store_revision history_from, std::error_code& ec) {
         auto tmp = file(log_file_name) + ".tmp";
-        auto frame = detail::dir_frame(detail::dir_snapshot_payload(clock, st, h, history_from));
+        auto payload = detail::dir_snapshot_payload(clock, st, h, history_from);
+        if (payload.size() > detail::dir_max_frame) {
+            ec = errc::value_too_large;
+            last_error_detail() = "the store's state exceeds the 1 GiB snapshot limit; not compacted";
+            return false;
+        }
+        auto frame = detail::dir_frame(payload);
         int fd = io_->open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd < 0) {
             fail_errno(ec, "create " + tmp, errno);
@@ -498,6 +504,11 @@ private:
     /// even that fails after the bytes were written, the outcome is unknown.
     bool append(const std::string& payload, std::error_code& ec) {
         auto path = file(log_file_name);
+        if (payload.size() > detail::dir_max_frame) {
+            ec = errc::value_too_large;
+            last_error_detail() = "one change of " + std::to_string(payload.size()) + " bytes exceeds the 1 GiB frame limit";
+            return false;
+        }
         auto frame = detail::dir_frame(payload);
         struct ::stat st {};
         if (io_->fstat(log_fd_, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > pos_) {
