@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <mutex>
 #include <netinet/in.h>
+#include <optional>
 #include <poll.h>
 #include <random>
 #include <set>
@@ -156,15 +157,25 @@ inline std::string http_get(int port, const std::string& path, std::chrono::mill
 /// @endcode
 class etcd_cluster {
 public:
+    /// TLS for the client side: each member then also listens on https://127.0.0.1:<tls_port>
+    /// (its plain http:// client URL stays, for readiness checks and etcdctl).
+    struct tls_files {
+        std::string cert_file, key_file; ///< the members' server certificate and key (PEM)
+        std::string trusted_ca_file;     ///< CA for client certificates (with client_cert_auth)
+        bool client_cert_auth = false;   ///< require a client certificate on https://
+    };
+
     struct member {
         std::string name;
-        int client_port = 0, peer_port = 0, metrics_port = 0;
+        int client_port = 0, peer_port = 0, metrics_port = 0, tls_port = 0;
         pid_t pid = -1;
         std::filesystem::path data_dir;
         std::filesystem::path log_file;
     };
 
-    explicit etcd_cluster(int n = 3, std::chrono::seconds ready_timeout = std::chrono::seconds(60)) {
+    explicit etcd_cluster(int n = 3, std::optional<tls_files> tls = std::nullopt,
+                          std::chrono::seconds ready_timeout = std::chrono::seconds(60))
+        : tls_(std::move(tls)) {
         const char* base = std::getenv("QUORUMREG_TEST_TMP");
         std::filesystem::path root = base ? base : std::filesystem::temp_directory_path();
         std::random_device rd;
@@ -190,6 +201,7 @@ public:
             m.client_port = port();
             m.peer_port = port();
             m.metrics_port = port();
+            if (tls_) m.tls_port = port();
             m.data_dir = root_ / (m.name + ".etcd");
             m.log_file = root_ / (m.name + ".log");
             members_.push_back(m);
@@ -210,6 +222,10 @@ public:
     const member& at(std::size_t i) const { return members_.at(i); }
     std::string client_url(std::size_t i) const {
         return "http://127.0.0.1:" + std::to_string(members_.at(i).client_port);
+    }
+    /// https:// client URL of member i (only with tls_files).
+    std::string tls_url(std::size_t i, const std::string& host = "127.0.0.1") const {
+        return "https://" + host + ":" + std::to_string(members_.at(i).tls_port);
     }
     std::vector<std::string> client_urls() const {
         std::vector<std::string> v;
@@ -293,6 +309,7 @@ private:
             cluster += o.name + "=http://127.0.0.1:" + std::to_string(o.peer_port);
         }
         std::string c = "http://127.0.0.1:" + std::to_string(m.client_port);
+        if (tls_) c += ",https://127.0.0.1:" + std::to_string(m.tls_port);
         std::string p = "http://127.0.0.1:" + std::to_string(m.peer_port);
         std::string metrics = "http://127.0.0.1:" + std::to_string(m.metrics_port);
         std::vector<std::string> args = {"/usr/bin/etcd",
@@ -307,6 +324,11 @@ private:
                                          "--initial-cluster-token", token_,
                                          "--listen-metrics-urls", metrics,
                                          "--logger=zap", "--log-outputs=stderr", "--log-level=warn"};
+        if (tls_) {
+            args.insert(args.end(), {"--cert-file", tls_->cert_file, "--key-file", tls_->key_file});
+            if (!tls_->trusted_ca_file.empty()) args.insert(args.end(), {"--trusted-ca-file", tls_->trusted_ca_file});
+            if (tls_->client_cert_auth) args.push_back("--client-cert-auth");
+        }
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -382,6 +404,7 @@ private:
         }
     }
 
+    std::optional<tls_files> tls_;
     std::string token_;
     std::filesystem::path root_;
     std::vector<member> members_;

@@ -421,4 +421,72 @@ TEST_CASE("etcd: username and password authentication") {
     CHECK(ec == errc::unauthenticated);
 }
 
+
+TEST_CASE("etcd: TLS with CA verification and client certificates") {
+    qr_test::temp_dir pki("etcd-pki");
+    const std::string d = pki.str();
+    const std::string ec_key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    REQUIRE(run("openssl req -x509" + ec_key + " -keyout " + d + "/ca.key -out " + d +
+                "/ca.pem -days 2 -subj /CN=qr-test-ca") == 0);
+    auto issue = [&](const std::string& name, const std::string& ext) {
+        std::FILE* f = std::fopen((d + "/" + name + ".ext").c_str(), "w");
+        REQUIRE(f);
+        std::fputs(ext.c_str(), f);
+        std::fclose(f);
+        REQUIRE(run("openssl req" + ec_key + " -keyout " + d + "/" + name + ".key -out " + d + "/" + name +
+                    ".csr -subj /CN=" + name) == 0);
+        REQUIRE(run("openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/ca.pem -CAkey " + d +
+                    "/ca.key -CAcreateserial -out " + d + "/" + name + ".pem -days 2 -extfile " + d + "/" + name +
+                    ".ext") == 0);
+    };
+    issue("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
+    issue("client", "extendedKeyUsage=clientAuth\n");
+
+    qr_test::etcd_cluster::tls_files tls{d + "/server.pem", d + "/server.key", d + "/ca.pem", true};
+    qr_test::etcd_cluster c(1, tls);
+
+    etcd_options o;
+    o.endpoints = {c.tls_url(0)};
+    o.deadline = 5s;
+    o.tls.ca_file = d + "/ca.pem";
+    o.tls.cert_file = d + "/client.pem";
+    o.tls.key_file = d + "/client.key";
+    etcd_store s(o);
+    auto r = s.put("tls/k", "secret");
+    CHECK(s.get("tls/k")->mod_revision == r);
+    qr_test::event_sink sink;
+    auto sub = s.watch("tls/", r, sink.handler());
+    REQUIRE(sink.wait_for(1).size() == 1);
+    CHECK(sink.events()[0].kv.value == "secret");
+
+    // Host name verification by DNS name works as well.
+    auto by_name = o;
+    by_name.endpoints = {c.tls_url(0, "localhost")};
+    CHECK(etcd_store(by_name).get("tls/k")->value == "secret");
+
+    // Without a client certificate the member refuses the handshake.
+    auto no_cert = o;
+    no_cert.tls.cert_file.clear();
+    no_cert.tls.key_file.clear();
+    no_cert.deadline = 1500ms;
+    std::error_code ec;
+    etcd_store(no_cert).get("tls/k", ec);
+    CHECK(ec);
+
+    // A member whose certificate does not chain to the configured CA is not trusted...
+    auto wrong_ca = o;
+    wrong_ca.tls.ca_file = d + "/client.pem"; // a valid PEM, but not the issuer
+    wrong_ca.deadline = 1500ms;
+    try {
+        etcd_store(wrong_ca).get("tls/k");
+        FAIL("untrusted member accepted");
+    } catch (const quorumreg::error& e) {
+        CHECK(e.code() == errc::quorum_unavailable);
+        CHECK(std::string(e.what()).find("certificate verify failed") != std::string::npos);
+    }
+    // ...unless verification is explicitly off.
+    wrong_ca.tls.verify = false;
+    CHECK(etcd_store(wrong_ca).get("tls/k")->value == "secret");
+}
+
 } // TEST_SUITE

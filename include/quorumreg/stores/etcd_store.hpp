@@ -740,7 +740,7 @@ public:
         for (auto* ops : {&txn.on_success, &txn.on_failure})
             for (auto& op : *ops) {
                 if (op.what != store_op::kind::erase_prefix && op.key.empty()) return fail(ec, errc::invalid_argument, "empty key");
-                if (op.what == store_op::kind::put && core_->is_chunk_key(op.key))
+                if (op.what != store_op::kind::erase_prefix && core_->is_chunk_key(op.key))
                     return fail(ec, errc::invalid_argument, "key is in the reserved chunk namespace");
                 if (op.what == store_op::kind::put && op.value.size() > core_->opts.max_value_size)
                     return fail(ec, errc::value_too_large,
