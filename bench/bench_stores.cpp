@@ -120,4 +120,12 @@ BENCHMARK(BM_memory_put);
 
 } // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    std::error_code ec;
+    if (!std::getenv("QUORUMREG_BENCH_DIR")) fs::remove(fs::current_path() / "bench-stores-tmp", ec); // if empty
+    return 0;
+}
