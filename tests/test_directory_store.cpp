@@ -283,6 +283,38 @@ TEST_CASE("a watcher in another process sees every change in order, exactly once
     CHECK(got == expected);
 }
 
+TEST_CASE("directory_store: a lock held by another process fails operations within the deadline") {
+    qr_test::temp_dir tmp("dsheld");
+    auto store_dir = tmp.path() / "q";
+    directory_store_options o;
+    o.deadline = 300ms;
+    directory_store s(store_dir, o);
+    s.put("k", "v");
+    pid_t child = spawn([&] {
+        boost::interprocess::file_lock lk((store_dir / "quorumreg.lock").c_str());
+        lk.lock(); // a stuck writer
+        std::ofstream(tmp.path() / "locked") << "1";
+        qr_test::eventually([&] { return fs::exists(tmp.path() / "release"); }, 120s);
+        lk.unlock();
+        return 0;
+    });
+    REQUIRE(child > 0);
+    REQUIRE(qr_test::eventually([&] { return fs::exists(tmp.path() / "locked"); }, 60s));
+    std::error_code ec;
+    auto t0 = std::chrono::steady_clock::now();
+    s.put("k", "blocked", 0, ec);
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(ec == errc::deadline_exceeded); // nothing was written: not an unknown outcome
+    CHECK(took >= 300ms);
+    CHECK(took < 30s);
+    s.get("k", ec);
+    CHECK(ec == errc::deadline_exceeded);
+    std::ofstream(tmp.path() / "release") << "1";
+    CHECK(reap_child(child) == 0);
+    CHECK(s.get("k")->value == "v");
+    CHECK(s.put("k", "after") > 0);
+}
+
 TEST_CASE("directory_store: files are 0600 and the directory 0700") {
     qr_test::temp_dir tmp("dsperm");
     auto store_dir = tmp.path() / "q";
