@@ -150,6 +150,14 @@ TEST_CASE("memory_store: a delay beyond the deadline") {
     CHECK(ec == errc::unknown_outcome); // sent before the deadline passed: may have committed
     s.set_delay(0ms);
     CHECK(s.get("k")->value == "sent");
+    // A late write that then fails (unknown lease) reports that failure, and the next
+    // operation does not inherit the lateness.
+    s.set_delay(80ms);
+    s.put("k", "x", 12345, ec);
+    CHECK(ec == errc::lease_expired);
+    s.set_delay(0ms);
+    s.put("k", "sent", 0, ec);
+    CHECK_FALSE(ec);
     s.set_delay(10ms); // below the deadline: just slower
     s.put("k", "slow", 0, ec);
     CHECK_FALSE(ec);

@@ -313,6 +313,7 @@ private:
     /// deadline-length delay go on to be applied and finish_write() reports unknown_outcome.
     bool enter(bool write, std::string_view key, bool allow_empty, std::error_code& ec) {
         ec.clear();
+        timed_out_write_ = false; // never carried over from an earlier operation that failed
         auto& detail = last_error_detail();
         if (!allow_empty || !key.empty())
             if (!detail::store_check_key(key, allow_empty, opts_.limits, ec, detail)) return false;
