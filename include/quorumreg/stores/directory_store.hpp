@@ -95,6 +95,17 @@ struct directory_store_options {
 
 /// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
 /// any number of processes may open the same directory.
+///
+/// @code
+/// quorumreg::directory_store_options o;
+/// o.poll_interval = std::chrono::milliseconds(10);  // watch latency across processes
+/// quorumreg::directory_store store("/srv/quorum", o);
+/// auto sub = store.watch("cfg/", 0, [](const std::vector<quorumreg::watch_event>& evs, std::error_code ec) {
+///     // events in revision order, exactly once; ec ends the watch
+/// });
+/// auto rev = store.put("cfg/port", "8080");
+/// store.put_if("cfg/port", "8081", rev);
+/// @endcode
 class directory_store final : public quorum_store {
 public:
     using quorum_store::commit;

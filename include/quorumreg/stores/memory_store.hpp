@@ -39,6 +39,14 @@ struct memory_store_options {
 /// In-process quorum_store with fault injection. Thread-safe. Leases run on
 /// std::chrono::steady_clock; expired leases are reaped lazily by every operation and by a
 /// small reaper thread (which also delivers watch events), so watches see lease keys vanish.
+///
+/// @code
+/// quorumreg::memory_store store;
+/// store.set_deadline(std::chrono::milliseconds(100));
+/// store.set_quorum_lost(true);      // every call now fails with quorum_unavailable after 100 ms
+/// store.set_quorum_lost(false);
+/// store.unknown_outcome_next(1);    // the next write is applied but reports unknown_outcome
+/// @endcode
 class memory_store final : public quorum_store {
 public:
     using quorum_store::commit;
