@@ -766,20 +766,20 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
         if (r->removing) return erase_resource(*r);
         return drive(*r);
     case kind::looks_alive:
-        if (r->st.state != resource_state::online) return drive(*r);
+        if (r->st.state != resource_state::online || r->st.target != resource_state::online) return drive(*r);
         if (!ec && rep.flag) {
             r->next_looks = now + r->type.looks_alive_interval;
-            return;
+            return drive(*r); // the target may have changed while the poll ran
         }
         // LooksAlive said no: confirm with IsAlive right away (WSFC semantics).
         send(*m, r, kind::is_alive, r->type_fold, r->type.deadlock_timeout);
         return;
     case kind::is_alive:
-        if (r->st.state != resource_state::online) return drive(*r);
+        if (r->st.state != resource_state::online || r->st.target != resource_state::online) return drive(*r);
         if (!ec && rep.flag) {
             r->next_is = now + r->type.is_alive_interval;
             r->next_looks = now + r->type.looks_alive_interval;
-            return;
+            return drive(*r);
         }
         return failure(*r, ec ? ec : make_error_code(errc::resource_failed),
                        "IsAlive reported the resource is not alive" + (rep.a.empty() ? std::string() : ": " + rep.a));
@@ -815,8 +815,13 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
             }
         }
     } else {
+        // Health polls of bystanders are often in flight by coincidence; when any other kind of
+        // call was running, the crash is blamed on those only.
+        auto is_poll = [](kind k) { return k == kind::looks_alive || k == kind::is_alive; };
+        bool only_polls = std::all_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return is_poll(c.second.what); });
         for (auto& [req, pc] : m->calls) {
             (void)req;
+            if (!only_polls && is_poll(pc.what)) continue;
             if (!pc.res.empty()) blamed_res.insert(pc.res);
             blamed_types.insert(pc.type_fold);
             blamed_call[pc.res] = pc.what;
