@@ -138,6 +138,44 @@ public:
         ++edges_;
     }
 
+    /// Recomputes the topological order from scratch (Kahn's algorithm, O(V + E)): the bulk path
+    /// for loading many edges at once. On a cycle the order is left as it was and one cycle is
+    /// returned in "depends on" direction, first node repeated at the end.
+    std::vector<node_index> rebuild_order() {
+        const std::size_t n = slots();
+        std::vector<std::uint32_t> pending(n);
+        std::vector<node_index> order;
+        order.reserve(n);
+        for (node_index v = 0; v < n; ++v) {
+            pending[v] = static_cast<std::uint32_t>(deps_[v].size());
+            if (pending[v] == 0) order.push_back(v);
+        }
+        for (std::size_t i = 0; i < order.size(); ++i)
+            for (node_index d : rdeps_[order[i]])
+                if (--pending[d] == 0) order.push_back(d);
+        if (order.size() == n) {
+            for (std::uint32_t p = 0; p < n; ++p) place(order[p], p);
+            return {};
+        }
+        // Every node left over has a dependency that is left over too: walk until a repeat.
+        node_index v = 0;
+        while (pending[v] == 0) ++v;
+        std::vector<std::uint32_t> seen_at(n, std::numeric_limits<std::uint32_t>::max());
+        std::vector<node_index> walk;
+        while (seen_at[v] == std::numeric_limits<std::uint32_t>::max()) {
+            seen_at[v] = static_cast<std::uint32_t>(walk.size());
+            walk.push_back(v);
+            for (const graph_edge& e : deps_[v])
+                if (pending[e.target] != 0) {
+                    v = e.target;
+                    break;
+                }
+        }
+        std::vector<node_index> cycle(walk.begin() + seen_at[v], walk.end());
+        cycle.push_back(v);
+        return cycle;
+    }
+
     /// The last ms.size() edges of `from` form one group: rewrite their targets in the order
     /// of `ms` (same multiset of targets, so the reverse lists stay right).
     void reorder_group_tail(node_index from, const std::vector<node_index>& ms) {

@@ -35,7 +35,10 @@ namespace detail {
 template <class Id>
 std::string format_id(const Id& id, std::size_t index) {
     std::string s = id_formatter<Id>{}(id);
-    if (s.empty()) s = "#" + std::to_string(index);
+    if (s.empty()) {
+        s.assign(1, '#');
+        s.append(std::to_string(index)); // append, not operator+: GCC 12 -Wrestrict false positive
+    }
     return s;
 }
 
