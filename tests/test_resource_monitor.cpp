@@ -484,4 +484,31 @@ TEST_CASE("a monitor program that cannot be started is reported, not retried for
     CHECK(ctl.status("r1").type == "GoodType");
 }
 
+TEST_CASE("a monitor left without resources is shut down") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry types(store, test_options({}));
+    types.register_type(type("GoodType", plugin("good")));
+    auto mo = test_monitor_options();
+    mo.idle_monitor_timeout = 100ms;
+    quorumreg::monitor_controller ctl(types, mo);
+    quorumreg::resource_spec own{"alone", "GoodType", ""};
+    own.own_monitor = true;
+    ctl.add_resource(own);
+    ctl.online("alone");
+    REQUIRE(ctl.wait_for("alone", resource_state::online, patience));
+    int pid = ctl.status("alone").monitor_pid;
+    REQUIRE(ctl.monitors().size() == 1);
+    ctl.remove_resource("alone");
+    auto deadline = std::chrono::steady_clock::now() + patience;
+    while ((!ctl.monitors().empty() || process_exists(pid)) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(20ms);
+    CHECK(ctl.monitors().empty());
+    CHECK_FALSE(process_exists(pid));
+    // A new resource gets a new monitor on demand.
+    ctl.add_resource({"again", "GoodType", ""});
+    ctl.online("again");
+    REQUIRE(ctl.wait_for("again", resource_state::online, patience));
+    CHECK(ctl.status("again").monitor_pid != pid);
+}
+
 } // TEST_SUITE

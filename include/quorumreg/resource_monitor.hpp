@@ -145,6 +145,8 @@ struct monitor_options {
     /// When the store cannot be reached to resolve a type (quorum lost, deadline, I/O), the
     /// resource stays online-pending with that error and is retried this often.
     std::chrono::milliseconds store_retry_interval{500};
+    /// A monitor hosting no resource for this long is shut down (a new one starts on demand).
+    std::chrono::milliseconds idle_monitor_timeout{10000};
 };
 
 /// Owns resources and the monitor processes hosting them. Thread-safe; all work happens on one
@@ -264,6 +266,8 @@ private:
         std::set<std::string> deadlocked; ///< folded resource names whose call timed out
         std::string deadlocked_type;      ///< type whose load timed out
         bool reaped = false;
+        bool retiring = false;            ///< idle, asked to shut down: takes no new resources
+        std::optional<clock::time_point> idle_since;
         int wait_status = 0;
     };
     struct res_rec {
@@ -529,7 +533,7 @@ inline monitor_controller::mon_rec* monitor_controller::monitor_for(const std::s
                                                                      std::string& why) {
     for (auto& [id, m] : mons_) {
         (void)id;
-        if (m.role == role && !m.killed && !m.reaped) return &m;
+        if (m.role == role && !m.killed && !m.reaped && !m.retiring) return &m;
     }
     auto io = std::make_shared<monitor_io>();
     auto base = detail::monitor_channel::unique_base();
@@ -941,6 +945,25 @@ inline void monitor_controller::supervise() {
         }
     }
     for (auto id : dead) on_monitor_death(id);
+    if (!shutting_down_) {
+        std::set<std::uint64_t> busy;
+        for (auto& [f, r] : res_) {
+            (void)f;
+            if (r.mon) busy.insert(r.mon);
+        }
+        for (auto& [id, m] : mons_) {
+            if (m.killed || m.reaped || m.retiring) continue;
+            if (busy.count(id) || !m.calls.empty()) {
+                m.idle_since.reset();
+                continue;
+            }
+            if (!m.idle_since) m.idle_since = now;
+            if (now - *m.idle_since >= opts_.idle_monitor_timeout) {
+                m.retiring = true;
+                send(m, nullptr, kind::shutdown, {}, opts_.shutdown_grace);
+            }
+        }
+    }
     if (shutting_down_) {
         if (mons_.empty()) {
             for (auto& [f, r] : res_) {
