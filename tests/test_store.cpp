@@ -17,7 +17,7 @@ namespace {
 
 /// One memory_store shared by every make() of a fixture (clients of the same store).
 struct memory_backend {
-    static constexpr std::chrono::milliseconds short_ttl{200};
+    static constexpr std::chrono::milliseconds short_ttl{250};
     std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
 
     struct client final : quorum_store {
@@ -59,7 +59,7 @@ struct memory_backend {
 
 /// A directory_store in a fresh temporary directory; every make() opens its own object on it.
 struct directory_backend {
-    static constexpr std::chrono::milliseconds short_ttl{300};
+    static constexpr std::chrono::milliseconds short_ttl{500};
     qr_test::temp_dir dir{"dirstore"};
     std::unique_ptr<quorum_store> make() { return std::make_unique<directory_store>(dir.path() / "q"); }
 };
