@@ -10,6 +10,8 @@
  *   <name>.log           every call appends one line ("open", "online", "looks_alive", ...)
  * control code 1 echoes "<name>:<input>"; other codes are unsupported.
  */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE 1
 #include <quorumreg/resource_api.h>
 
 #include <fcntl.h>
