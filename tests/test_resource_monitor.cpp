@@ -511,4 +511,42 @@ TEST_CASE("a monitor left without resources is shut down") {
     CHECK(ctl.status("again").monitor_pid != pid);
 }
 
+TEST_CASE("a frozen monitor (no heartbeats) is killed and its resources re-hosted") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry types(store, test_options({}));
+    types.register_type(type("GoodType", plugin("good")));
+    auto mo = test_monitor_options();
+    mo.heartbeat_timeout = 300ms;
+    quorumreg::monitor_controller ctl(types, mo);
+    ctl.add_resource({"r1", "GoodType", ""});
+    ctl.online("r1");
+    REQUIRE(ctl.wait_for("r1", resource_state::online, patience));
+    int pid = ctl.status("r1").monitor_pid;
+    REQUIRE(::kill(pid, SIGSTOP) == 0); // alive for waitpid, but silent
+    REQUIRE(ctl.wait_until("r1", [&](const quorumreg::resource_status& s) {
+        return s.state == resource_state::online && s.monitor_pid != pid && s.monitor_pid != 0;
+    }, patience));
+    CHECK(ctl.status("r1").last_failure == errc::monitor_crashed);
+    CHECK(ctl.status("r1").last_failure_reason.find("heartbeat") != std::string::npos);
+    CHECK_FALSE(process_exists(pid));
+}
+
+TEST_CASE("a type registered with separate_monitor gets a monitor per resource") {
+    quorumreg::memory_store store;
+    quorumreg::resource_type_registry types(store, test_options({}));
+    auto t = type("GoodType", plugin("good"));
+    t.flags = quorumreg::separate_monitor;
+    types.register_type(t);
+    quorumreg::monitor_controller ctl(types, test_monitor_options());
+    ctl.add_resource({"a", "GoodType", ""});
+    ctl.add_resource({"b", "GoodType", ""});
+    ctl.online("a");
+    ctl.online("b");
+    REQUIRE(ctl.wait_for("a", resource_state::online, patience));
+    REQUIRE(ctl.wait_for("b", resource_state::online, patience));
+    CHECK(ctl.status("a").monitor_pid != ctl.status("b").monitor_pid);
+    CHECK(ctl.status("a").dedicated_monitor);
+    CHECK(ctl.monitors().size() == 2);
+}
+
 } // TEST_SUITE
