@@ -3,7 +3,7 @@
 # resource_monitor (label monitor).
 set(QR_TEST_PLUGIN_DIR ${CMAKE_CURRENT_BINARY_DIR}/plugins)
 set(qr_plugin_targets)
-foreach(spec IN ITEMS good:1 crash:2 hang:3 wrongtype:4 nostartup:5)
+foreach(spec IN ITEMS good:1 crash:2 hang:3 wrongtype:4 nostartup:5 loadcrash:6)
   string(REPLACE ":" ";" kv ${spec})
   list(GET kv 0 name)
   list(GET kv 1 kind)
@@ -11,6 +11,7 @@ foreach(spec IN ITEMS good:1 crash:2 hang:3 wrongtype:4 nostartup:5)
   target_compile_definitions(qr_test_plugin_${name} PRIVATE QR_PLUGIN_KIND=${kind})
   target_include_directories(qr_test_plugin_${name} PRIVATE ${PROJECT_SOURCE_DIR}/include)
   target_compile_options(qr_test_plugin_${name} PRIVATE -Wall -Wextra -Werror)
+  target_link_libraries(qr_test_plugin_${name} PRIVATE ${CMAKE_DL_LIBS})
   set_target_properties(qr_test_plugin_${name} PROPERTIES PREFIX "" OUTPUT_NAME qr_plugin_${name}
                         LIBRARY_OUTPUT_DIRECTORY ${QR_TEST_PLUGIN_DIR} C_VISIBILITY_PRESET hidden)
   list(APPEND qr_plugin_targets qr_test_plugin_${name})

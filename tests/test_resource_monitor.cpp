@@ -549,4 +549,37 @@ TEST_CASE("a type registered with separate_monitor gets a monitor per resource")
     CHECK(ctl.monitors().size() == 2);
 }
 
+TEST_CASE("a library that crashes its monitor while loading is blamed and isolated; bystanders recover") {
+    quorumreg::memory_store store;
+    qr_test::temp_dir libs("qr-mon-loadcrash");
+    auto lib = libs.path() / "qr_plugin_loadcrash.so";
+    fs::copy_file(plugin("loadcrash"), lib);
+    quorumreg::resource_type_registry types(store, test_options(libs.path()));
+    types.register_type(type("LoadCrashType", lib.string()));
+    auto g = type("GoodType", plugin("good"));
+    g.looks_alive_interval = 600s;
+    g.is_alive_interval = 600s;
+    types.register_type(g);
+    quorumreg::monitor_controller ctl(types, test_monitor_options());
+    ctl.add_resource({"g1", "GoodType", ""});
+    ctl.add_resource({"x", "LoadCrashType", ""});
+    ctl.online("g1");
+    ctl.online("x");
+    REQUIRE(ctl.wait_for("g1", resource_state::online, patience));
+    REQUIRE(ctl.wait_for("x", resource_state::online, patience));
+
+    touch(fs::path(lib.string() + ".crash")); // from now on, loading it kills the loading process
+    int pid = ctl.status("g1").monitor_pid;
+    ::kill(pid, SIGKILL);
+    REQUIRE(ctl.wait_for("x", resource_state::failed, patience));
+    auto s = ctl.status("x");
+    CHECK(s.error == errc::monitor_crashed);
+    CHECK(s.reason.find("load_type") != std::string::npos);
+    CHECK(s.type == "LoadCrashType");
+    REQUIRE(ctl.wait_until("g1", [&](const quorumreg::resource_status& st) {
+        return st.state == resource_state::online && st.monitor_pid != pid;
+    }, patience));
+    CHECK(ctl.status("g1").type == "GoodType");
+}
+
 } // TEST_SUITE

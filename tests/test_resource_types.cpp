@@ -113,6 +113,12 @@ TEST_CASE("each bad plugin is rejected at registration with its own error, and n
     reg2.register_type(type("Junk", (allowed.path() / "junk.so").string()), ec);
     CHECK(ec == errc::plugin_load_failed);
 
+    // A library whose constructor crashes takes down only the throwaway probe.
+    fs::copy_file(plugin("loadcrash"), allowed.path() / "loadcrash.so");
+    { std::ofstream(allowed.path() / "loadcrash.so.crash") << ""; }
+    reg2.register_type(type("LoadCrashType", (allowed.path() / "loadcrash.so").string()), ec);
+    CHECK(ec == errc::plugin_load_failed);
+
     auto t = type("GoodType", plugin("good"));
     t.sha256 = std::string(64, '0');
     reg.register_type(t, ec);

@@ -4,16 +4,18 @@
  *   3 hang        type "HangType": online() hangs forever, once, when <dir>/<name>.hang exists
  *   4 wrongtype   implements only "SomethingElse" (registering it as another type must fail)
  *   5 nostartup   exports no startup symbol
+ *   6 loadcrash   type "LoadCrashType": crashes while being loaded (in a constructor) when a file
+ *                 named like the library plus ".crash" exists beside it
  * A resource's parameters are a directory; in it, for resource <name>:
  *   <name>.sick          looks_alive and is_alive report failure
  *   <name>.online-fail   online() reports failure
  *   <name>.log           every call appends one line ("open", "online", "looks_alive", ...)
  * control code 1 echoes "<name>:<input>"; other codes are unsupported.
  */
-#define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE 1
+#define _GNU_SOURCE 1 /* dladdr */
 #include <quorumreg/resource_api.h>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -124,6 +126,15 @@ static const quorumreg_resource_functions table = {
 #define QR_TYPE "HangType"
 #elif QR_PLUGIN_KIND == 4
 #define QR_TYPE "SomethingElse"
+#elif QR_PLUGIN_KIND == 6
+#define QR_TYPE "LoadCrashType"
+__attribute__((constructor)) static void crash_on_load_if_asked(void) {
+    Dl_info info;
+    if (!dladdr((void*)&crash_on_load_if_asked, &info) || !info.dli_fname) return;
+    char marker_path[1400];
+    snprintf(marker_path, sizeof marker_path, "%s.crash", info.dli_fname);
+    if (access(marker_path, F_OK) == 0) raise(SIGSEGV);
+}
 #endif
 
 #if QR_PLUGIN_KIND != 5
