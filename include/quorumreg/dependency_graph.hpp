@@ -198,8 +198,10 @@ public:
                 for (auto v : c) cycle->push_back(ids_[v]);
             }
         }
-        for (auto [a, g] : touched)
-            core_.remove_edges_if(a, [g](const detail::graph_edge& e) { return e.group >= g; });
+        for (const auto& t : touched) {
+            const std::uint32_t first = t.second; // clang 14 cannot capture structured bindings
+            core_.remove_edges_if(t.first, [first](const detail::graph_edge& e) { return e.group >= first; });
+        }
         for (auto v = core_.slots(); v-- > slots_before;) {
             index_.erase(ids_[v]);
             core_.remove_node(static_cast<detail::node_index>(v));
