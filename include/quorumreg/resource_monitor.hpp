@@ -819,13 +819,18 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
             }
         }
     } else {
-        // Health polls of bystanders are often in flight by coincidence; when any other kind of
-        // call was running, the crash is blamed on those only.
+        // The board says which calls were inside plugin code when the monitor died: blame those.
+        // If none was (a plugin's own thread crashed it, or it was killed from outside), fall back
+        // to the calls in flight, preferring anything but health polls — a bystander's LooksAlive
+        // is often in flight by coincidence.
+        std::set<std::uint64_t> executing;
+        if (m->io && m->io->ch)
+            for (auto req : m->io->ch->executing()) executing.insert(req);
+        bool precise = std::any_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return executing.count(c.first) > 0; });
         auto is_poll = [](kind k) { return k == kind::looks_alive || k == kind::is_alive; };
         bool only_polls = std::all_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return is_poll(c.second.what); });
         for (auto& [req, pc] : m->calls) {
-            (void)req;
-            if (!only_polls && is_poll(pc.what)) continue;
+            if (precise ? executing.count(req) == 0 : (!only_polls && is_poll(pc.what))) continue;
             if (!pc.res.empty()) blamed_res.insert(pc.res);
             blamed_types.insert(pc.type_fold);
             blamed_call[pc.res] = pc.what;
@@ -1181,7 +1186,7 @@ inline void monitor_controller::remove_stale_queues() {
         pid_t pid = static_cast<pid_t>(std::atoi(name.substr(6, dot - 6).c_str()));
         if (pid <= 0 || pid == ::getpid()) continue;
         if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
-        boost::interprocess::message_queue::remove(name.c_str());
+        boost::interprocess::shared_memory_object::remove(name.c_str()); // queues and boards alike
     }
 }
 

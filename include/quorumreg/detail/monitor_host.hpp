@@ -133,6 +133,8 @@ inline loaded_plugin load_plugin(const std::string& path, const std::string& typ
 class serial_worker {
 public:
     serial_worker() : thread_([this] { run(); }) { thread_.detach(); }
+    /// This worker's "executing now" slot in the controller-owned board (null: none left).
+    std::atomic<std::uint64_t>* slot = nullptr;
     void post(std::function<void()> job) {
         {
             std::lock_guard lk(mu_);
@@ -162,12 +164,30 @@ private:
     std::thread thread_;
 };
 
+/// Marks a request as executing inside plugin code for the duration of a scope.
+class executing_mark {
+public:
+    executing_mark(std::atomic<std::uint64_t>* slot, std::uint64_t req) : slot_(slot) {
+        if (slot_) slot_->store(req, std::memory_order_release);
+    }
+    ~executing_mark() {
+        if (slot_) slot_->store(0, std::memory_order_release);
+    }
+    executing_mark(const executing_mark&) = delete;
+    executing_mark& operator=(const executing_mark&) = delete;
+
+private:
+    std::atomic<std::uint64_t>* slot_;
+};
+
 /// The long-lived monitor: serves requests from the controller until told to shut down or
 /// until its parent (the controller) is gone.
 class monitor_host {
 public:
     monitor_host(std::unique_ptr<monitor_channel> ch, pid_t parent, std::chrono::milliseconds heartbeat)
-        : ch_(std::move(ch)), parent_(parent), heartbeat_(heartbeat) {}
+        : ch_(std::move(ch)), parent_(parent), heartbeat_(heartbeat) {
+        loader_.slot = ch_->board_slot(next_slot_++);
+    }
 
     [[noreturn]] void run() {
         using clock = std::chrono::steady_clock;
@@ -251,7 +271,11 @@ private:
         switch (m.kind) {
         case monitor_msg_kind::load_type:
             loader_.post([this, m] {
-                auto lp = load_plugin(m.b, m.a, m.c);
+                loaded_plugin lp;
+                {
+                    executing_mark mark(loader_.slot, m.req);
+                    lp = load_plugin(m.b, m.a, m.c);
+                }
                 if (!lp.ec) {
                     std::lock_guard lk(mu_);
                     types_[fold(m.a)] = lp.functions;
@@ -264,7 +288,10 @@ private:
             {
                 std::lock_guard lk(mu_);
                 auto& slot = resources_[m.res];
-                if (!slot) slot = std::make_unique<hosted>();
+                if (!slot) {
+                    slot = std::make_unique<hosted>();
+                    slot->worker.slot = ch_->board_slot(next_slot_++);
+                }
                 h = slot.get();
             }
             h->worker.post([this, h, m] {
@@ -272,7 +299,10 @@ private:
                 if (!f) return reply(m, errc::plugin_load_failed, "type \"" + m.a + "\" is not loaded in this monitor");
                 if (h->handle) return reply(m, {}); // already open: opening is idempotent
                 h->fns = f;
-                h->handle = f->open(m.b.c_str(), m.c.c_str());
+                {
+                    executing_mark mark(h->worker.slot, m.req);
+                    h->handle = f->open(m.b.c_str(), m.c.c_str());
+                }
                 if (!h->handle) return reply(m, errc::resource_failed, "open returned NULL");
                 reply(m, {});
             });
@@ -301,6 +331,7 @@ private:
 
     void call(hosted& h, const monitor_msg& m) {
         if (!h.handle) return reply(m, errc::not_found, "resource is not open");
+        executing_mark mark(h.worker.slot, m.req);
         switch (m.kind) {
         case monitor_msg_kind::close:
             h.fns->close(h.handle);
@@ -346,6 +377,7 @@ private:
     std::mutex mu_;
     std::map<std::string, const quorumreg_resource_functions*> types_; // folded type name
     std::map<std::uint64_t, std::unique_ptr<hosted>> resources_;
+    std::size_t next_slot_ = 0; // only the I/O thread creates workers
     serial_worker loader_;
     std::atomic<bool> shutting_down_{false};
 };

@@ -13,13 +13,17 @@
 #include <quorumreg/detail/codec.hpp>
 
 #include <boost/interprocess/ipc/message_queue.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
+#include <stdexcept>
 #include <string_view>
+#include <vector>
 
 #include <unistd.h>
 
@@ -29,6 +33,7 @@ inline constexpr std::size_t monitor_max_message = 4096;  ///< bytes per queue m
 inline constexpr std::size_t monitor_queue_capacity = 512; ///< messages per queue
 inline constexpr std::size_t monitor_max_parameters = 3000; ///< resource parameter string limit
 inline constexpr std::size_t monitor_max_control = 1024;    ///< control input/output limit
+inline constexpr std::size_t monitor_board_slots = 4096;   ///< "executing now" slots (one per worker)
 inline constexpr std::uint32_t monitor_protocol_magic = 0x514D4F31; // "QMO1"
 
 enum class monitor_msg_kind : std::uint8_t {
@@ -119,11 +124,16 @@ public:
         c->base_ = base;
         queue::remove((base + ".c2m").c_str());
         queue::remove((base + ".m2c").c_str());
+        boost::interprocess::shared_memory_object::remove((base + ".board").c_str());
+        c->owner_ = true; // from here on, the destructor removes what was created
         c->out_ = std::make_unique<queue>(boost::interprocess::create_only, (base + ".c2m").c_str(),
                                           monitor_queue_capacity, monitor_max_message);
         c->in_ = std::make_unique<queue>(boost::interprocess::create_only, (base + ".m2c").c_str(),
                                          monitor_queue_capacity, monitor_max_message);
-        c->owner_ = true;
+        boost::interprocess::shared_memory_object shm(boost::interprocess::create_only, (base + ".board").c_str(),
+                                                      boost::interprocess::read_write);
+        shm.truncate(static_cast<boost::interprocess::offset_t>(monitor_board_slots * sizeof(std::uint64_t)));
+        c->map_board(shm);
         return c;
     }
     /// Monitor side: opens the queues the controller created.
@@ -132,6 +142,9 @@ public:
         c->base_ = base;
         c->in_ = std::make_unique<queue>(boost::interprocess::open_only, (base + ".c2m").c_str());
         c->out_ = std::make_unique<queue>(boost::interprocess::open_only, (base + ".m2c").c_str());
+        boost::interprocess::shared_memory_object shm(boost::interprocess::open_only, (base + ".board").c_str(),
+                                                      boost::interprocess::read_write);
+        c->map_board(shm);
         return c;
     }
     /// A fresh, unique queue-pair name for this process.
@@ -147,6 +160,7 @@ public:
         if (owner_) {
             queue::remove((base_ + ".c2m").c_str());
             queue::remove((base_ + ".m2c").c_str());
+            boost::interprocess::shared_memory_object::remove((base_ + ".board").c_str());
         }
     }
     monitor_channel(const monitor_channel&) = delete;
@@ -168,8 +182,32 @@ public:
         }
     }
 
+    /// The "executing now" board: slot i holds the id of the request worker i is running inside
+    /// plugin code (0: none). It lives in memory the controller owns, so after a crash the
+    /// controller can tell exactly which call was running — blame goes to the plugin that crashed,
+    /// not to bystanders whose calls merely happened to be in flight.
+    std::atomic<std::uint64_t>* board_slot(std::size_t i) noexcept {
+        return i < monitor_board_slots ? board_ + i : nullptr;
+    }
+    /// Request ids currently marked as executing.
+    std::vector<std::uint64_t> executing() const {
+        std::vector<std::uint64_t> out;
+        for (std::size_t i = 0; i < monitor_board_slots; ++i)
+            if (auto v = board_[i].load(std::memory_order_acquire)) out.push_back(v);
+        return out;
+    }
+
 private:
     monitor_channel() = default;
+    void map_board(boost::interprocess::shared_memory_object& shm) {
+        static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "board slots must be address-free atomics");
+        region_ = boost::interprocess::mapped_region(shm, boost::interprocess::read_write);
+        if (region_.get_size() < monitor_board_slots * sizeof(std::uint64_t))
+            throw std::runtime_error("monitor board too small");
+        board_ = static_cast<std::atomic<std::uint64_t>*>(region_.get_address());
+    }
+    boost::interprocess::mapped_region region_;
+    std::atomic<std::uint64_t>* board_ = nullptr;
     std::string base_;
     std::unique_ptr<queue> in_, out_;
     bool owner_ = false;
