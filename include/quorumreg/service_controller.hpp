@@ -47,7 +47,8 @@
 //   action is still pending; after a timeout the late action keeps its pool thread until it
 //   returns and its result is ignored.
 // - Observers run outside the controller's locks, one state change at a time, in the order
-//   the changes happened, on the thread that made the change. They may call state(), status(),
+//   the changes happened, on the thread that made the change; start, stop and restart return
+//   only after the observers have seen the changes they made. They may call state(), status(),
 //   report_failure() and drop their own subscription; calling an operation that would wait for
 //   the current one (start, stop, restart, add_*, remove_service, set_replication_service)
 //   from an observer fails with errc::invalid_argument instead of deadlocking.
@@ -560,10 +561,15 @@ private:
         s.root_reason = root_reason;
     }
 
-    /// Delivers queued events, in order, outside mu_ (call without mu_ held).
-    void drain_events() {
+    /// Delivers queued events, in order, outside mu_ (call without mu_ held). With `all`, also
+    /// waits until events being delivered by another thread are done, so that an operation
+    /// returns only after its observers have seen its changes.
+    void drain_events(bool all = false) {
         std::unique_lock el(ev_mu_);
-        if (delivering_) return; // the thread delivering will pick ours up
+        while (delivering_) {
+            if (!all || in_observer()) return; // the thread delivering will pick ours up
+            ev_idle_.wait(el);
+        }
         delivering_ = true;
         while (!events_.empty()) {
             service_event ev = std::move(events_.front());
@@ -576,6 +582,7 @@ private:
             el.lock();
         }
         delivering_ = false;
+        ev_idle_.notify_all();
     }
 
     // ---- actions ---------------------------------------------------------------------------
@@ -885,7 +892,7 @@ private:
             if (svcs_.at(name).state == service_state::online) ec.clear();
             else result_of(name, ec, why);
         }
-        drain_events();
+        drain_events(true);
     }
 
     void stop_impl(const std::string& name, std::error_code& ec, std::string& why) {
@@ -902,7 +909,7 @@ private:
             if (svcs_.at(name).state == service_state::offline) ec.clear();
             else result_of(name, ec, why);
         }
-        drain_events();
+        drain_events(true);
     }
 
     void restart_impl(const std::string& name, std::error_code& ec, std::string& why) {
@@ -930,7 +937,7 @@ private:
                 else result_of(name, ec, why);
             }
         }
-        drain_events();
+        drain_events(true);
     }
 
     /// Applies the restart policy to a reported failure (supervisor thread, job_mu_ held).
@@ -980,7 +987,7 @@ private:
                 }
                 lk.unlock();
             }
-            drain_events();
+            drain_events(true);
             lk.lock();
             if (reports_.empty()) recovering_ = false;
             idle_cv_.notify_all();
@@ -1006,6 +1013,7 @@ private:
 
     std::mutex ev_mu_;
     std::deque<service_event> events_;
+    std::condition_variable ev_idle_;
     bool delivering_ = false;
 
     std::thread supervisor_;
