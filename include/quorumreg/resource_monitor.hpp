@@ -43,6 +43,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -437,12 +438,21 @@ inline void monitor_controller::io_loop(std::shared_ptr<monitor_io> io, std::sha
             box->cv.notify_one();
             m = msg{};
         }
+        // Send outside io->mu: if a dying monitor left the queue's mutex locked, only this
+        // (abandonable) thread blocks, never the controller thread that appends to the outbox.
+        std::deque<std::string> batch;
         {
             std::lock_guard lk(io->mu);
-            while (!io->outbox.empty() && io->ch->try_send(io->outbox.front())) {
-                io->outbox.pop_front();
-                active = true;
-            }
+            batch.swap(io->outbox);
+        }
+        while (!batch.empty() && io->ch->try_send(batch.front())) {
+            batch.pop_front();
+            active = true;
+        }
+        if (!batch.empty()) {
+            std::lock_guard lk(io->mu);
+            io->outbox.insert(io->outbox.begin(), std::make_move_iterator(batch.begin()),
+                              std::make_move_iterator(batch.end()));
         }
         // Short adaptive sleep: never wait on a process-shared condition (see monitor_protocol.hpp).
         idle = active ? std::chrono::microseconds(100) : std::min(idle * 2, std::chrono::microseconds(2000));
