@@ -294,6 +294,7 @@ TEST_CASE("etcd: one member down, then two, then back: no acknowledged write los
     c.kill_member(1);
     for (int i = 0; i < 3; ++i) {
         auto took = timed([&] { write(ec); });
+        MESSAGE("two members down: put -> " << ec.message() << " after " << took.count() << " ms");
         CHECK((ec == errc::quorum_unavailable || ec == errc::unknown_outcome));
         CHECK(took < 2s + 1500ms);
         took = timed([&] { s.get("fault/k0", ec); });

@@ -669,6 +669,25 @@ public:
     range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
                        std::error_code& ec) override {
         auto end = begin(ec);
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            auto r = range_once(prefix, start_after, limit, end, ec);
+            if (ec != errc::watch_canceled) return r; // compacted between page and chunks: again
+            ec.clear();
+        }
+        ec = errc::deadline_exceeded;
+        return {};
+    }
+
+    store_revision revision(std::error_code& ec) override {
+        auto end = begin(ec);
+        auto r = call("/v3/kv/range", {{"key", b64(core_->opts.chunk_prefix)}, {"count_only", true}}, call_kind::read,
+                      end, ec);
+        return ec ? 0 : header_rev(r);
+    }
+
+private:
+    range_result range_once(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                            detail::etcd::clock::time_point end, std::error_code& ec) {
         range_result out;
         std::string lo = start_after.empty() ? std::string(prefix) : std::string(start_after) + std::string(1, '\0');
         if (lo < prefix) lo = std::string(prefix);
@@ -710,27 +729,39 @@ public:
         return out;
     }
 
-    store_revision revision(std::error_code& ec) override {
-        auto end = begin(ec);
-        auto r = call("/v3/kv/range", {{"key", b64(core_->opts.chunk_prefix)}, {"count_only", true}}, call_kind::read,
-                      end, ec);
-        return ec ? 0 : header_rev(r);
-    }
-
+public:
     // ---- writes -----------------------------------------------------------------------------------
 
     store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
-        auto r = commit(t, ec);
-        return ec ? 0 : r.revision;
+        if (key.empty() || core_->is_chunk_key(key) || needs_chunks(value) ||
+            value.size() > core_->opts.max_value_size) { // validation and chunking live in commit()
+            store_txn t;
+            t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
+            auto r = commit(t, ec);
+            return ec ? 0 : r.revision;
+        }
+        // The common case as one plain /v3/kv/put (cheaper for etcd than a transaction).
+        auto end = begin(ec);
+        boost::json::object p{{"key", b64(key)}, {"value", b64(value)}, {"prev_kv", true}};
+        if (lease) p["lease"] = std::to_string(lease);
+        auto r = call("/v3/kv/put", p, call_kind::write, end, ec);
+        if (ec) return 0;
+        collect_replaced(detail::etcd::get_obj(r, "prev_kv"), nullptr, end);
+        return header_rev(r);
     }
 
     store_revision erase(std::string_view key, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::erase(std::string(key)));
-        auto r = commit(t, ec);
-        return ec ? 0 : r.revision;
+        if (key.empty() || core_->is_chunk_key(key)) {
+            store_txn t;
+            t.on_success.push_back(store_op::erase(std::string(key)));
+            auto r = commit(t, ec);
+            return ec ? 0 : r.revision;
+        }
+        auto end = begin(ec);
+        auto r = call("/v3/kv/deleterange", {{"key", b64(key)}, {"prev_kv", true}}, call_kind::write, end, ec);
+        if (ec) return 0;
+        collect_replaced(nullptr, detail::etcd::get_arr(r, "prev_kvs"), end);
+        return header_rev(r);
     }
 
     txn_result commit(const store_txn& txn, std::error_code& ec) override {
@@ -829,10 +860,35 @@ public:
         auto end = begin(ec);
         if (ttl.count() <= 0) return fail(ec, errc::invalid_argument, "lease TTL must be positive"), 0;
         auto secs = (ttl.count() + 999) / 1000;
-        auto r = call("/v3/lease/grant", {{"TTL", std::to_string(secs)}}, call_kind::write, end, ec);
-        if (ec) return 0;
-        if (auto e = detail::etcd::get_str(r, "error"); !e.empty()) return fail(ec, errc::backend_error, e), 0;
-        return detail::etcd::get_i64(r, "ID");
+        // The ID is chosen here, so an ambiguous grant can be resolved by looking the lease up
+        // (and retried under the same ID) instead of leaking a lease nobody knows.
+        lease_id id = 0;
+        while (id <= 0) id = static_cast<lease_id>(std::stoull(detail::etcd::random_id().substr(0, 15), nullptr, 16));
+        boost::json::object req{{"TTL", std::to_string(secs)}, {"ID", std::to_string(id)}};
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            auto r = call("/v3/lease/grant", req, call_kind::write, end, ec);
+            if (!ec) {
+                if (auto e = detail::etcd::get_str(r, "error"); !e.empty()) return fail(ec, errc::backend_error, e), 0;
+                return detail::etcd::get_i64(r, "ID");
+            }
+            if (attempt > 0 && last_error_detail().find("lease already exists") != std::string::npos) {
+                ec.clear(); // our own earlier attempt landed
+                return id;
+            }
+            if (ec != errc::unknown_outcome) return 0;
+            std::error_code rec;
+            auto saved = last_error_detail();
+            auto q = call("/v3/lease/timetolive", {{"ID", std::to_string(id)}}, call_kind::read, end, rec);
+            if (rec) { // cannot tell: still unknown
+                last_error_detail() = saved;
+                return 0;
+            }
+            if (detail::etcd::get_i64(q, "TTL") > 0) {
+                ec.clear();
+                return id;
+            }
+        }
+        return 0;
     }
 
     void keep_alive(lease_id lease, std::error_code& ec) override {
@@ -1077,6 +1133,19 @@ private:
             break;
         }
         return o;
+    }
+
+    /// Deletes the chunks of replaced or deleted manifests (from prev_kv / prev_kvs).
+    void collect_replaced(const boost::json::object* prev, const boost::json::array* prevs, clock::time_point end) {
+        std::set<std::string> garbage;
+        auto collect = [&](const boost::json::object& kvo) {
+            if (auto m = detail::etcd::parse_manifest(detail::etcd::get_b64(kvo, "value"))) garbage.insert(m->id);
+        };
+        if (prev) collect(*prev);
+        if (prevs)
+            for (auto& v : *prevs)
+                if (v.is_object()) collect(v.get_object());
+        core_->delete_chunks(garbage, std::max(end, clock::now() + std::chrono::milliseconds(500)));
     }
 
     bool needs_chunks(std::string_view v) const {
