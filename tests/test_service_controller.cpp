@@ -367,6 +367,53 @@ TEST_CASE("restart policy: 3 restarts within 15 minutes, then failed; only depen
     CHECK(ctl.state("db") == service_state::offline);
 }
 
+TEST_CASE("a failed automatic restart fails the dependents with the root cause; OR dependents stay up") {
+    auto clock = std::make_shared<quorumreg::fake_service_clock>();
+    recorder r;
+    service_controller ctl({.threads = 2, .clock = clock});
+    for (auto n : {"db", "replica", "web", "report"}) ctl.add_service(n, r.def(n));
+    ctl.add_dependency("web", "db");
+    ctl.add_any_of("report", {"db", "replica"});
+    ctl.start("web");
+    ctl.start("replica");
+    ctl.start("report");
+    {
+        std::lock_guard lk(r.mu);
+        r.fail_start["db"] = "db corrupt";
+    }
+    ctl.report_failure("db", "crashed");
+    REQUIRE(ctl.wait_idle());
+    CHECK(ctl.status("db").reason == "start failed: db corrupt");
+    auto web = ctl.status("web");
+    CHECK(web.state == service_state::failed);
+    CHECK(web.reason == "dependency \"db\" failed (root cause: \"db\": start failed: db corrupt)");
+    CHECK(ctl.state("report") == service_state::online); // replica is online: never stopped
+    CHECK(r.started("report") == 1);
+}
+
+TEST_CASE("stop pending timeout") {
+    auto clock = std::make_shared<quorumreg::fake_service_clock>();
+    service_controller ctl({.threads = 2, .clock = clock});
+    std::promise<void> gate;
+    auto gate_future = gate.get_future().share();
+    service_definition d;
+    d.stop = [gate_future] { gate_future.wait(); };
+    d.options.pending_timeout = 5s;
+    ctl.add_service("s", d);
+    ctl.start("s");
+    auto result = std::async(std::launch::async, [&] {
+        std::error_code ec;
+        ctl.stop("s", ec);
+        return ec;
+    });
+    REQUIRE(eventually([&] { return ctl.state("s") == service_state::offline_pending; }));
+    clock->advance(6s);
+    REQUIRE(result.wait_for(30s) == std::future_status::ready);
+    CHECK(result.get() == errc::timeout);
+    CHECK(ctl.status("s").reason == "stop did not finish within the pending timeout (5 s)");
+    gate.set_value();
+}
+
 TEST_CASE("restart(x) restarts x and its dependents only") {
     recorder r;
     service_controller ctl;
