@@ -45,8 +45,10 @@ public:
     int wait() {
         if (pid_ <= 0) return -1;
         if (!reaped_) {
-            while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+            pid_t r;
+            while ((r = ::waitpid(pid_, &status_, 0)) < 0 && errno == EINTR) {
             }
+            if (r < 0) status_ = -1; // already reaped elsewhere
             reaped_ = true;
         }
         return status_;

@@ -1,5 +1,6 @@
 #include <quorumreg/checkpoint.hpp>
 
+#include "checkpoint_scenarios.hpp"
 #include "test_support.hpp"
 
 #include <quorumreg/stores/memory_store.hpp>
@@ -374,5 +375,21 @@ TEST_CASE("checkpoint format rejects corruption and names survive escaping") {
     }
     CHECK(detail::key_escape("a/../b") == "a%2F..%2Fb");
     CHECK(detail::key_escape(std::string("x\0y", 3)) == "x%00y");
+}
+
+TEST_CASE("directory store, separate processes: failover after kill -9 keeps every flushed change") {
+    qr_test::temp_dir dir("cp-proc");
+    auto seed = std::random_device{}();
+    qr_test::checkpoint_failover_rounds("dir:" + (dir.path() / "quorum").string(), dir.path(), 5, 600, seed);
+}
+
+TEST_CASE("directory store, separate processes: offline edits under each policy") {
+    qr_test::temp_dir dir("cp-proc");
+    qr_test::checkpoint_offline_edit_policies("dir:" + (dir.path() / "quorum").string(), dir.path(), 1000);
+}
+
+TEST_CASE("directory store, separate processes: a SIGSTOPped owner is fenced") {
+    qr_test::temp_dir dir("cp-proc");
+    qr_test::checkpoint_stale_owner("dir:" + (dir.path() / "quorum").string(), dir.path(), 600);
 }
 }
