@@ -212,6 +212,8 @@ public:
                 if (res.net) {
                     detail = endpoints[i].url + ": " + res.net.message();
                     if (res.reached == stage::sent && kind == call_kind::write) {
+                        drop_pool(i);
+                        if (i == preferred.load() % n) preferred = (i + 1) % n; // next call elsewhere
                         out.ec = errc::unknown_outcome;
                         detail += " (the write was sent; it may still be applied)";
                         return out;
