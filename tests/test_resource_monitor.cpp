@@ -266,7 +266,7 @@ TEST_CASE("a hung call exceeds the deadlock timeout: the monitor is killed and e
     quorumreg::memory_store store;
     quorumreg::resource_type_registry types(store, test_options({}));
     auto h = type("HangType", plugin("hang"));
-    h.deadlock_timeout = 1500ms;
+    h.deadlock_timeout = 3000ms; // far above a loaded machine's load/open time, far below the test deadline
     types.register_type(h);
     types.register_type(type("GoodType", plugin("good")));
     qr_test::temp_dir dir("qr-mon-hang");

@@ -367,6 +367,8 @@ private:
     std::uint64_t next_req_ = 1, next_mon_ = 1, next_wire_ = 1;
     bool shutting_down_ = false;
     bool engine_done_ = false;
+    std::optional<clock::time_point> store_down_until_; ///< last lookup found the store unreachable
+    std::error_code store_down_ec_;
     clock::time_point shutdown_deadline_;
     std::function<void(const resource_status&)> callback_;
 
@@ -645,16 +647,27 @@ inline void monitor_controller::drive(res_rec& r) {
     if (!m) {
         // Re-resolve the type from the store: the monitor that knew it may be gone.
         std::error_code ec;
-        auto t = types_.lookup(r.spec.type, ec);
+        resource_type_info t;
+        // While the store is known to be unreachable, do not block this thread on it once per
+        // resource: one lookup per retry interval tells whether it is back.
+        if (store_down_until_ && clock::now() < *store_down_until_)
+            ec = store_down_ec_;
+        else
+            t = types_.lookup(r.spec.type, ec);
         if (ec == errc::quorum_unavailable || ec == errc::deadline_exceeded || ec == errc::unknown_outcome ||
             ec == errc::backend_error || ec == errc::io_error || ec == errc::lock_failed) {
             // The store is unreachable, not the type unknown: keep trying; the type name stays.
-            r.retry_at = clock::now() + opts_.store_retry_interval;
+            if (!store_down_until_ || clock::now() >= *store_down_until_) {
+                store_down_until_ = clock::now() + opts_.store_retry_interval;
+                store_down_ec_ = ec;
+            }
+            r.retry_at = *store_down_until_;
             set_state(r, resource_state::online_pending, ec,
                       "resource type \"" + r.spec.type + "\" cannot be read from the store now (" + ec.message() +
                           "); retrying");
             return;
         }
+        store_down_until_.reset();
         if (ec) {
             return fail_hard(r, ec,
                              "resource type \"" + r.spec.type + "\" cannot be resolved from the store: " + ec.message());
