@@ -49,7 +49,8 @@ test: deps-test configure
 bench: deps-bench
 	cmake -S . -B $(BUILD)-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DQUORUMREG_BUILD_BENCH=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD)-bench --target quorumreg_bench_all
-	cd $(BUILD)-bench && ./bench/run_benchmarks
+	@set -e; for b in $(BUILD)-bench/bench/bench_*; do \
+	  [ -x "$$b" ] || continue; echo "== $$b"; "$$b" $(BENCH_ARGS); done
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-bench

@@ -423,10 +423,10 @@ private:
             fd = -1;
             return ec;
         }
-        auto fail = [&](errc e, std::string msg) {
+        auto fail = [&](errc e, const std::string& msg) {
             io().close(fd);
             fd = -1;
-            why = p + ": " + std::move(msg);
+            why = p + ": " + msg;
             return make_error_code(e);
         };
         if (hdr.size() < detail::journal_header_size || std::string_view(hdr).substr(0, 4) != detail::journal_magic)
