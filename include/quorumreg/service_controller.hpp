@@ -212,6 +212,7 @@ public:
           pool_(std::max<std::size_t>(1, opts.threads)), hub_(std::make_shared<hub_type>()) {
         clock_token_ = clock_->subscribe([this] {
             std::lock_guard lk(mu_);
+            ++changes_; // time jumped: waiting operations re-check their deadlines now
             cv_.notify_all();
         });
         supervisor_ = std::thread([this] { supervise(); });
@@ -536,6 +537,7 @@ private:
     void set_state(const std::string& name, svc& s, service_state to, std::error_code ec = {},
                    std::string reason = {}) {
         service_event ev{name, s.state, to, ec, reason};
+        ++changes_;
         s.state = to;
         s.ec = ec;
         s.reason = std::move(reason);
@@ -647,9 +649,11 @@ private:
 
     /// Waits for a state change or the next deadline (mu_ held through lk).
     void wait_for_change(std::unique_lock<std::mutex>& lk) {
+        const auto seen = changes_;
         lk.unlock();
         drain_events();
         lk.lock();
+        if (changes_ != seen) return; // changed while events were delivered: look again now
         auto limit = std::chrono::milliseconds(50);
         auto now = clock_->now();
         for (auto& [n, s] : svcs_)
@@ -657,12 +661,7 @@ private:
                 auto left = std::chrono::duration_cast<std::chrono::milliseconds>(s.deadline - now);
                 limit = std::min(limit, std::max(left, std::chrono::milliseconds(1)));
             }
-        bool has_events;
-        {
-            std::lock_guard el(ev_mu_);
-            has_events = !events_.empty();
-        }
-        if (!has_events) cv_.wait_for(lk, limit);
+        cv_.wait_for(lk, limit, [&] { return changes_ != seen; });
     }
 
     // ---- start -----------------------------------------------------------------------------
@@ -762,6 +761,7 @@ private:
                     j.terminal.insert(n);
             }
             bool targets_done = std::all_of(j.targets.begin(), j.targets.end(), done);
+            bool progress = false;
             if (!targets_done) {
                 for (std::size_t i = 0; i < j.order.size(); ++i) {
                     std::string n = j.order[i];
@@ -776,9 +776,11 @@ private:
                         fail_dependent(n, s, ec, reason, root, root_reason);
                         s.gen_job = job_id_;
                         j.terminal.insert(n);
+                        progress = true;
                     } else if (v == verdict::ready) {
                         s.gen_job = job_id_;
                         launch(n, s, true);
+                        progress = true;
                     }
                 }
                 targets_done = std::all_of(j.targets.begin(), j.targets.end(), done);
@@ -788,6 +790,7 @@ private:
                 return it != svcs_.end() && pending(it->second.state);
             });
             if (targets_done && !busy) break;
+            if (progress) continue; // a failure may cascade at once; launches are already running
             wait_for_change(lk);
         }
     }
@@ -832,6 +835,7 @@ private:
         std::set<std::string> handled;
         while (true) {
             check_timeouts();
+            const std::size_t handled_before = handled.size();
             for (auto rit = set.rbegin(); rit != set.rend(); ++rit) {
                 const auto& n = *rit;
                 auto it = svcs_.find(n);
@@ -860,6 +864,7 @@ private:
                 return it != svcs_.end() && pending(it->second.state);
             });
             if (handled.size() == in.size() && !busy) break;
+            if (handled.size() != handled_before) continue;
             wait_for_change(lk);
         }
     }
@@ -1010,6 +1015,7 @@ private:
     bool recovering_ = false;
     bool closing_ = false;
     std::uint64_t job_id_ = 0;
+    std::uint64_t changes_ = 0; // state changes and clock jumps so far (wakes waiting operations)
 
     std::mutex ev_mu_;
     std::deque<service_event> events_;
