@@ -548,6 +548,11 @@ TEST_CASE("configuration errors in both forms") {
     ctl.start("b", ec);
     CHECK(qr_test::code_of([&] { ctl.remove_service("zzz"); }) == errc::not_found);
     ctl.add_service("c", {});
+    ctl.add_dependency("c", "zz");
+    ctl.remove_dependency("c", "zz");
+    ctl.remove_dependency("c", "zz", ec);
+    CHECK(ec == errc::not_found);
+    CHECK(qr_test::code_of([&] { ctl.remove_dependency("c", "zz"); }) == errc::not_found);
     ctl.start("a");
     ctl.remove_service("a", ec);
     CHECK(ec == errc::invalid_argument); // online

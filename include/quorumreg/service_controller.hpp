@@ -319,8 +319,14 @@ public:
     /// Removes `dependency` from every group of `dependent`.
     void remove_dependency(const std::string& dependent, const std::string& dependency) {
         std::error_code ec;
-        edit([&] { graph_.remove_dependency(dependent, dependency); }, ec);
+        remove_dependency(dependent, dependency, ec);
         detail::throw_if(ec, "remove_dependency \"" + dependent + "\" on \"" + dependency + "\"");
+    }
+    /// Non-throwing form; errc::not_found if there was no such dependency.
+    void remove_dependency(const std::string& dependent, const std::string& dependency, std::error_code& ec) {
+        edit([&] {
+            if (graph_.remove_dependency(dependent, dependency) == 0) ec = make_error_code(errc::not_found);
+        }, ec);
     }
 
     /// Names the replication service. Every service declared with
