@@ -559,6 +559,9 @@ inline monitor_controller::mon_rec* monitor_controller::monitor_for(const std::s
     auto argv = command_;
     argv.insert(argv.end(), {detail::monitor_flag, base, std::to_string(::getpid()),
                              std::to_string(std::max<std::int64_t>(1, opts_.heartbeat_interval.count()))});
+    // Spawned from the controller's own thread, which lives exactly as long as the controller:
+    // the monitor's PR_SET_PDEATHSIG follows the spawning *thread*, so it fires when the
+    // controller is gone, not when some short-lived caller thread ends.
     std::error_code sec;
     pid_t pid = detail::spawn_process(argv, -1, sec);
     if (pid < 0) {
