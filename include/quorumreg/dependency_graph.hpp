@@ -46,6 +46,11 @@ namespace quorumreg {
 
 /// One term of a node's dependency expression: a single dependency, or an OR-group (any one
 /// member being online satisfies it).
+///
+/// @code
+/// for (const auto& g : graph.dependency_groups("web"))
+///     if (g.any_of()) std::cout << "one of " << g.members.size() << " members\n";
+/// @endcode
 template <class Id>
 struct dependency_group {
     dependency_kind kind = dependency_kind::required;

@@ -128,6 +128,11 @@ struct service_options {
 
 /// A start or stop action: a callable returning void, or a std::future<void> (or anything with
 /// .get()) that the controller waits for. It reports failure by throwing. Empty = no-op.
+///
+/// @code
+/// quorumreg::service_action sync = [] { mount("/data"); };
+/// quorumreg::service_action async = [] { return std::async(std::launch::async, [] { warm_cache(); }); };
+/// @endcode
 class service_action {
 public:
     service_action() = default;
@@ -152,6 +157,11 @@ private:
 };
 
 /// What add_service needs: the two actions and the options.
+///
+/// @code
+/// ctl.add_service("db", {.start = [] { db_open(); }, .stop = [] { db_close(); },
+///                        .options = {.pending_timeout = std::chrono::seconds(30)}});
+/// @endcode
 struct service_definition {
     service_action start;
     service_action stop;
