@@ -81,8 +81,10 @@ TEST_CASE("register, look up (case-insensitively), list and unregister a type") 
     reg.lookup("GoodType", ec);
     CHECK(ec == errc::not_found);
     CHECK(qr_test::code_of([&] { reg.unregister_type("GoodType"); }) == errc::not_found);
-    // Verification records went with it.
+    // Verification records went with it, and a late one cannot bring the type back.
     CHECK(store.list("cluster/resource_type_nodes/").empty());
+    CHECK(qr_test::code_of([&] { reg.record_verification(stored, {}, "late", stored.sha256); }) == errc::not_found);
+    CHECK(store.list("cluster/").empty());
 }
 
 TEST_CASE("each bad plugin is rejected at registration with its own error, and nothing is stored") {

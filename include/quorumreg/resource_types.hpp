@@ -122,9 +122,13 @@ public:
     node_verification verify_on_this_node(std::string_view name);
     node_verification verify_on_this_node(std::string_view name, std::error_code& ec);
 
-    /// Records a verification result for this node (used by monitors' controllers when they load).
+    /// Records a verification result for this node (controllers call it whenever a monitor loads
+    /// the library). Written only while the registration exists (compare in the same
+    /// transaction), so a late record never resurrects a removed type; not_found otherwise.
     void record_verification(const resource_type_info& info, std::error_code result, const std::string& message,
                              const std::string& observed_sha256, std::error_code& ec);
+    void record_verification(const resource_type_info& info, std::error_code result, const std::string& message,
+                             const std::string& observed_sha256);
 
     /// Which nodes have the library at the registered hash, one entry per node that checked.
     std::vector<node_verification> verification_report(std::string_view name);
@@ -149,6 +153,12 @@ public:
     /// Encodes/decodes a registration record (versioned, CRC-32C checked).
     static std::string encode(const resource_type_info& info);
     static resource_type_info decode(std::string_view bytes, std::error_code& ec);
+    static resource_type_info decode(std::string_view bytes) {
+        std::error_code ec;
+        auto t = decode(bytes, ec);
+        if (ec) throw error(ec, "decode resource type record");
+        return t;
+    }
 
 private:
     template <class F>
@@ -492,7 +502,16 @@ inline void resource_type_registry::record_verification(const resource_type_info
     store_txn txn;
     txn.compares.push_back(key_compare::exists(key_of(info.name)));
     txn.on_success.push_back(store_op::put(verification_key(info.name), encode_verification(v)));
-    store_.commit(txn, ec);
+    auto r = store_.commit(txn, ec);
+    if (!ec && !r.succeeded) fail(ec, errc::not_found, "the type is no longer registered");
+}
+
+inline void resource_type_registry::record_verification(const resource_type_info& info, std::error_code result,
+                                                        const std::string& message, const std::string& observed) {
+    thrown("record_verification", info.name, [&](std::error_code& ec) {
+        record_verification(info, result, message, observed, ec);
+        return 0;
+    });
 }
 
 inline node_verification resource_type_registry::verify_on_this_node(std::string_view name, std::error_code& ec) {
