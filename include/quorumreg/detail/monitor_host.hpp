@@ -392,13 +392,13 @@ inline void close_inherited_fds() {
 #endif
 }
 
-/// Probe mode: prints "ok" or "err <code> <message>" and exits.
+/// Probe mode: prints the marker and "ok" or "err <code> <message>", and exits.
 inline int run_probe(const std::string& library, const std::string& type, const std::string& sha256) {
     auto lp = load_plugin(library, type, sha256);
     if (lp.ec)
-        std::printf("err %d %s\n", lp.ec.value(), lp.message.c_str());
+        std::printf("\n%serr %d %s\n", probe_marker, lp.ec.value(), lp.message.c_str());
     else
-        std::printf("ok\n");
+        std::printf("\n%sok\n", probe_marker);
     std::fflush(stdout);
     std::_Exit(0); // skip plugin destructors: the probe only answers whether loading works
 }

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -76,6 +77,9 @@ inline pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, 
     }
     return pid;
 }
+
+/// Marks the probe's answer on its stdout (a plugin's constructors may print there too).
+inline constexpr const char* probe_marker = "quorumreg-probe-result ";
 
 /// Outcome of a probe: the error (empty when the plugin is fine) and the monitor's explanation.
 struct probe_result {
@@ -145,11 +149,14 @@ inline probe_result probe_plugin(const std::vector<std::string>& command, const 
         out.message = "the probe monitor died with signal " + std::to_string(WTERMSIG(status)) + " while loading";
         return out;
     }
-    // Protocol: "ok\n" or "err <errc value> <message>\n".
-    if (text.rfind("ok", 0) == 0) return out;
-    if (text.rfind("err ", 0) == 0) {
+    // Protocol: a line "<marker>ok" or "<marker>err <errc value> <message>"; anything else the
+    // plugin printed is ignored.
+    auto at = text.rfind(probe_marker);
+    std::string answer = at == std::string::npos ? std::string() : text.substr(at + std::strlen(probe_marker));
+    if (answer.rfind("ok", 0) == 0) return out;
+    if (answer.rfind("err ", 0) == 0) {
         char* end = nullptr;
-        long code = std::strtol(text.c_str() + 4, &end, 10);
+        long code = std::strtol(answer.c_str() + 4, &end, 10);
         std::string msg = end ? std::string(end) : std::string();
         while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
         while (!msg.empty() && msg.front() == ' ') msg.erase(0, 1);
