@@ -439,6 +439,14 @@ TEST_CASE("etcd: username and password authentication") {
     app.put("other/x", "1", 0, ec);
     CHECK(ec == errc::permission_denied);
 
+    // Watches need the permission too; a refused one ends with permission_denied.
+    qr_test::event_sink own, other;
+    auto sub_own = app.watch("app/", 0, own.handler());
+    app.put("app/y", "2");
+    CHECK(own.wait_for(1).size() == 1);
+    auto sub_other = app.watch("other/", r, other.handler());
+    CHECK(other.wait_error(30s) == errc::permission_denied);
+
     etcd_store anon(options_for(c.client_urls()));
     anon.get("app/x", ec);
     CHECK(ec == errc::unauthenticated);

@@ -501,6 +501,11 @@ private:
                         finished = true;
                         deliver({}, make_error_code(errc::watch_canceled));
                     }
+                    auto reason = get_str(*res, "cancel_reason");
+                    if (reason.find("permission denied") != std::string::npos) { // will not heal
+                        finished = true;
+                        deliver({}, make_error_code(errc::permission_denied));
+                    }
                     return false; // canceled for another reason (no leader...): resume elsewhere
                 }
                 auto evs = get_arr(*res, "events");
@@ -632,6 +637,7 @@ public:
     /// resumed from the revision after the last one delivered). For monitoring and tests.
     std::uint64_t watch_reconnects() const noexcept { return core_->watch_reconnects.load(); }
 
+    /// "etcd:" followed by the endpoint URLs, comma-separated.
     std::string describe() const override {
         std::string s = "etcd:";
         for (std::size_t i = 0; i < core_->opts.endpoints.size(); ++i) {
@@ -641,11 +647,14 @@ public:
         return s;
     }
 
+    /// Deadline of each later operation (all retries and chunks included); at least 1 ms.
     void set_deadline(std::chrono::milliseconds d) override { core_->deadline_ms = std::max<std::int64_t>(d.count(), 1); }
+    /// The current per-operation deadline.
     std::chrono::milliseconds deadline() const override { return core_->deadline(); }
 
     // ---- reads ------------------------------------------------------------------------------------
 
+    /// Linearizable read of one key; chunked values come back reassembled and verified.
     std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
         auto end = begin(ec);
         if (key.empty()) return fail(ec, errc::invalid_argument, "empty key"), std::nullopt;
@@ -668,6 +677,7 @@ public:
         return std::nullopt;
     }
 
+    /// One page of keys under `prefix` at one revision; chunk keys never appear.
     range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
                        std::error_code& ec) override {
         auto end = begin(ec);
@@ -680,6 +690,7 @@ public:
         return {};
     }
 
+    /// The cluster's current revision (a linearizable count-only range).
     store_revision revision(std::error_code& ec) override {
         auto end = begin(ec);
         auto r = call("/v3/kv/range", {{"key", b64(core_->opts.chunk_prefix)}, {"count_only", true}}, call_kind::read,
@@ -734,6 +745,7 @@ private:
 public:
     // ---- writes -----------------------------------------------------------------------------------
 
+    /// Unconditional put (/v3/kv/put, or chunks plus a manifest switch for large values).
     store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
         if (key.empty() || core_->is_chunk_key(key) || needs_chunks(value) ||
             value.size() > core_->opts.max_value_size) { // validation and chunking live in commit()
@@ -752,6 +764,7 @@ public:
         return header_rev(r);
     }
 
+    /// Deletes one key (and the chunks of a chunked value).
     store_revision erase(std::string_view key, std::error_code& ec) override {
         if (key.empty() || core_->is_chunk_key(key)) {
             store_txn t;
@@ -766,6 +779,7 @@ public:
         return header_rev(r);
     }
 
+    /// One etcd transaction; large values are chunked first and switched in by it.
     txn_result commit(const store_txn& txn, std::error_code& ec) override {
         auto end = begin(ec);
         txn_result out;
@@ -840,6 +854,8 @@ public:
 
     // ---- watch ------------------------------------------------------------------------------------
 
+    /// Streams /v3/watch on a dedicated thread that fails over between members and resumes
+    /// after the last delivered revision.
     [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
                                      std::error_code& ec) override {
         (void)begin(ec);
@@ -848,8 +864,14 @@ public:
             return {};
         }
         if (from_revision <= 0) { // "from now": pin it, so a reconnect cannot skip the gap
-            from_revision = revision(ec) + 1;
+            // Read under the watched prefix itself: a user allowed to watch it may read it.
+            auto end = clock::now() + core_->deadline();
+            std::string lo = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
+            auto r = call("/v3/kv/range",
+                          {{"key", b64(lo)}, {"range_end", b64(detail::etcd::prefix_end(prefix))}, {"count_only", true}},
+                          call_kind::read, end, ec);
             if (ec) return {};
+            from_revision = header_rev(r) + 1;
         }
         auto w = std::make_shared<detail::etcd::watcher>(core_, std::string(prefix), from_revision, std::move(handler));
         w->start();
@@ -858,6 +880,7 @@ public:
 
     // ---- leases -----------------------------------------------------------------------------------
 
+    /// Grants a lease of `ttl` rounded up to whole seconds (etcd may raise it to its minimum).
     lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
         auto end = begin(ec);
         if (ttl.count() <= 0) return fail(ec, errc::invalid_argument, "lease TTL must be positive"), 0;
@@ -893,6 +916,7 @@ public:
         return 0;
     }
 
+    /// One keep-alive round trip on /v3/lease/keepalive; errc::lease_expired if it is gone.
     void keep_alive(lease_id lease, std::error_code& ec) override {
         auto end = begin(ec);
         const std::size_t n = core_->endpoints.size();
@@ -953,12 +977,14 @@ public:
                  : make_error_code(errc::quorum_unavailable);
     }
 
+    /// Revokes the lease and deletes its keys; an unknown lease is not an error.
     void revoke_lease(lease_id lease, std::error_code& ec) override {
         auto end = begin(ec);
         (void)call("/v3/lease/revoke", {{"ID", std::to_string(lease)}}, call_kind::idempotent, end, ec);
         if (ec == errc::lease_expired || ec == errc::not_found) ec.clear(); // unknown lease: fine
     }
 
+    /// Remaining TTL (whole seconds, as etcd reports it); errc::lease_expired if it is gone.
     std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) override {
         auto end = begin(ec);
         auto r = call("/v3/lease/timetolive", {{"ID", std::to_string(lease)}}, call_kind::read, end, ec);
@@ -1018,6 +1044,7 @@ public:
         core_->delete_chunks(garbage, end);
         return garbage.size();
     }
+    /// Throwing form of collect_garbage().
     std::size_t collect_garbage(store_revision min_age = 1000) {
         return thrown("collect_garbage", "", [&](std::error_code& ec) { return collect_garbage(min_age, ec); });
     }
