@@ -1,0 +1,172 @@
+// Small helpers shared by the examples and the demo: a child "node" process whose stdout is read
+// line by line, a temporary folder, and the path of the running executable (examples re-execute
+// themselves to get separate node processes).
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace qr_demo {
+
+/// The running executable (for re-executing ourselves as another node).
+inline std::string self_exe() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
+
+/// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class temp_folder {
+public:
+    explicit temp_folder(const std::string& prefix) {
+        auto tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+        if (!::mkdtemp(tmpl.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
+        path_ = tmpl;
+    }
+    ~temp_folder() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    temp_folder(const temp_folder&) = delete;
+    temp_folder& operator=(const temp_folder&) = delete;
+    const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+/// A child process (fork + exec) whose stdout we read line by line; stderr is inherited, so a
+/// node's error messages reach the terminal. Killed (SIGKILL) and reaped on destruction.
+class node_process {
+public:
+    explicit node_process(const std::vector<std::string>& argv) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
+        pid_ = ::fork();
+        if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
+        if (pid_ == 0) {
+            ::dup2(fds[1], 1);
+            std::vector<char*> args;
+            for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            args.push_back(nullptr);
+            ::execv(args[0], args.data());
+            ::_exit(127);
+        }
+        ::close(fds[1]);
+        out_ = fds[0];
+    }
+    ~node_process() {
+        kill(SIGKILL);
+        wait();
+        if (out_ >= 0) ::close(out_);
+    }
+    node_process(const node_process&) = delete;
+    node_process& operator=(const node_process&) = delete;
+
+    pid_t pid() const noexcept { return pid_; }
+    void kill(int sig) {
+        if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
+    }
+
+    /// The next line starting with `prefix` (without the prefix), or nullopt if the process ended
+    /// or `timeout` passed first. Every line read is kept in output().
+    std::optional<std::string> wait_for(const std::string& prefix, std::chrono::milliseconds timeout) {
+        auto end = std::chrono::steady_clock::now() + timeout;
+        while (true) {
+            auto nl = buf_.find('\n', scan_);
+            if (nl != std::string::npos) {
+                std::string line = buf_.substr(scan_, nl - scan_);
+                scan_ = nl + 1;
+                if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+                continue;
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || !read_some(static_cast<int>(left.count()))) return std::nullopt;
+        }
+    }
+
+    /// Waits for the process to exit (killing it after `timeout`); returns its exit code, or -1
+    /// if it was killed or crashed.
+    int finish(std::chrono::milliseconds timeout) {
+        auto end = std::chrono::steady_clock::now() + timeout;
+        while (!exited()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            if (left.count() <= 0) {
+                kill(SIGKILL);
+                break;
+            }
+            if (!read_some(static_cast<int>(std::min<long long>(left.count(), 200)))) ::usleep(10000);
+        }
+        int st = wait();
+        while (read_some(0)) {
+        }
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    }
+
+    /// Everything the process printed so far.
+    const std::string& output() const noexcept { return buf_; }
+
+    /// Every "NAME=VALUE" line printed so far, last one wins.
+    std::optional<std::string> value_of(const std::string& name) const {
+        std::optional<std::string> v;
+        std::size_t pos = 0;
+        while (pos < buf_.size()) {
+            auto nl = buf_.find('\n', pos);
+            if (nl == std::string::npos) nl = buf_.size();
+            if (buf_.compare(pos, name.size() + 1, name + "=") == 0) v = buf_.substr(pos + name.size() + 1, nl - pos - name.size() - 1);
+            pos = nl + 1;
+        }
+        return v;
+    }
+
+private:
+    bool exited() {
+        if (reaped_) return true;
+        pid_t r = ::waitpid(pid_, &status_, WNOHANG);
+        if (r == pid_ || r < 0) {
+            if (r < 0) status_ = -1;
+            reaped_ = true;
+        }
+        return reaped_;
+    }
+    int wait() {
+        if (pid_ <= 0) return -1;
+        while (!reaped_) {
+            pid_t r = ::waitpid(pid_, &status_, 0);
+            if (r == pid_ || (r < 0 && errno != EINTR)) {
+                if (r < 0) status_ = -1;
+                reaped_ = true;
+            }
+        }
+        return status_;
+    }
+    bool read_some(int timeout_ms) {
+        if (out_ < 0) return false;
+        pollfd p{out_, POLLIN, 0};
+        if (::poll(&p, 1, timeout_ms) <= 0) return false;
+        char b[65536];
+        auto n = ::read(out_, b, sizeof b);
+        if (n <= 0) return false;
+        buf_.append(b, static_cast<std::size_t>(n));
+        return true;
+    }
+
+    pid_t pid_ = -1;
+    int out_ = -1;
+    int status_ = 0;
+    bool reaped_ = false;
+    std::string buf_;
+    std::size_t scan_ = 0;
+};
+
+} // namespace qr_demo
