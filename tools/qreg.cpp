@@ -1,0 +1,931 @@
+// qreg — the quorumreg admin tool. See docs/qreg.md for every command and `qreg --help`.
+//
+// Exit codes: 0 ok; 1 the operation failed; 2 usage error; 3 not found (key, value, resource,
+// type, generation); 4 the quorum store cannot be reached; 5 a check found a problem (a cycle in
+// a dependency graph, a node whose plugin does not verify).
+#include <quorumreg/checkpoint.hpp>
+#include <quorumreg/dependency_graph.hpp>
+#include <quorumreg/detail/key_escape.hpp>
+#include <quorumreg/hive.hpp>
+#include <quorumreg/resource_monitor.hpp>
+#include <quorumreg/resource_types.hpp>
+#include <quorumreg/stores/open_store.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace qr = quorumreg;
+
+namespace {
+
+enum exit_code : int { ok = 0, failed = 1, usage_error = 2, not_found = 3, unreachable = 4, check_failed = 5 };
+
+/// A usage error: printed with the command's help hint, exit 2.
+struct usage : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+/// A failure with a chosen exit code.
+struct failure : std::runtime_error {
+    int code;
+    failure(int c, const std::string& m) : std::runtime_error(m), code(c) {}
+};
+
+int code_for(const std::error_code& ec) {
+    if (ec == qr::errc::key_not_found || ec == qr::errc::value_not_found || ec == qr::errc::not_found) return not_found;
+    if (ec == qr::errc::quorum_unavailable || ec == qr::errc::deadline_exceeded || ec == qr::errc::unknown_outcome)
+        return unreachable;
+    if (ec == qr::errc::invalid_argument || ec == qr::errc::invalid_path) return usage_error;
+    return failed;
+}
+
+// ---- command line --------------------------------------------------------------------------
+
+struct args {
+    std::vector<std::string> pos;              ///< positional words after the command
+    std::map<std::string, std::vector<std::string>> opt; ///< --name VALUE (repeatable)
+    bool json = false, help = false;
+
+    std::optional<std::string> get(const std::string& name) const {
+        auto it = opt.find(name);
+        if (it == opt.end() || it->second.empty()) return std::nullopt;
+        return it->second.back();
+    }
+    std::string need(const std::string& name, const char* what) const {
+        auto v = get(name);
+        if (!v) throw usage("missing --" + name + " (" + what + ")");
+        return *v;
+    }
+    const std::string& at(std::size_t i, const char* what) const {
+        if (i >= pos.size()) throw usage(std::string("missing ") + what);
+        return pos[i];
+    }
+    void max_positional(std::size_t n) const {
+        if (pos.size() > n) throw usage("unexpected argument \"" + pos[n] + "\"");
+    }
+};
+
+const std::vector<std::string> valued_options{"store", "hive", "type", "node", "plugin-dir", "output", "timeout", "dot"};
+
+args parse(int argc, char** argv, int from) {
+    args a;
+    for (int i = from; i < argc; ++i) {
+        std::string w = argv[i];
+        if (w == "--json") a.json = true;
+        else if (w == "--help" || w == "-h") a.help = true;
+        else if (w == "--") {
+            for (++i; i < argc; ++i) a.pos.emplace_back(argv[i]);
+        } else if (w.rfind("--", 0) == 0 && w.size() > 2) {
+            auto eq = w.find('=');
+            std::string name = w.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+            if (std::find(valued_options.begin(), valued_options.end(), name) == valued_options.end())
+                throw usage("unknown option \"--" + name + "\"");
+            if (eq != std::string::npos) a.opt[name].push_back(w.substr(eq + 1));
+            else if (i + 1 < argc) a.opt[name].emplace_back(argv[++i]);
+            else throw usage("option --" + name + " needs a value");
+        } else a.pos.push_back(w);
+    }
+    return a;
+}
+
+// ---- output --------------------------------------------------------------------------------
+
+/// A table printed with aligned columns (or as a JSON array of objects with --json).
+struct table {
+    std::vector<std::string> head;
+    std::vector<std::vector<std::string>> rows;
+    void print() const {
+        std::vector<std::size_t> w(head.size());
+        for (std::size_t c = 0; c < head.size(); ++c) w[c] = head[c].size();
+        for (auto& r : rows)
+            for (std::size_t c = 0; c < r.size(); ++c) w[c] = std::max(w[c], r[c].size());
+        auto line = [&](const std::vector<std::string>& r) {
+            std::string s;
+            for (std::size_t c = 0; c < r.size(); ++c) {
+                s += r[c];
+                if (c + 1 < r.size()) s += std::string(w[c] - r[c].size() + 2, ' ');
+            }
+            std::cout << s << "\n";
+        };
+        line(head);
+        for (auto& r : rows) line(r);
+    }
+};
+
+void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n"; }
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+    auto tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char b[32];
+    std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return b;
+}
+
+std::string hex(const std::vector<std::uint8_t>& b) {
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (auto c : b) {
+        s.push_back(d[c >> 4]);
+        s.push_back(d[c & 15]);
+    }
+    return s;
+}
+
+// ---- values --------------------------------------------------------------------------------
+
+json::value value_json(const qr::value& v) {
+    switch (v.type()) {
+    case qr::value_type::string:
+    case qr::value_type::expand_string: return json::value(v.as_string());
+    case qr::value_type::multi_string: {
+        json::array a;
+        for (auto& s : v.as_multi_string()) a.emplace_back(s);
+        return a;
+    }
+    case qr::value_type::dword: return json::value(v.as_dword());
+    case qr::value_type::qword: return json::value(v.as_qword());
+    default: {
+        std::vector<std::uint8_t> b(v.as_binary().begin(), v.as_binary().end());
+        return json::value(hex(b));
+    }
+    }
+}
+
+std::string value_text(const qr::value& v) {
+    switch (v.type()) {
+    case qr::value_type::string:
+    case qr::value_type::expand_string: return v.as_string();
+    case qr::value_type::multi_string: {
+        std::string s;
+        for (auto& x : v.as_multi_string()) s += (s.empty() ? "" : " ") + std::string(json::serialize(json::value(x)));
+        return s;
+    }
+    case qr::value_type::dword: return std::to_string(v.as_dword());
+    case qr::value_type::qword: return std::to_string(v.as_qword());
+    default: {
+        std::vector<std::uint8_t> b(v.as_binary().begin(), v.as_binary().end());
+        return hex(b);
+    }
+    }
+}
+
+std::uint64_t parse_number(const std::string& s, std::uint64_t max, const std::string& what) {
+    try {
+        std::size_t used = 0;
+        if (s.empty() || s[0] == '-') throw std::invalid_argument(s);
+        auto v = std::stoull(s, &used, 0);
+        if (used != s.size() || v > max) throw std::out_of_range(s);
+        return v;
+    } catch (const std::exception&) {
+        throw usage("\"" + s + "\" is not a valid " + what);
+    }
+}
+
+std::vector<std::uint8_t> parse_hex(const std::string& s) {
+    std::string h;
+    for (char c : s)
+        if (c != ' ' && c != ':') h.push_back(c);
+    if (h.size() % 2) throw usage("binary data \"" + s + "\" must be an even number of hex digits");
+    std::vector<std::uint8_t> out;
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+        auto nib = [&](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            throw usage("binary data \"" + s + "\" is not hex");
+        };
+        out.push_back(static_cast<std::uint8_t>(nib(h[i]) * 16 + nib(h[i + 1])));
+    }
+    return out;
+}
+
+qr::value make_value(const std::string& type, const std::vector<std::string>& data) {
+    auto one = [&]() -> const std::string& {
+        if (data.size() != 1) throw usage("type " + type + " takes exactly one DATA argument");
+        return data[0];
+    };
+    if (type == "string") return qr::value::string(one());
+    if (type == "expand_string") return qr::value::expand_string(one());
+    if (type == "multi_string") return qr::value::multi_string(qr::value::strings(data.begin(), data.end()));
+    if (type == "dword") return qr::value::dword(static_cast<std::uint32_t>(parse_number(one(), 0xffffffffu, "dword")));
+    if (type == "qword") return qr::value::qword(parse_number(one(), ~0ull, "qword"));
+    if (type == "binary") {
+        auto b = parse_hex(one());
+        return qr::value::binary(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+    }
+    throw usage("unknown --type \"" + type + "\" (string, expand_string, multi_string, dword, qword or binary)");
+}
+
+qr::value value_from_json(const std::string& type, const json::value& d) {
+    if (type == "multi_string") {
+        std::vector<std::string> v;
+        for (auto& x : d.as_array()) v.emplace_back(x.as_string());
+        return make_value(type, v);
+    }
+    if (type == "dword" || type == "qword") return make_value(type, {std::to_string(d.to_number<std::uint64_t>())});
+    return make_value(type, {std::string(d.as_string())});
+}
+
+// ---- hive ----------------------------------------------------------------------------------
+
+std::unique_ptr<qr::hive> open_hive(const args& a) {
+    auto dir = a.need("hive", "the node's local hive directory");
+    std::error_code ec;
+    auto h = qr::hive::open(dir, {}, ec);
+    if (ec) throw failure(code_for(ec) == usage_error ? failed : code_for(ec), "cannot open hive " + dir + ": " + ec.message());
+    return h;
+}
+
+json::object export_key(const qr::hive& h, const std::string& path) {
+    json::object o;
+    json::object vals;
+    for (auto& v : h.values(path)) {
+        json::object e;
+        e["type"] = std::string(qr::to_string(v.data.type()));
+        e["data"] = value_json(v.data);
+        vals[v.name] = std::move(e);
+    }
+    o["values"] = std::move(vals);
+    json::object subs;
+    for (auto& s : h.subkeys(path)) subs[s] = export_key(h, path + "/" + s);
+    o["subkeys"] = std::move(subs);
+    return o;
+}
+
+void import_key(qr::transaction& t, const std::string& path, const json::object& o) {
+    t.create_key(path);
+    if (auto* v = o.if_contains("values"))
+        for (auto& [name, e] : v->as_object())
+            t.set_value(path, name, value_from_json(std::string(e.at("type").as_string()), e.at("data")));
+    if (auto* s = o.if_contains("subkeys"))
+        for (auto& [name, sub] : s->as_object()) import_key(t, path + "/" + std::string(name), sub.as_object());
+}
+
+const char* hive_help =
+    "usage: qreg hive COMMAND --hive DIR [--json]\n"
+    "  ls KEY                     subkeys and values of KEY\n"
+    "  get KEY NAME               one value\n"
+    "  set KEY NAME DATA... --type T   T: string (default), expand_string, multi_string (one DATA per\n"
+    "                             string), dword, qword (decimal or 0x hex), binary (hex digits)\n"
+    "  delete KEY [NAME]          delete the value NAME, or the key KEY with everything under it\n"
+    "  export KEY [--output FILE] the subtree as JSON (stdout unless --output)\n"
+    "  import FILE [KEY]          create the subtree from a JSON export under KEY (default: the exported key)\n";
+
+int cmd_hive(const args& a) {
+    if (a.help || a.pos.empty()) {
+        std::cout << hive_help;
+        return a.help ? ok : usage_error;
+    }
+    const std::string& sub = a.pos[0];
+    if (sub != "ls" && sub != "get" && sub != "set" && sub != "delete" && sub != "export" && sub != "import")
+        throw usage("unknown hive command \"" + sub + "\"");
+    auto h = open_hive(a);
+    if (sub == "ls") {
+        a.max_positional(2);
+        const auto& key = a.at(1, "KEY");
+        auto vals = h->values(key);
+        auto subs = h->subkeys(key);
+        if (a.json) {
+            json::object o;
+            o["key"] = key;
+            json::array sk;
+            for (auto& s : subs) sk.emplace_back(s);
+            o["subkeys"] = std::move(sk);
+            json::array va;
+            for (auto& v : vals)
+                va.emplace_back(json::object{{"name", v.name}, {"type", std::string(qr::to_string(v.data.type()))},
+                                             {"data", value_json(v.data)}});
+            o["values"] = std::move(va);
+            print_json(o);
+            return ok;
+        }
+        table t{{"NAME", "TYPE", "DATA"}, {}};
+        for (auto& s : subs) t.rows.push_back({s + "/", "key", ""});
+        for (auto& v : vals) t.rows.push_back({v.name, std::string(qr::to_string(v.data.type())), value_text(v.data)});
+        t.print();
+        return ok;
+    }
+    if (sub == "get") {
+        a.max_positional(3);
+        auto v = h->get_value(a.at(1, "KEY"), a.at(2, "NAME"));
+        if (a.json) print_json(json::object{{"name", a.pos[2]}, {"type", std::string(qr::to_string(v.type()))}, {"data", value_json(v)}});
+        else std::cout << value_text(v) << "\n";
+        return ok;
+    }
+    if (sub == "set") {
+        a.at(3, "DATA");
+        auto v = make_value(a.get("type").value_or("string"), std::vector<std::string>(a.pos.begin() + 3, a.pos.end()));
+        qr::transaction t;
+        t.create_key(a.pos[1]).set_value(a.pos[1], a.pos[2], v);
+        h->commit(t);
+        return ok;
+    }
+    if (sub == "delete") {
+        a.max_positional(3);
+        if (a.pos.size() == 3) h->delete_value(a.at(1, "KEY"), a.pos[2]);
+        else h->delete_key(a.at(1, "KEY"));
+        return ok;
+    }
+    if (sub == "export") {
+        a.max_positional(2);
+        json::object o{{"format", "qreg-hive-export/1"}, {"key", a.at(1, "KEY")}, {"tree", export_key(*h, a.pos[1])}};
+        auto text = json::serialize(o);
+        if (auto out = a.get("output")) {
+            std::ofstream f(*out, std::ios::binary | std::ios::trunc);
+            f << text << "\n";
+            if (!f.flush()) throw failure(failed, "cannot write " + *out);
+        } else std::cout << text << "\n";
+        return ok;
+    }
+    // import
+    a.max_positional(3);
+    const auto& file = a.at(1, "FILE");
+    std::ifstream f(file, std::ios::binary);
+    if (!f) throw failure(not_found, "cannot read " + file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    boost::system::error_code jec;
+    auto doc = json::parse(ss.str(), jec);
+    if (jec || !doc.is_object() || !doc.as_object().if_contains("tree") || !doc.as_object().if_contains("key"))
+        throw failure(failed, file + " is not a qreg hive export" + (jec ? " (" + jec.message() + ")" : ""));
+    std::string key = a.pos.size() == 3 ? a.pos[2] : std::string(doc.at("key").as_string());
+    qr::transaction t;
+    try {
+        import_key(t, key, doc.at("tree").as_object());
+    } catch (const usage& e) {
+        throw failure(failed, file + ": " + e.what());
+    } catch (const std::exception& e) {
+        throw failure(failed, file + " is malformed: " + e.what());
+    }
+    h->commit(t); // all or nothing
+    return ok;
+}
+
+// ---- store-backed commands -------------------------------------------------------------------
+
+std::unique_ptr<qr::quorum_store> open_store(const args& a) {
+    auto spec = a.need("store", "dir:PATH or etcd:URL[,URL...]");
+    std::error_code ec;
+    std::chrono::milliseconds deadline(parse_number(a.get("timeout").value_or("5000"), 3600000, "--timeout (ms)"));
+    auto s = qr::open_store(spec, ec, deadline);
+    if (ec == qr::errc::invalid_argument) throw usage("bad --store \"" + spec + "\" (expected dir:PATH or etcd:URL[,URL...])");
+    if (ec) throw failure(code_for(ec), "cannot open store " + spec + ": " + ec.message());
+    return s;
+}
+
+std::string node_name(const args& a) {
+    if (auto n = a.get("node")) return *n;
+    char b[256] = {};
+    if (::gethostname(b, sizeof b - 1) == 0 && b[0]) return b;
+    return "qreg";
+}
+
+std::string unescape(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+            out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+            i += 2;
+        } else out.push_back(s[i]);
+    }
+    return out;
+}
+
+const std::string cp_prefix = qr::checkpoint_options{}.prefix;
+
+/// Resources with checkpoints in the store (names from the store keys).
+std::vector<std::string> checkpoint_resources(qr::quorum_store& s) {
+    std::vector<std::string> names;
+    for (auto& kv : s.list(cp_prefix)) {
+        auto rest = std::string_view(kv.key).substr(cp_prefix.size());
+        auto name = unescape(rest.substr(0, rest.find('/')));
+        if (names.empty() || names.back() != name) names.push_back(name);
+    }
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    return names;
+}
+
+/// Who owns the resource now: "node" or "" when offline everywhere.
+std::string owner_of(qr::quorum_store& s, const std::string& res) {
+    auto kv = s.get(cp_prefix + qr::detail::key_escape(res) + "/owner");
+    if (!kv) return {};
+    return kv->value.substr(0, kv->value.rfind('#'));
+}
+
+const char* checkpoint_help =
+    "usage: qreg checkpoint COMMAND --store SPEC [--hive DIR] [--node NAME] [--json]\n"
+    "  list [RESOURCE]                  resources with checkpoints (or RESOURCE's subtrees)\n"
+    "  add RESOURCE SUBTREE --hive DIR  checkpoint SUBTREE of RESOURCE from this node's hive\n"
+    "  remove RESOURCE SUBTREE --hive DIR\n"
+    "  history RESOURCE SUBTREE         stored generations, oldest first\n"
+    "  restore RESOURCE SUBTREE GENERATION   make GENERATION current again (as a new generation)\n"
+    "  conflicts RESOURCE               local copies preserved because they diverged\n";
+
+int cmd_checkpoint(const args& a) {
+    if (a.help || a.pos.empty()) {
+        std::cout << checkpoint_help;
+        return a.help ? ok : usage_error;
+    }
+    const std::string& sub = a.pos[0];
+    static const std::vector<std::string> subs{"list", "add", "remove", "history", "restore", "conflicts"};
+    if (std::find(subs.begin(), subs.end(), sub) == subs.end()) throw usage("unknown checkpoint command \"" + sub + "\"");
+    bool needs_hive = sub == "add" || sub == "remove";
+    if (needs_hive) a.need("hive", "the node's local hive directory, source of the checkpointed keys");
+    auto store = open_store(a);
+    // Read-only commands and offline restores never touch local keys: a scratch hive serves.
+    std::optional<std::string> scratch;
+    std::string hive_dir;
+    if (auto h = a.get("hive")) hive_dir = *h;
+    else {
+        auto tmpl = (fs::temp_directory_path() / "qreg-hive-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) throw failure(failed, "cannot create a scratch hive in " + fs::temp_directory_path().string());
+        scratch = hive_dir = tmpl;
+    }
+    struct cleanup {
+        std::optional<std::string>& d;
+        ~cleanup() {
+            std::error_code ec;
+            if (d) fs::remove_all(*d, ec);
+        }
+    } clean{scratch};
+    qr::hive local(hive_dir);
+    qr::checkpoint_options o;
+    o.node = node_name(a);
+    qr::checkpoint_manager cp(local, *store, o);
+
+    if (sub == "list") {
+        a.max_positional(2);
+        if (a.pos.size() == 1) {
+            json::array arr;
+            table t{{"RESOURCE", "OWNER", "SUBTREES", "CONFLICTS"}, {}};
+            for (auto& r : checkpoint_resources(*store)) {
+                auto subtrees = cp.checkpoints(r);
+                auto conflicts = cp.conflicts(r);
+                auto owner = owner_of(*store, r);
+                arr.emplace_back(json::object{{"resource", r}, {"owner", owner}, {"subtrees", subtrees.size()},
+                                              {"conflicts", conflicts.size()}});
+                t.rows.push_back({r, owner.empty() ? "(offline)" : owner, std::to_string(subtrees.size()),
+                                  std::to_string(conflicts.size())});
+            }
+            if (a.json) print_json(arr);
+            else t.print();
+            return ok;
+        }
+        const auto& res = a.pos[1];
+        auto subtrees = cp.checkpoints(res);
+        if (subtrees.empty()) throw failure(not_found, "resource \"" + res + "\" has no checkpoints");
+        json::array arr;
+        table t{{"SUBTREE", "GENERATION", "WRITER", "TIME"}, {}};
+        for (auto& s : subtrees) {
+            auto h = cp.history(res, s);
+            std::uint64_t g = h.empty() ? 0 : h.back().generation;
+            std::string w = h.empty() ? "" : h.back().writer, tm = h.empty() ? "" : iso_time(h.back().time);
+            arr.emplace_back(json::object{{"subtree", s}, {"generation", g}, {"writer", w}, {"time", tm}});
+            t.rows.push_back({s, std::to_string(g), w, tm});
+        }
+        if (a.json) print_json(arr);
+        else t.print();
+        return ok;
+    }
+    if (sub == "add" || sub == "remove") {
+        a.max_positional(3);
+        if (sub == "add") cp.add_checkpoint(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
+        else cp.remove_checkpoint(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
+        return ok;
+    }
+    if (sub == "history") {
+        a.max_positional(3);
+        auto h = cp.history(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
+        if (h.empty()) throw failure(not_found, "no checkpoint of \"" + a.pos[2] + "\" for resource \"" + a.pos[1] + "\"");
+        json::array arr;
+        table t{{"GENERATION", "WRITER", "TIME", "SHA256"}, {}};
+        for (auto& g : h) {
+            arr.emplace_back(json::object{{"generation", g.generation}, {"writer", g.writer}, {"time", iso_time(g.time)},
+                                          {"sha256", g.sha256}, {"absent", g.absent}});
+            t.rows.push_back({std::to_string(g.generation), g.writer, iso_time(g.time),
+                              g.absent ? "(subtree absent)" : g.sha256.substr(0, 16)});
+        }
+        if (a.json) print_json(arr);
+        else t.print();
+        return ok;
+    }
+    if (sub == "restore") {
+        a.max_positional(4);
+        auto gen = parse_number(a.at(3, "GENERATION"), ~0ull, "generation number");
+        const auto& res = a.at(1, "RESOURCE");
+        const auto& subtree = a.at(2, "SUBTREE");
+        auto h = cp.history(res, subtree);
+        if (std::none_of(h.begin(), h.end(), [&](auto& x) { return x.generation == gen; }))
+            throw failure(not_found, "generation " + std::to_string(gen) + " of \"" + subtree + "\" (resource \"" + res +
+                                         "\") is not in the store; see qreg checkpoint history");
+        cp.restore(res, subtree, gen);
+        auto after = cp.history(res, subtree);
+        std::cout << "restored generation " << gen << " of " << subtree << " as generation "
+                  << (after.empty() ? 0 : after.back().generation) << "\n";
+        return ok;
+    }
+    // conflicts
+    a.max_positional(2);
+    auto cs = cp.conflicts(a.at(1, "RESOURCE"));
+    json::array arr;
+    table t{{"ID", "SUBTREE", "NODE", "TIME", "SHA256"}, {}};
+    for (auto& c : cs) {
+        arr.emplace_back(json::object{{"id", c.id}, {"subtree", c.subtree}, {"node", c.node}, {"time", iso_time(c.time)},
+                                      {"sha256", c.sha256}});
+        t.rows.push_back({c.id, c.subtree, c.node, iso_time(c.time), c.sha256.substr(0, 16)});
+    }
+    if (a.json) print_json(arr);
+    else t.print();
+    return ok;
+}
+
+// ---- resource types --------------------------------------------------------------------------
+
+qr::type_registry_options type_options(const args& a, const std::string& library = {}) {
+    qr::type_registry_options o;
+    if (auto it = a.opt.find("plugin-dir"); it != a.opt.end())
+        for (auto& d : it->second) o.plugin_directories.emplace_back(d);
+    else if (!library.empty()) o.plugin_directories.push_back(fs::path(library).parent_path());
+    o.node_id = node_name(a);
+    o.monitor_command = {"/proc/self/exe"}; // qreg is its own registration probe
+    return o;
+}
+
+json::object type_json(const qr::resource_type_info& t) {
+    return {{"name", t.name},
+            {"library", t.library},
+            {"sha256", t.sha256},
+            {"display_name", t.display_name},
+            {"looks_alive_ms", t.looks_alive_interval.count()},
+            {"is_alive_ms", t.is_alive_interval.count()},
+            {"deadlock_timeout_ms", t.deadlock_timeout.count()},
+            {"separate_monitor", (t.flags & qr::separate_monitor) != 0},
+            {"registered_by", t.registered_by},
+            {"revision", t.revision}};
+}
+
+const char* type_help =
+    "usage: qreg type COMMAND --store SPEC [--node NAME] [--json]\n"
+    "  list                               registered resource types\n"
+    "  add NAME LIBRARY [--plugin-dir DIR]...   register NAME as implemented by LIBRARY (absolute\n"
+    "                                     path); LIBRARY must lie in a --plugin-dir (default: its own\n"
+    "                                     directory); it is hashed and probed in a throwaway monitor\n"
+    "  remove NAME                        unregister NAME\n"
+    "  verify NAME [--plugin-dir DIR]...  check this node's copy of the library (recorded in the\n"
+    "                                     store), then print every node's result; exit 5 if any fails\n";
+
+int cmd_type(const args& a) {
+    if (a.help || a.pos.empty()) {
+        std::cout << type_help;
+        return a.help ? ok : usage_error;
+    }
+    const std::string& sub = a.pos[0];
+    if (sub != "list" && sub != "add" && sub != "remove" && sub != "verify") throw usage("unknown type command \"" + sub + "\"");
+    if (sub == "add") {
+        a.max_positional(3);
+        a.at(2, "LIBRARY");
+    }
+    auto store = open_store(a);
+    if (sub == "list") {
+        a.max_positional(1);
+        qr::resource_type_registry types(*store, type_options(a));
+        json::array arr;
+        table t{{"NAME", "LIBRARY", "SHA256", "REGISTERED_BY"}, {}};
+        for (auto& ti : types.list()) {
+            arr.push_back(type_json(ti));
+            t.rows.push_back({ti.name, ti.library, ti.sha256.substr(0, 16), ti.registered_by});
+        }
+        if (a.json) print_json(arr);
+        else t.print();
+        return ok;
+    }
+    if (sub == "add") {
+        auto lib = fs::absolute(a.pos[2]).lexically_normal().string();
+        qr::resource_type_registry types(*store, type_options(a, lib));
+        qr::resource_type_info ti;
+        ti.name = a.pos[1];
+        ti.library = lib;
+        auto stored = types.register_type(ti);
+        if (a.json) print_json(type_json(stored));
+        else std::cout << "registered " << stored.name << " -> " << stored.library << " (sha256 " << stored.sha256 << ")\n";
+        return ok;
+    }
+    a.max_positional(2);
+    const auto& name = a.at(1, "NAME");
+    if (sub == "remove") {
+        qr::resource_type_registry types(*store, type_options(a));
+        types.unregister_type(name);
+        return ok;
+    }
+    // verify
+    qr::resource_type_registry probe(*store, type_options(a));
+    auto info = probe.lookup(name);
+    qr::resource_type_registry types(*store, type_options(a, a.opt.count("plugin-dir") ? "" : info.library));
+    auto mine = types.verify_on_this_node(name);
+    auto report = types.verification_report(name);
+    bool all = !report.empty();
+    json::array arr;
+    table t{{"NODE", "RESULT", "SHA256", "CHECKED"}, {}};
+    for (auto& v : report) {
+        all = all && v.ok();
+        auto when = iso_time(std::chrono::system_clock::time_point(std::chrono::milliseconds(v.checked_at_ms)));
+        std::string result = v.ok() ? "ok" : (!v.current && !v.result ? "stale (checked an older registration)" : v.message);
+        arr.emplace_back(json::object{{"node", v.node}, {"ok", v.ok()}, {"current", v.current}, {"message", v.message},
+                                      {"observed_sha256", v.observed_sha256}, {"registered_sha256", v.registered_sha256},
+                                      {"checked", when}});
+        t.rows.push_back({v.node, result, v.observed_sha256.substr(0, 16), when});
+    }
+    if (a.json) print_json(arr);
+    else t.print();
+    if (!mine.ok()) std::cerr << "qreg: this node (" << mine.node << "): " << mine.message << "\n";
+    return all ? ok : check_failed;
+}
+
+// ---- resources ------------------------------------------------------------------------------
+
+const char* resource_help =
+    "usage: qreg resource COMMAND --store SPEC [--json]\n"
+    "  list            resources the store knows (checkpointed resources), with their owner node\n"
+    "  status NAME     owner, checkpointed subtrees with their latest generation, conflicts\n"
+    "Resources hosted by a monitor_controller live in that application's process; the store\n"
+    "holds their types (qreg type list) and per-node plugin checks (qreg type verify).\n";
+
+int cmd_resource(const args& a) {
+    if (a.help || a.pos.empty()) {
+        std::cout << resource_help;
+        return a.help ? ok : usage_error;
+    }
+    const std::string& sub = a.pos[0];
+    if (sub != "list" && sub != "status") throw usage("unknown resource command \"" + sub + "\"");
+    auto store = open_store(a);
+    auto tmpl = (fs::temp_directory_path() / "qreg-hive-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw failure(failed, "cannot create a scratch hive");
+    struct cleanup {
+        std::string d;
+        ~cleanup() {
+            std::error_code ec;
+            fs::remove_all(d, ec);
+        }
+    } clean{tmpl};
+    qr::hive scratch(tmpl);
+    qr::checkpoint_manager cp(scratch, *store, {});
+    if (sub == "list") {
+        a.max_positional(1);
+        json::array arr;
+        table t{{"RESOURCE", "STATE", "OWNER", "SUBTREES", "CONFLICTS"}, {}};
+        for (auto& r : checkpoint_resources(*store)) {
+            auto owner = owner_of(*store, r);
+            auto n = cp.checkpoints(r).size(), c = cp.conflicts(r).size();
+            arr.emplace_back(json::object{{"resource", r}, {"state", owner.empty() ? "offline" : "online"}, {"owner", owner},
+                                          {"subtrees", n}, {"conflicts", c}});
+            t.rows.push_back({r, owner.empty() ? "offline" : "online", owner.empty() ? "-" : owner, std::to_string(n),
+                              std::to_string(c)});
+        }
+        if (a.json) print_json(arr);
+        else t.print();
+        return ok;
+    }
+    a.max_positional(2);
+    const auto& res = a.at(1, "NAME");
+    auto subtrees = cp.checkpoints(res);
+    auto owner = owner_of(*store, res);
+    if (subtrees.empty() && owner.empty()) throw failure(not_found, "resource \"" + res + "\" is not in the store");
+    auto conflicts = cp.conflicts(res);
+    json::array sarr;
+    for (auto& s : subtrees) {
+        auto h = cp.history(res, s);
+        sarr.emplace_back(json::object{{"subtree", s},
+                                       {"generation", h.empty() ? 0 : h.back().generation},
+                                       {"writer", h.empty() ? "" : h.back().writer},
+                                       {"time", h.empty() ? "" : iso_time(h.back().time)},
+                                       {"generations_kept", h.size()}});
+    }
+    if (a.json) {
+        print_json(json::object{{"resource", res}, {"state", owner.empty() ? "offline" : "online"}, {"owner", owner},
+                                {"subtrees", sarr}, {"conflicts", conflicts.size()}});
+        return ok;
+    }
+    std::cout << "resource   " << res << "\nstate      " << (owner.empty() ? "offline" : "online") << "\nowner      "
+              << (owner.empty() ? "-" : owner) << "\nconflicts  " << conflicts.size() << "\n\n";
+    table t{{"SUBTREE", "GENERATION", "WRITER", "TIME", "KEPT"}, {}};
+    for (auto& s : sarr) {
+        auto& o = s.as_object();
+        t.rows.push_back({std::string(o.at("subtree").as_string()), json::serialize(o.at("generation")),
+                          std::string(o.at("writer").as_string()), std::string(o.at("time").as_string()),
+                          json::serialize(o.at("generations_kept"))});
+    }
+    t.print();
+    return ok;
+}
+
+// ---- dependency graph ---------------------------------------------------------------------------
+
+const char* graph_help =
+    "usage: qreg graph --dot FILE [--output OUT]   the graph in FILE as Graphviz DOT\n"
+    "       qreg graph check FILE [--json]         check for cycles; print the start order\n"
+    "FILE, one statement per line ('#' starts a comment):\n"
+    "  a -> b            a requires b (b starts first; starting a pulls b in)\n"
+    "  a -> (b | c)      a requires one of b, c (tried in that order)\n"
+    "  a after b         order only: a starts after b when both start\n"
+    "  a                 a service with no dependencies\n"
+    "Exit 5 if the graph has a cycle (the cycle is printed), 1 if FILE is malformed.\n";
+
+struct graph_file {
+    qr::dependency_graph<std::string> g;
+    std::vector<std::string> cycle;
+    int cycle_line = 0;
+    std::string cycle_text;
+};
+
+std::string trim(std::string s) {
+    auto b = s.find_first_not_of(" \t\r");
+    auto e = s.find_last_not_of(" \t\r");
+    return b == std::string::npos ? std::string{} : s.substr(b, e - b + 1);
+}
+
+bool valid_name(const std::string& s) {
+    return !s.empty() && std::none_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '(' || c == ')' || c == '|'; });
+}
+
+graph_file load_graph(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) throw failure(not_found, "cannot read graph file " + path);
+    graph_file gf;
+    std::string line;
+    for (int n = 1; std::getline(f, line); ++n) {
+        if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
+        line = trim(line);
+        if (line.empty()) continue;
+        auto bad = [&](const std::string& why) { return failure(failed, path + ":" + std::to_string(n) + ": " + why + ": \"" + line + "\""); };
+        std::error_code ec;
+        std::vector<std::string> cyc;
+        std::string lhs, rhs;
+        bool order = false;
+        if (auto p = line.find("->"); p != std::string::npos) {
+            lhs = trim(line.substr(0, p));
+            rhs = trim(line.substr(p + 2));
+        } else if (auto q = line.find(" after "); q != std::string::npos) {
+            lhs = trim(line.substr(0, q));
+            rhs = trim(line.substr(q + 7));
+            order = true;
+        } else {
+            if (!valid_name(line)) throw bad("expected \"a -> b\", \"a -> (b | c)\", \"a after b\" or a name");
+            gf.g.add_node(line);
+            continue;
+        }
+        if (!valid_name(lhs)) throw bad("bad service name \"" + lhs + "\"");
+        if (!order && rhs.size() >= 2 && rhs.front() == '(' && rhs.back() == ')') {
+            std::vector<std::string> members;
+            std::stringstream ss(rhs.substr(1, rhs.size() - 2));
+            for (std::string m; std::getline(ss, m, '|');) {
+                m = trim(m);
+                if (!valid_name(m)) throw bad("bad member \"" + m + "\" in OR-group");
+                members.push_back(m);
+            }
+            if (members.size() != static_cast<std::size_t>(std::count(rhs.begin(), rhs.end(), '|')) + 1)
+                throw bad("empty member in OR-group");
+            gf.g.add_any_of(lhs, members, ec, &cyc);
+        } else {
+            if (!valid_name(rhs)) throw bad("bad service name \"" + rhs + "\"");
+            if (order) gf.g.add_order_after(lhs, rhs, ec, &cyc);
+            else gf.g.add_dependency(lhs, rhs, ec, &cyc);
+        }
+        if (ec == qr::errc::dependency_cycle) {
+            gf.cycle = cyc;
+            gf.cycle_line = n;
+            gf.cycle_text = line;
+            return gf;
+        }
+        if (ec) throw bad(ec.message());
+    }
+    return gf;
+}
+
+int cmd_graph(const args& a) {
+    if (a.help) {
+        std::cout << graph_help;
+        return ok;
+    }
+    if (auto dot = a.get("dot")) {
+        a.max_positional(0);
+        auto gf = load_graph(*dot);
+        if (!gf.cycle.empty())
+            throw failure(check_failed, *dot + ":" + std::to_string(gf.cycle_line) + ": \"" + gf.cycle_text +
+                                            "\" closes the cycle " + gf.g.format_cycle(gf.cycle));
+        auto text = gf.g.to_dot();
+        if (auto out = a.get("output")) {
+            std::ofstream f(*out, std::ios::trunc);
+            f << text;
+            if (!f.flush()) throw failure(failed, "cannot write " + *out);
+        } else std::cout << text;
+        return ok;
+    }
+    if (a.pos.empty()) {
+        std::cout << graph_help;
+        return usage_error;
+    }
+    if (a.pos[0] != "check") throw usage("unknown graph command \"" + a.pos[0] + "\"");
+    a.max_positional(2);
+    const auto& file = a.at(1, "FILE");
+    auto gf = load_graph(file);
+    if (!gf.cycle.empty()) {
+        auto text = gf.g.format_cycle(gf.cycle);
+        if (a.json) {
+            json::array c;
+            for (auto& s : gf.cycle) c.emplace_back(s);
+            print_json(json::object{{"ok", false}, {"cycle", c}, {"line", gf.cycle_line}});
+        } else std::cout << "cycle: " << text << "\n";
+        std::cerr << "qreg: " << file << ":" << gf.cycle_line << ": \"" << gf.cycle_text << "\" closes the cycle " << text << "\n";
+        return check_failed;
+    }
+    auto waves = gf.g.start_waves();
+    if (a.json) {
+        json::array w;
+        for (auto& wave : waves) {
+            json::array x;
+            for (auto& s : wave) x.emplace_back(s);
+            w.emplace_back(std::move(x));
+        }
+        print_json(json::object{{"ok", true}, {"services", gf.g.nodes().size()}, {"start_waves", w}});
+        return ok;
+    }
+    std::cout << "no cycle: " << gf.g.nodes().size() << " services start in " << waves.size() << " waves\n";
+    for (std::size_t i = 0; i < waves.size(); ++i) {
+        std::cout << "  " << i + 1 << ":";
+        for (auto& s : waves[i]) std::cout << " " << s;
+        std::cout << "\n";
+    }
+    return ok;
+}
+
+const char* main_help =
+    "usage: qreg COMMAND ... [--json] [--help]\n"
+    "Administer quorumreg: local hives, checkpoints, resource types, resources, dependency graphs.\n"
+    "  hive        get | set | delete | ls | export | import   (--hive DIR)\n"
+    "  checkpoint  list | add | remove | history | restore | conflicts   (--store SPEC)\n"
+    "  type        list | add | remove | verify   (--store SPEC)\n"
+    "  resource    list | status   (--store SPEC)\n"
+    "  graph       --dot FILE | check FILE\n"
+    "Common options: --store dir:PATH | etcd:http://127.0.0.1:2379,... (credentials from\n"
+    "  QUORUMREG_ETCD_USER / QUORUMREG_ETCD_PASSWORD, CA from QUORUMREG_ETCD_CA), --node NAME\n"
+    "  (default: host name), --timeout MS (store deadline, default 5000), --json.\n"
+    "Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 not found, 4 store unreachable,\n"
+    "  5 a check found a problem (graph cycle, a node whose plugin does not verify).\n"
+    "Run `qreg COMMAND --help` for a command's details.\n";
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (auto rc = qr::run_monitor_if_requested(argc, argv)) return *rc; // registration probes
+    std::string cmd = argc > 1 ? argv[1] : "";
+    try {
+        if (cmd.empty()) {
+            std::cerr << main_help;
+            return usage_error;
+        }
+        if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+            std::cout << main_help;
+            return ok;
+        }
+        auto a = parse(argc, argv, 2);
+        if (cmd == "hive") return cmd_hive(a);
+        if (cmd == "checkpoint") return cmd_checkpoint(a);
+        if (cmd == "type") return cmd_type(a);
+        if (cmd == "resource") return cmd_resource(a);
+        if (cmd == "graph") return cmd_graph(a);
+        throw usage("unknown command \"" + cmd + "\"");
+    } catch (const usage& e) {
+        std::cerr << "qreg: " << e.what() << "\n"
+                  << "Try `qreg " << (cmd.empty() || cmd[0] == '-' ? "" : cmd + " ") << "--help`.\n";
+        return usage_error;
+    } catch (const failure& e) {
+        std::cerr << "qreg: " << e.what() << "\n";
+        return e.code;
+    } catch (const std::system_error& e) {
+        std::cerr << "qreg: " << e.what() << "\n";
+        return code_for(e.code());
+    } catch (const std::exception& e) {
+        std::cerr << "qreg: " << e.what() << "\n";
+        return failed;
+    }
+}
