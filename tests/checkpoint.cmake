@@ -4,9 +4,13 @@
 add_executable(checkpoint_node checkpoint_node.cpp)
 target_link_libraries(checkpoint_node PRIVATE quorumreg::etcd quorumreg_warnings)
 
+add_executable(cluster_node cluster_node.cpp)
+target_link_libraries(cluster_node PRIVATE quorumreg::etcd quorumreg_warnings)
+
 quorumreg_test_group(test_checkpoint SOURCES test_checkpoint.cpp test_cluster_writer.cpp)
-target_compile_definitions(test_checkpoint PRIVATE QUORUMREG_CHECKPOINT_NODE="$<TARGET_FILE:checkpoint_node>")
-add_dependencies(test_checkpoint checkpoint_node)
+target_compile_definitions(test_checkpoint PRIVATE QUORUMREG_CHECKPOINT_NODE="$<TARGET_FILE:checkpoint_node>"
+                                                   QUORUMREG_CLUSTER_NODE="$<TARGET_FILE:cluster_node>")
+add_dependencies(test_checkpoint checkpoint_node cluster_node)
 quorumreg_suite(test_checkpoint checkpoint LABELS checkpoint TIMEOUT 900)
 quorumreg_suite(test_checkpoint cluster_writer LABELS dependency TIMEOUT 600)
 

@@ -1,6 +1,10 @@
 #include <quorumreg/cluster_writer.hpp>
 
+#include "process_util.hpp"
 #include "test_support.hpp"
+
+#include <quorumreg/stores/directory_store.hpp>
+#include <fstream>
 
 #include <quorumreg/stores/memory_store.hpp>
 
@@ -114,5 +118,35 @@ TEST_CASE("bad input is rejected") {
     w.put("", "x", ec);
     CHECK(ec == errc::invalid_argument);
     CHECK(w.pending().empty());
+}
+
+TEST_CASE("Q320331 across processes: writes made before the cluster service reach every node; a conflict is reported") {
+    qr_test::temp_dir dir("cw-proc");
+    auto spec = "dir:" + (dir.path() / "quorum").string();
+    auto go = (dir.path() / "go").string();
+    qr_test::child_process node1({QUORUMREG_CLUSTER_NODE, spec, (dir.path() / "n1").string(), "n1", "names", go});
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (out.find("journaled") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+        node1.read_some(out, 50);
+    CHECK(out.find("name_mapping online cluster offline journaled 2") != std::string::npos);
+    {
+        // Meanwhile another node changes bob through the store (its replication is up).
+        directory_store store(dir.path() / "quorum");
+        CHECK(store.list("quorumreg/cluster/").empty()); // nothing leaked before replication
+        store.put("quorumreg/cluster/map/bob", "uid=2001");
+    }
+    std::ofstream(go).put('1');
+    REQUIRE(node1.wait() == 0);
+    node1.read_all(out);
+    CHECK(out.find("cluster online journaled 0 conflicts 1") != std::string::npos);
+    CHECK(out.find("conflict map/bob local=uid=1001 remote=uid=2001") != std::string::npos);
+    // A third node sees the name-mapping writes, and bob keeps the other node's value.
+    qr_test::child_process node3({QUORUMREG_CLUSTER_NODE, spec, (dir.path() / "n3").string(), "n3", "read", "map/"});
+    REQUIRE(node3.wait() == 0);
+    std::string seen;
+    node3.read_all(seen);
+    CHECK(seen.find("map/alice=uid=1000") != std::string::npos);
+    CHECK(seen.find("map/bob=uid=2001") != std::string::npos);
 }
 }
