@@ -382,8 +382,11 @@ int cmd_hive(const args& a) {
 
 // ---- store-backed commands -------------------------------------------------------------------
 
+std::string opened_store; ///< named in errors, so "quorum unavailable" says which store
+
 std::unique_ptr<qr::quorum_store> open_store(const args& a) {
     auto spec = a.need("store", "dir:PATH or etcd:URL[,URL...]");
+    opened_store = spec;
     std::error_code ec;
     std::chrono::milliseconds deadline(parse_number(a.get("timeout").value_or("5000"), 3600000, "--timeout (ms)"));
     auto s = qr::open_store(spec, ec, deadline);
@@ -922,7 +925,9 @@ int main(int argc, char** argv) {
         std::cerr << "qreg: " << e.what() << "\n";
         return e.code;
     } catch (const std::system_error& e) {
-        std::cerr << "qreg: " << e.what() << "\n";
+        std::cerr << "qreg: " << e.what();
+        if (code_for(e.code()) == unreachable && !opened_store.empty()) std::cerr << " (store " << opened_store << ")";
+        std::cerr << "\n";
         return code_for(e.code());
     } catch (const std::exception& e) {
         std::cerr << "qreg: " << e.what() << "\n";
