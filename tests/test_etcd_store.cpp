@@ -187,7 +187,7 @@ TEST_CASE("etcd: chunked large values round-trip and switch atomically") {
     CHECK_FALSE(s.get("chunks/should-not").has_value());
 
     // A small value that happens to look like a manifest round-trips as itself.
-    std::string tricky = std::string("\0\xffquorumreg-chunked-v1\n", 24) + "id=x\nsize=1\nchunks=1\nsha256=00\n";
+    std::string tricky = std::string("\0\xffquorumreg-chunked-v1\n", 23) + "id=x\nsize=1\nchunks=1\nsha256=00\n";
     s.put("chunks/tricky", tricky);
     CHECK(s.get("chunks/tricky")->value == tricky);
 

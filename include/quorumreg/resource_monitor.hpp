@@ -330,7 +330,7 @@ private:
     void publish(res_rec& r);
     void set_state(res_rec& r, resource_state s, std::error_code ec = {}, std::string reason = {});
     void fail_hard(res_rec& r, std::error_code ec, std::string reason);
-    void failure(res_rec& r, std::error_code ec, std::string reason);
+    void failure(res_rec& r, std::error_code ec, const std::string& reason);
     std::uint64_t send(mon_rec& m, res_rec* r, kind k, const std::string& type_fold, std::chrono::milliseconds timeout,
                        std::string a = {}, std::string b = {}, std::string c = {}, std::int32_t code = 0,
                        std::function<void(std::error_code, std::string)> done = {});
@@ -422,6 +422,7 @@ inline void monitor_controller::engine_loop() {
     }
 }
 
+// NOLINTNEXTLINE(performance-unnecessary-value-param): the thread's own references keep both alive
 inline void monitor_controller::io_loop(std::shared_ptr<monitor_io> io, std::shared_ptr<inbox> box,
                                         monitor_controller* self, std::uint64_t mon_id) {
     auto idle = std::chrono::microseconds(100);
@@ -495,7 +496,7 @@ inline void monitor_controller::fail_hard(res_rec& r, std::error_code ec, std::s
 
 // A failure of the resource itself (a call failed, IsAlive said no, its call crashed or hung the
 // monitor): restart under the policy (threshold within period), else failed.
-inline void monitor_controller::failure(res_rec& r, std::error_code ec, std::string reason) {
+inline void monitor_controller::failure(res_rec& r, std::error_code ec, const std::string& reason) {
     auto now = clock::now();
     while (!r.restart_times.empty() && now - r.restart_times.front() > opts_.restart_period) r.restart_times.pop_front();
     r.st.restarts = static_cast<unsigned>(r.restart_times.size());

@@ -138,7 +138,7 @@ public:
     service_action() = default;
     template <class F>
         requires(!std::same_as<std::remove_cvref_t<F>, service_action> && std::invocable<std::decay_t<F>&>)
-    service_action(F&& f) { // NOLINT(google-explicit-constructor): actions are written inline
+    service_action(F&& f) { // NOLINT(google-explicit-constructor,bugprone-forwarding-reference-overload): written inline; constrained
         using R = std::invoke_result_t<std::decay_t<F>&>;
         if constexpr (std::is_void_v<R>) {
             fn_ = std::forward<F>(f);

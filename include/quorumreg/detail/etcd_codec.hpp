@@ -192,7 +192,7 @@ inline std::string random_id() {
 // start with it is itself stored chunked, so reads are never ambiguous.
 
 inline const std::string& manifest_magic() {
-    static const std::string m("\0\xffquorumreg-chunked-v1\n", 24);
+    static const std::string m("\0\xffquorumreg-chunked-v1\n", 23); // no terminating NUL
     return m;
 }
 

@@ -28,7 +28,7 @@ public:
     /// Registers `fn` to run whenever the time jumps (a fake clock being advanced), so that a
     /// waiting controller re-checks its deadlines at once. Returns a token for unsubscribe().
     /// A real clock never jumps: the default does nothing.
-    virtual std::uint64_t subscribe(std::function<void()> fn) {
+    virtual std::uint64_t subscribe(std::function<void()> fn) { // NOLINT(performance-unnecessary-value-param): overriders keep it
         (void)fn;
         return 0;
     }

@@ -198,7 +198,7 @@ public:
             bool active = false;
             while (ch_->try_receive(m)) {
                 active = true;
-                dispatch(std::move(m));
+                dispatch(m);
                 m = monitor_msg{};
             }
             if (flush()) active = true;
@@ -267,7 +267,7 @@ private:
         return it == resources_.end() ? nullptr : it->second.get();
     }
 
-    void dispatch(monitor_msg m) {
+    void dispatch(const monitor_msg& m) {
         switch (m.kind) {
         case monitor_msg_kind::load_type:
             loader_.post([this, m] {

@@ -53,6 +53,7 @@ inline pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, 
         return -1;
     }
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     posix_spawn_file_actions_t fa;
