@@ -38,9 +38,9 @@ using bgraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>
 
 struct workload {
     std::uint32_t n = 0;
-    std::vector<std::uint32_t> hidden;                            // a topological order
-    std::vector<std::uint32_t> declare;                           // node declaration order (shuffled)
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> edges;  // (dependent, dependency)
+    std::vector<std::uint32_t> hidden;                          // a topological order
+    std::vector<std::uint32_t> declare;                         // node declaration order (shuffled)
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> edges; // (dependent, dependency)
 };
 
 const workload& make_workload(std::uint32_t n) {
@@ -52,7 +52,8 @@ const workload& make_workload(std::uint32_t n) {
     w.n = n;
     std::mt19937_64 rng(12345 + n);
     std::vector<std::uint32_t> hidden(n);
-    for (std::uint32_t i = 0; i < n; ++i) hidden[i] = i;
+    for (std::uint32_t i = 0; i < n; ++i)
+        hidden[i] = i;
     std::shuffle(hidden.begin(), hidden.end(), rng); // hidden[k] = the node at hidden position k
     w.hidden = hidden;
     w.declare = hidden;
@@ -72,7 +73,8 @@ const workload& make_workload(std::uint32_t n) {
 quorumreg::dependency_graph<std::uint32_t> build_ours(const workload& w) {
     quorumreg::dependency_graph<std::uint32_t> g;
     g.reserve(w.n);
-    for (auto v : w.declare) g.add_node(v);
+    for (auto v : w.declare)
+        g.add_node(v);
     g.add_dependencies(w.edges);
     return g;
 }
@@ -80,7 +82,8 @@ quorumreg::dependency_graph<std::uint32_t> build_ours(const workload& w) {
 bgraph build_boost(const workload& w) {
     bgraph g(w.n);
     // Edge dependency -> dependent, so that topological order = start order.
-    for (auto [a, b] : w.edges) boost::add_edge(b, a, g);
+    for (auto [a, b] : w.edges)
+        boost::add_edge(b, a, g);
     return g;
 }
 
@@ -129,7 +132,8 @@ void insert(benchmark::State& state, bool shuffled) {
         state.PauseTiming();
         quorumreg::dependency_graph<std::uint32_t> g;
         g.reserve(w.n);
-        for (auto v : shuffled ? w.declare : w.hidden) g.add_node(v);
+        for (auto v : shuffled ? w.declare : w.hidden)
+            g.add_node(v);
         samples.clear();
         state.ResumeTiming();
         for (auto [a, b] : w.edges) {
@@ -139,7 +143,8 @@ void insert(benchmark::State& state, bool shuffled) {
                 std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count()));
         }
         state.PauseTiming();
-        for (auto s : samples) total_ns += s;
+        for (auto s : samples)
+            total_ns += s;
         auto t1 = clock_type::now();
         {
             auto theirs = build_boost(w);

@@ -32,7 +32,8 @@ qr_test::etcd_cluster* g_cluster = nullptr;
 class raw_client {
 public:
     explicit raw_client(int port) : stream_(ioc_), port_(port) {
-        boost::asio::ip::tcp::endpoint ep(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
+        boost::asio::ip::tcp::endpoint ep(boost::asio::ip::make_address("127.0.0.1"),
+                                          static_cast<unsigned short>(port));
         stream_.connect(ep);
     }
     void put(const std::string& key, const std::string& value) {
@@ -98,11 +99,13 @@ void put_batched(benchmark::State& state) {
     for (auto _ : state) {
         quorumreg::store_txn t;
         std::string base = "bench/batch/" + std::to_string(i++) + "/";
-        for (std::size_t k = 0; k < batch; ++k) t.on_success.push_back(quorumreg::store_op::put(base + std::to_string(k), value));
+        for (std::size_t k = 0; k < batch; ++k)
+            t.on_success.push_back(quorumreg::store_op::put(base + std::to_string(k), value));
         auto t0 = clock_type::now();
         store.commit(t);
         auto t1 = clock_type::now();
-        for (std::size_t k = 0; k < batch; ++k) raw.put(base + "r" + std::to_string(k), value);
+        for (std::size_t k = 0; k < batch; ++k)
+            raw.put(base + "r" + std::to_string(k), value);
         auto t2 = clock_type::now();
         t_store += t1 - t0;
         t_raw += t2 - t1;

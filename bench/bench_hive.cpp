@@ -47,7 +47,8 @@ void BM_hive_commit(benchmark::State& state) {
     // Google Benchmark synchronizes threads at the start of the loop.
     std::uint32_t i = 0;
     auto key = "Bench/T" + std::to_string(state.thread_index());
-    for (auto _ : state) h->set_value(key, "v", quorumreg::value::dword(++i));
+    for (auto _ : state)
+        h->set_value(key, "v", quorumreg::value::dword(++i));
     state.SetItemsProcessed(state.iterations());
     if (state.thread_index() == 0) {
         h.reset();

@@ -38,7 +38,8 @@ struct fixture {
         t.name = "GoodType";
         t.library = std::string(QR_BENCH_PLUGIN_DIR) + "/qr_bench_plugin_good.so";
         types->register_type(t);
-        for (int i = 0; i < n; ++i) names.push_back("r" + std::to_string(i));
+        for (int i = 0; i < n; ++i)
+            names.push_back("r" + std::to_string(i));
     }
     /// Creates the controller and brings everything online; returns the elapsed seconds.
     double cold_start() {
@@ -51,7 +52,8 @@ struct fixture {
             ctl->online(n);
         }
         for (auto& n : names)
-            if (!ctl->wait_for(n, quorumreg::resource_state::online, 120s)) throw std::runtime_error("cold start timed out");
+            if (!ctl->wait_for(n, quorumreg::resource_state::online, 120s))
+                throw std::runtime_error("cold start timed out");
         return std::chrono::duration<double>(clk::now() - t0).count();
     }
 };
@@ -65,12 +67,16 @@ void BM_monitor_recovery(benchmark::State& state) {
         int pid = f.ctl->status(f.names.front()).monitor_pid;
         auto t0 = clk::now();
         ::kill(pid, SIGKILL);
-        f.ctl->wait_until(f.names.front(), [&](const quorumreg::resource_status& s) { return s.monitor_pid != pid; }, 120s);
+        f.ctl->wait_until(
+            f.names.front(), [&](const quorumreg::resource_status& s) { return s.monitor_pid != pid; }, 120s);
         auto t_detect = clk::now();
         for (auto& n : f.names) {
-            bool ok = f.ctl->wait_until(n, [&](const quorumreg::resource_status& s) {
-                return s.state == quorumreg::resource_state::online && s.monitor_pid != pid && s.monitor_pid != 0;
-            }, 120s);
+            bool ok = f.ctl->wait_until(
+                n,
+                [&](const quorumreg::resource_status& s) {
+                    return s.state == quorumreg::resource_state::online && s.monitor_pid != pid && s.monitor_pid != 0;
+                },
+                120s);
             if (!ok) {
                 state.SkipWithError("recovery timed out");
                 return;

@@ -13,7 +13,8 @@ namespace {
 void fill(quorumreg::registry& reg, int n) {
     quorumreg::transaction txn;
     for (int i = 0; i < n; ++i)
-        txn.set_value("Software/Bench/K" + std::to_string(i % 100), "v" + std::to_string(i), quorumreg::value::dword(i));
+        txn.set_value("Software/Bench/K" + std::to_string(i % 100), "v" + std::to_string(i),
+                      quorumreg::value::dword(i));
     reg.commit(txn);
 }
 

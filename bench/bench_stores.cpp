@@ -53,8 +53,8 @@ void BM_raw_append_fsync(benchmark::State& state) {
     ::close(fd);
     fs::remove_all(dir);
     state.SetItemsProcessed(state.iterations());
-    state.counters["appends_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                                         benchmark::Counter::kIsRate);
+    state.counters["appends_per_s"] =
+        benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 /// Compare-and-swap puts on one key (each conditional on the previous revision).
@@ -78,8 +78,8 @@ void BM_directory_cas_put(benchmark::State& state) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fs::remove_all(dir);
     state.SetItemsProcessed(state.iterations());
-    state.counters["cas_per_s"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                                     benchmark::Counter::kIsRate);
+    state.counters["cas_per_s"] =
+        benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
     if (raw_fsync_rate > 0 && secs > 0)
         state.counters["ratio_to_raw_fsync"] = (static_cast<double>(done) / secs) / raw_fsync_rate;
 }
@@ -91,7 +91,8 @@ void BM_directory_get(benchmark::State& state) {
     {
         quorumreg::directory_store s(dir);
         s.put("bench/key", std::string(100, 'v'));
-        for (auto _ : state) benchmark::DoNotOptimize(s.get("bench/key"));
+        for (auto _ : state)
+            benchmark::DoNotOptimize(s.get("bench/key"));
     }
     fs::remove_all(dir);
     state.SetItemsProcessed(state.iterations());
@@ -101,7 +102,8 @@ void BM_memory_put(benchmark::State& state) {
     quorumreg::memory_store s;
     std::string value(100, 'v');
     auto rev = s.put("bench/key", value);
-    for (auto _ : state) rev = s.put_if("bench/key", value, rev);
+    for (auto _ : state)
+        rev = s.put_if("bench/key", value, rev);
     state.SetItemsProcessed(state.iterations());
 }
 

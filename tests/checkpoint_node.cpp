@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
                 }
             }
             say("done");
-            while (true) std::this_thread::sleep_for(seconds(1));
+            while (true)
+                std::this_thread::sleep_for(seconds(1));
         } else if (cmd == "set" && argc >= 8) {
             cp.online(res, {.policy = offline_edit_policy::preserve, .wait_for_owner = seconds(30)});
             local.set_value(sub, argv[6], value::dword(static_cast<std::uint32_t>(std::atoi(argv[7]))));

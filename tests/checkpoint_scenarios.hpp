@@ -24,16 +24,16 @@ struct node_run {
     std::string report;
 };
 
-inline std::vector<std::string> node_argv(const std::string& spec, const std::filesystem::path& hive, const std::string& name,
-                                          int ttl_ms, std::vector<std::string> cmd) {
+inline std::vector<std::string> node_argv(const std::string& spec, const std::filesystem::path& hive,
+                                          const std::string& name, int ttl_ms, std::vector<std::string> cmd) {
     std::vector<std::string> a{QUORUMREG_CHECKPOINT_NODE, spec, hive.string(), name, std::to_string(ttl_ms)};
     a.insert(a.end(), cmd.begin(), cmd.end());
     return a;
 }
 
 /// Runs a node command to completion and parses "NAME=VALUE" and "report ..." lines.
-inline node_run run_node(const std::string& spec, const std::filesystem::path& hive, const std::string& name, int ttl_ms,
-                         std::vector<std::string> cmd) {
+inline node_run run_node(const std::string& spec, const std::filesystem::path& hive, const std::string& name,
+                         int ttl_ms, std::vector<std::string> cmd) {
     child_process p(node_argv(spec, hive, name, ttl_ms, std::move(cmd)));
     node_run r;
     std::string line;
@@ -60,12 +60,13 @@ inline void checkpoint_failover_rounds(const std::string& spec, const std::files
     for (int round = 0; round < rounds; ++round) {
         std::uint32_t acked = 0;
         {
-            child_process a(node_argv(spec, root / "A", "A", ttl_ms,
-                                      {"writer", std::to_string(rng() % 100000), "1000"}));
+            child_process a(
+                node_argv(spec, root / "A", "A", ttl_ms, {"writer", std::to_string(rng() % 100000), "1000"}));
             std::string out;
             auto kill_after = std::chrono::milliseconds(50 + rng() % 700);
             auto until = std::chrono::steady_clock::now() + kill_after;
-            while (std::chrono::steady_clock::now() < until) a.read_some(out, 5);
+            while (std::chrono::steady_clock::now() < until)
+                a.read_some(out, 5);
             a.kill(SIGKILL);
             a.wait();
             a.read_all(out);
@@ -81,7 +82,8 @@ inline void checkpoint_failover_rounds(const std::string& spec, const std::files
         std::uint32_t last = b.values.count("last") ? b.values["last"] : 0;
         CHECK_MESSAGE(last >= acked, "round " << round << ": acked batch " << acked << " but B has " << last);
         for (std::uint32_t i = 1; i <= last; ++i)
-            REQUIRE_MESSAGE(b.values.count("b" + std::to_string(i)), "round " << round << ": batch " << i << " missing");
+            REQUIRE_MESSAGE(b.values.count("b" + std::to_string(i)),
+                            "round " << round << ": batch " << i << " missing");
         CHECK_FALSE(b.values.count("b" + std::to_string(last + 1)));
         // Next round starts clean: A and B both take the resource from the store.
         std::filesystem::remove_all(root / "A");
@@ -128,7 +130,8 @@ inline void checkpoint_stale_owner(const std::string& spec, const std::filesyste
     child_process a(node_argv(spec, root / "A", "A", ttl_ms, {"stale"}));
     std::string out;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (out.find("ready") == std::string::npos && std::chrono::steady_clock::now() < deadline) a.read_some(out, 50);
+    while (out.find("ready") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+        a.read_some(out, 50);
     REQUIRE(out.find("ready") != std::string::npos);
     a.kill(SIGSTOP);
     auto b = run_node(spec, root / "B", "B", ttl_ms, {"set", "owner", "2"}); // waits for A's lease to expire

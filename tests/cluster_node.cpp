@@ -32,23 +32,26 @@ int main(int argc, char** argv) {
     hive local(argv[2]);
     cluster_writer names(local, {.node = argv[3]});
     auto sub = names.on_conflict([&](const write_conflict& c) {
-        say("conflict " + c.key + " local=" + c.local.value_or("(erased)") + " remote=" + c.remote.value_or("(erased)"));
+        say("conflict " + c.key + " local=" + c.local.value_or("(erased)") +
+            " remote=" + c.remote.value_or("(erased)"));
     });
     service_controller ctl;
     ctl.add_service("cluster", {.start = [&] { names.attach(*store); }, .stop = [&] { names.detach(); }});
     ctl.set_replication_service("cluster");
     service_options journaled;
     journaled.writes = replicated_writes::journaled;
-    ctl.add_service("name_mapping", {.start = [&] {
-                                         names.put("map/alice", "uid=1000");
-                                         names.put("map/bob", "uid=1001");
-                                     },
+    ctl.add_service("name_mapping", {.start =
+                                         [&] {
+                                             names.put("map/alice", "uid=1000");
+                                             names.put("map/bob", "uid=1001");
+                                         },
                                      .stop = {},
                                      .options = journaled});
     ctl.start("name_mapping"); // before the cluster service: Q320331's situation
     say("name_mapping " + std::string(to_string(ctl.state("name_mapping"))) + " cluster " +
         std::string(to_string(ctl.state("cluster"))) + " journaled " + std::to_string(names.pending().size()));
-    while (!std::filesystem::exists(argv[5])) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (!std::filesystem::exists(argv[5]))
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ctl.start("cluster");
     say("cluster " + std::string(to_string(ctl.state("cluster"))) + " journaled " +
         std::to_string(names.pending().size()) + " conflicts " + std::to_string(names.conflicts().size()));

@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
                 while (true) {
                     ++i;
                     transaction txn;
-                    txn.set_value(key, "n", value::qword(i)).set_value(key + "/Log", "v" + std::to_string(i),
-                                                                       value::qword(i));
+                    txn.set_value(key, "n", value::qword(i))
+                        .set_value(key + "/Log", "v" + std::to_string(i), value::qword(i));
                     h.commit(txn);
                     std::lock_guard lk(out);
                     std::printf("%d %llu\n", t, static_cast<unsigned long long>(i));
@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
                 }
             });
         }
-        for (auto& t : ts) t.join();
+        for (auto& t : ts)
+            t.join();
     } else if (mode == "count") {
         int n = std::atoi(argv[3]);
         for (int i = 0; i < n; ++i) {

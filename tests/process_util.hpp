@@ -21,7 +21,8 @@ public:
         if (pid_ == 0) {
             ::dup2(fds[1], 1);
             std::vector<char*> args;
-            for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            for (auto& a : argv)
+                args.push_back(const_cast<char*>(a.c_str()));
             args.push_back(nullptr);
             ::execv(args[0], args.data());
             ::_exit(127);
@@ -67,7 +68,8 @@ public:
     void read_all(std::string& buffer) {
         char buf[65536];
         ssize_t n;
-        while ((n = ::read(out_, buf, sizeof buf)) > 0) buffer.append(buf, static_cast<std::size_t>(n));
+        while ((n = ::read(out_, buf, sizeof buf)) > 0)
+            buffer.append(buf, static_cast<std::size_t>(n));
     }
 
 private:

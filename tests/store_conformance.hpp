@@ -36,7 +36,8 @@ public:
     quorumreg::watch_handler handler() {
         return [this](const std::vector<quorumreg::watch_event>& evs, std::error_code ec) {
             std::lock_guard lk(mu_);
-            for (const auto& e : evs) events_.push_back(e);
+            for (const auto& e : evs)
+                events_.push_back(e);
             if (ec) error_ = ec;
             ++batches_;
             cv_.notify_all();
@@ -72,8 +73,7 @@ private:
 };
 
 /// Polls `pred` until true or `timeout`; returns its last value.
-template <class Pred>
-bool eventually(Pred&& pred, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+template <class Pred> bool eventually(Pred&& pred, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
     auto until = std::chrono::steady_clock::now() + timeout;
     while (true) {
         if (pred()) return true;
@@ -87,8 +87,7 @@ namespace conformance {
 using namespace quorumreg;
 using namespace std::chrono_literals;
 
-template <class B>
-void get_put_erase() {
+template <class B> void get_put_erase() {
     B b;
     auto s = b.make();
     const std::string k = "conf/gpe/key";
@@ -136,8 +135,7 @@ void get_put_erase() {
     CHECK(*kv2 == *kv);
 }
 
-template <class B>
-void revisions_monotonic() {
+template <class B> void revisions_monotonic() {
     B b;
     auto s = b.make();
     store_revision last = s->revision();
@@ -164,17 +162,18 @@ void revisions_monotonic() {
     CHECK(s->revision() == res.revision);
 }
 
-template <class B>
-void range_paging_and_prefixes() {
+template <class B> void range_paging_and_prefixes() {
     B b;
     auto s = b.make();
     const std::string p = "conf/range/";
-    for (auto k : {"a", "a/1", "a/2", "a/3", "ab", "b", "b/1"}) s->put(p + k, k);
+    for (auto k : {"a", "a/1", "a/2", "a/3", "ab", "b", "b/1"})
+        s->put(p + k, k);
     s->put("conf/rangf", "outside"); // shares "conf/rang" but not the prefix
 
     auto names = [&](const std::vector<key_value>& kvs) {
         std::vector<std::string> out;
-        for (const auto& kv : kvs) out.push_back(kv.key.substr(p.size()));
+        for (const auto& kv : kvs)
+            out.push_back(kv.key.substr(p.size()));
         return out;
     };
     CHECK(names(s->list(p + "a")) == std::vector<std::string>{"a", "a/1", "a/2", "a/3", "ab"});
@@ -191,7 +190,8 @@ void range_paging_and_prefixes() {
         auto page = s->range(p, after, 2);
         CHECK(page.kvs.size() <= 2);
         CHECK(page.revision >= 1);
-        for (const auto& kv : page.kvs) walked.push_back(kv.key.substr(p.size()));
+        for (const auto& kv : page.kvs)
+            walked.push_back(kv.key.substr(p.size()));
         ++pages;
         if (!page.more) break;
         REQUIRE_FALSE(page.kvs.empty());
@@ -212,8 +212,7 @@ void range_paging_and_prefixes() {
     CHECK_FALSE(tail.more);
 }
 
-template <class B>
-void compare_and_swap() {
+template <class B> void compare_and_swap() {
     B b;
     auto s = b.make();
     const std::string k = "conf/cas/k";
@@ -244,8 +243,7 @@ void compare_and_swap() {
     CHECK_FALSE(s->get(k).has_value());
 }
 
-template <class B>
-void transactions_all_or_nothing() {
+template <class B> void transactions_all_or_nothing() {
     B b;
     auto s = b.make();
     const std::string p = "conf/txn/";
@@ -291,12 +289,12 @@ void transactions_all_or_nothing() {
     CHECK(s->get(p + "e").has_value());
 }
 
-template <class B>
-void erase_prefix_op() {
+template <class B> void erase_prefix_op() {
     B b;
     auto s = b.make();
     const std::string p = "conf/ep/";
-    for (auto k : {"x/1", "x/2", "x/3/deep", "xy", "y"}) s->put(p + k, "v");
+    for (auto k : {"x/1", "x/2", "x/3/deep", "xy", "y"})
+        s->put(p + k, "v");
     store_txn t;
     t.on_success = {store_op::erase_prefix(p + "x/")};
     auto before = s->revision();
@@ -313,8 +311,7 @@ void erase_prefix_op() {
     CHECK(s->commit(t2).revision == res.revision);
 }
 
-template <class B>
-void watch_replays_from_revision() {
+template <class B> void watch_replays_from_revision() {
     B b;
     auto s = b.make();
     const std::string p = "conf/wr/";
@@ -341,7 +338,8 @@ void watch_replays_from_revision() {
     CHECK(evs[3].kv.key == p + "c");
     CHECK(evs[4].kv.key == p + "d");
     CHECK(evs[3].revision == evs[4].revision);
-    for (std::size_t i = 1; i < evs.size(); ++i) CHECK(evs[i].revision >= evs[i - 1].revision);
+    for (std::size_t i = 1; i < evs.size(); ++i)
+        CHECK(evs[i].revision >= evs[i - 1].revision);
 
     // Live events continue after the replay, exactly once.
     auto r6 = s->put(p + "e", "5");
@@ -362,8 +360,7 @@ void watch_replays_from_revision() {
     CHECK(m[2].revision == r6);
 }
 
-template <class B>
-void watch_live_events() {
+template <class B> void watch_live_events() {
     B b;
     auto s = b.make();
     auto writer = b.make(); // another client writes
@@ -371,7 +368,8 @@ void watch_live_events() {
     event_sink sink;
     auto sub = s->watch(p, 0, sink.handler());
     std::vector<store_revision> revs;
-    for (int i = 0; i < 10; ++i) revs.push_back(writer->put(p + "k" + std::to_string(i), std::to_string(i)));
+    for (int i = 0; i < 10; ++i)
+        revs.push_back(writer->put(p + "k" + std::to_string(i), std::to_string(i)));
     writer->put("conf/wl-other", "ignored");
     writer->erase(p + "k0");
     auto evs = sink.wait_for(11);
@@ -390,8 +388,7 @@ void watch_live_events() {
     CHECK(sink.events().size() == 11);
 }
 
-template <class B>
-void lease_revoke_deletes_keys() {
+template <class B> void lease_revoke_deletes_keys() {
     B b;
     auto s = b.make();
     const std::string p = "conf/lr/";
@@ -431,8 +428,7 @@ void lease_revoke_deletes_keys() {
     CHECK(s->get(p + "e").has_value());
 }
 
-template <class B>
-void lease_expiry_deletes_keys() {
+template <class B> void lease_expiry_deletes_keys() {
     B b;
     auto s = b.make();
     const std::string p = "conf/le/";
@@ -450,8 +446,7 @@ void lease_expiry_deletes_keys() {
     CHECK(ec == errc::lease_expired);
 }
 
-template <class B>
-void keep_alive_extends() {
+template <class B> void keep_alive_extends() {
     B b;
     auto s = b.make();
     const std::string k = "conf/ka/k";
@@ -474,8 +469,7 @@ void keep_alive_extends() {
     CHECK_FALSE(s->get(k).has_value());
 }
 
-template <class B>
-void ownership_lock_and_fencing() {
+template <class B> void ownership_lock_and_fencing() {
     B b;
     auto s = b.make();
     auto other = b.make();
@@ -521,8 +515,7 @@ void ownership_lock_and_fencing() {
     s->revoke_lease(la);
 }
 
-template <class B>
-void bad_input_errors() {
+template <class B> void bad_input_errors() {
     B b;
     auto s = b.make();
     s->put("conf/err/k", "keep");
@@ -562,21 +555,21 @@ void bad_input_errors() {
 } // namespace conformance
 } // namespace qr_test
 
-#define QR_STORE_CONFORMANCE_CASE(title, fn, ...)                                                              \
+#define QR_STORE_CONFORMANCE_CASE(title, fn, ...)                                                                      \
     TEST_CASE_TEMPLATE("conformance: " title, B, __VA_ARGS__) { qr_test::conformance::fn<B>(); }
 
 /// Registers every conformance case for the given backend fixture type(s).
-#define QR_STORE_CONFORMANCE(...)                                                                              \
-    QR_STORE_CONFORMANCE_CASE("get, put and erase", get_put_erase, __VA_ARGS__)                                \
-    QR_STORE_CONFORMANCE_CASE("revisions are monotonic", revisions_monotonic, __VA_ARGS__)                     \
-    QR_STORE_CONFORMANCE_CASE("range paging and prefix boundaries", range_paging_and_prefixes, __VA_ARGS__)    \
-    QR_STORE_CONFORMANCE_CASE("compare-and-swap", compare_and_swap, __VA_ARGS__)                               \
-    QR_STORE_CONFORMANCE_CASE("transactions are all-or-nothing", transactions_all_or_nothing, __VA_ARGS__)     \
-    QR_STORE_CONFORMANCE_CASE("erase_prefix", erase_prefix_op, __VA_ARGS__)                                    \
-    QR_STORE_CONFORMANCE_CASE("watch replays from a revision", watch_replays_from_revision, __VA_ARGS__)       \
-    QR_STORE_CONFORMANCE_CASE("watch delivers live events", watch_live_events, __VA_ARGS__)                    \
-    QR_STORE_CONFORMANCE_CASE("lease revoke deletes its keys", lease_revoke_deletes_keys, __VA_ARGS__)         \
-    QR_STORE_CONFORMANCE_CASE("lease expiry deletes its keys", lease_expiry_deletes_keys, __VA_ARGS__)         \
-    QR_STORE_CONFORMANCE_CASE("keep_alive extends a lease", keep_alive_extends, __VA_ARGS__)                   \
-    QR_STORE_CONFORMANCE_CASE("ownership lock and fencing token", ownership_lock_and_fencing, __VA_ARGS__)     \
+#define QR_STORE_CONFORMANCE(...)                                                                                      \
+    QR_STORE_CONFORMANCE_CASE("get, put and erase", get_put_erase, __VA_ARGS__)                                        \
+    QR_STORE_CONFORMANCE_CASE("revisions are monotonic", revisions_monotonic, __VA_ARGS__)                             \
+    QR_STORE_CONFORMANCE_CASE("range paging and prefix boundaries", range_paging_and_prefixes, __VA_ARGS__)            \
+    QR_STORE_CONFORMANCE_CASE("compare-and-swap", compare_and_swap, __VA_ARGS__)                                       \
+    QR_STORE_CONFORMANCE_CASE("transactions are all-or-nothing", transactions_all_or_nothing, __VA_ARGS__)             \
+    QR_STORE_CONFORMANCE_CASE("erase_prefix", erase_prefix_op, __VA_ARGS__)                                            \
+    QR_STORE_CONFORMANCE_CASE("watch replays from a revision", watch_replays_from_revision, __VA_ARGS__)               \
+    QR_STORE_CONFORMANCE_CASE("watch delivers live events", watch_live_events, __VA_ARGS__)                            \
+    QR_STORE_CONFORMANCE_CASE("lease revoke deletes its keys", lease_revoke_deletes_keys, __VA_ARGS__)                 \
+    QR_STORE_CONFORMANCE_CASE("lease expiry deletes its keys", lease_expiry_deletes_keys, __VA_ARGS__)                 \
+    QR_STORE_CONFORMANCE_CASE("keep_alive extends a lease", keep_alive_extends, __VA_ARGS__)                           \
+    QR_STORE_CONFORMANCE_CASE("ownership lock and fencing token", ownership_lock_and_fencing, __VA_ARGS__)             \
     QR_STORE_CONFORMANCE_CASE("bad input gets a clear error", bad_input_errors, __VA_ARGS__)

@@ -31,365 +31,367 @@ const char* app = "Software/Contoso/App";
 
 TEST_SUITE("checkpoint") {
 
-TEST_CASE("registering checkpoints at once; failover restores the latest keys") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    CHECK(a.cp.checkpoints("App") == std::vector<std::string>{app});
-    auto h = a.cp.history("App", app);
-    REQUIRE(h.size() == 1);
-    CHECK(h[0].writer == "A");
+    TEST_CASE("registering checkpoints at once; failover restores the latest keys") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        CHECK(a.cp.checkpoints("App") == std::vector<std::string>{app});
+        auto h = a.cp.history("App", app);
+        REQUIRE(h.size() == 1);
+        CHECK(h[0].writer == "A");
 
-    auto rep = a.cp.online("App");
-    CHECK(rep.conflicts.empty());
-    a.local.set_value(app, "Port", value::dword(2));
-    a.local.set_value(std::string(app) + "/Sub", "Name", value::string("x"));
-    a.cp.flush("App");
-    a.cp.offline("App");
-
-    auto rb = b.cp.online("App");
-    CHECK(rb.restored == std::vector<std::string>{app});
-    CHECK(b.local.get_value(app, "Port").as_dword() == 2);
-    CHECK(b.local.get_value(std::string(app) + "/Sub", "Name").as_string() == "x");
-    b.cp.offline("App");
-}
-
-TEST_CASE("write-through coalesces changes but keeps every one") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A", {.coalesce_delay = 30ms});
-    a.cp.add_checkpoint("App", app);
-    a.cp.online("App");
-    for (int i = 0; i < 200; ++i) a.local.set_value(app, "v" + std::to_string(i), value::dword(i));
-    a.cp.flush("App");
-    auto h = a.cp.history("App", app);
-    CHECK(h.back().generation < 100); // coalesced
-    a.cp.offline("App");
-    node b(dir.path(), store, "B");
-    b.cp.online("App");
-    CHECK(b.local.values(app).size() == 200);
-}
-
-TEST_CASE("only the owner can bring a resource online; a waiting node gets it after release") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.cp.add_checkpoint("App", app);
-    a.cp.online("App");
-    try {
-        b.cp.online("App");
-        FAIL("expected already_exists");
-    } catch (const error& e) {
-        CHECK(e.code() == errc::already_exists);
-        CHECK(std::string(e.what()).find("owned by node \"A\"") != std::string::npos);
-    }
-    std::thread releaser([&] {
-        std::this_thread::sleep_for(100ms);
+        auto rep = a.cp.online("App");
+        CHECK(rep.conflicts.empty());
+        a.local.set_value(app, "Port", value::dword(2));
+        a.local.set_value(std::string(app) + "/Sub", "Name", value::string("x"));
+        a.cp.flush("App");
         a.cp.offline("App");
-    });
-    b.cp.online("App", {.wait_for_owner = 10s});
-    releaser.join();
-    CHECK(b.cp.is_online("App"));
-}
 
-TEST_CASE("offline edits: preserve keeps the local copy as a conflict record") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    b.cp.online("App");
-    b.cp.offline("App"); // B has the quorum copy and a record of it
-    a.cp.online("App");
-    a.local.set_value(app, "Port", value::dword(2));
-    a.cp.offline("App");
-    // Manual edit on B while the resource is offline (Q174070's lost edit).
-    b.local.set_value(app, "Port", value::dword(99));
-    auto rep = b.cp.online("App");
-    REQUIRE(rep.conflicts.size() == 1);
-    CHECK(b.local.get_value(app, "Port").as_dword() == 2); // quorum copy restored
-    auto list = b.cp.conflicts("App");
-    REQUIRE(list.size() == 1);
-    CHECK(list[0].node == "B");
-    CHECK(list[0].subtree == app);
-    registry scratch;
-    scratch.import_subtree("X", b.cp.conflict_content("App", list[0].id));
-    CHECK(scratch.get_value("X", "Port").as_dword() == 99); // the local edit is not lost
-    b.cp.discard_conflict("App", list[0].id);
-    CHECK(b.cp.conflicts("App").empty());
-}
-
-TEST_CASE("offline edits: reject fails online and changes nothing") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    b.local.set_value(app, "Port", value::dword(7)); // B never had it: a divergent local copy
-    std::error_code ec;
-    b.cp.online("App", {.policy = offline_edit_policy::reject}, ec);
-    CHECK(ec == errc::checkpoint_conflict);
-    CHECK_FALSE(b.cp.is_online("App"));
-    CHECK(b.local.get_value(app, "Port").as_dword() == 7);
-    CHECK(b.cp.history("App", app).size() == 1);
-    // The resource is free again: A can bring it online.
-    a.cp.online("App");
-    CHECK(a.cp.is_online("App"));
-}
-
-TEST_CASE("offline edits: adopt_local makes the local copy the checkpoint, keeping the old one") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    b.local.set_value(app, "Port", value::dword(7));
-    auto rep = b.cp.online("App", {.policy = offline_edit_policy::adopt_local});
-    CHECK(rep.adopted == std::vector<std::string>{app});
-    b.cp.offline("App");
-    a.cp.online("App");
-    CHECK(a.local.get_value(app, "Port").as_dword() == 7);
-    auto h = a.cp.history("App", app);
-    REQUIRE(h.size() == 2);
-    CHECK(h[0].writer == "A");
-    CHECK(h[1].writer == "B");
-}
-
-TEST_CASE("a node with no local copy and no record just restores") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    auto rep = b.cp.online("App", {.policy = offline_edit_policy::reject});
-    CHECK(rep.conflicts.empty());
-    CHECK(b.local.get_value(app, "Port").as_dword() == 1);
-}
-
-TEST_CASE("fencing: a stale owner's writes are rejected, never merged") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.cp.add_checkpoint("App", app);
-    a.cp.online("App");
-    auto token_a = a.cp.fencing_token("App");
-    // A's lease vanishes (as if A was paused past its TTL); B takes over and writes.
-    auto owner = store.get("quorumreg/checkpoints/App/owner");
-    REQUIRE(owner);
-    store.revoke_lease(owner->lease);
-    b.cp.online("App", {.wait_for_owner = 5s});
-    CHECK(b.cp.fencing_token("App") > token_a);
-    b.local.set_value(app, "Owner", value::string("B"));
-    b.cp.flush("App");
-    // A resumes and writes: rejected with a distinct error.
-    a.local.set_value(app, "Owner", value::string("A"));
-    std::error_code ec;
-    a.cp.flush("App", 10s, ec);
-    CHECK(ec == errc::fenced);
-    b.cp.offline("App");
-    node c(dir.path(), store, "C");
-    c.cp.online("App");
-    CHECK(c.local.get_value(app, "Owner").as_string() == "B");
-}
-
-TEST_CASE("history: roll back a bad edit to an earlier generation") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A", {.history = 3});
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app); // generation 1
-    a.cp.online("App");
-    for (std::uint32_t p = 2; p <= 5; ++p) {
-        a.local.set_value(app, "Port", value::dword(p));
-        a.cp.flush("App");
+        auto rb = b.cp.online("App");
+        CHECK(rb.restored == std::vector<std::string>{app});
+        CHECK(b.local.get_value(app, "Port").as_dword() == 2);
+        CHECK(b.local.get_value(std::string(app) + "/Sub", "Name").as_string() == "x");
+        b.cp.offline("App");
     }
-    auto h = a.cp.history("App", app);
-    REQUIRE(h.size() == 3); // only the last three generations are kept
-    CHECK(h.front().generation == 3);
-    CHECK(h.back().generation == 5);
-    a.cp.restore("App", app, 4); // Port 4
-    CHECK(a.local.get_value(app, "Port").as_dword() == 4);
-    CHECK(a.cp.history("App", app).back().generation == 6);
-    a.cp.offline("App");
-    // Restore while offline goes straight to the store.
-    a.cp.restore("App", app, 5);
-    node b(dir.path(), store, "B");
-    b.cp.online("App");
-    CHECK(b.local.get_value(app, "Port").as_dword() == 5);
-}
 
-TEST_CASE("a corrupt latest checkpoint is a clear error; an older one is used only on request") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A");
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    a.cp.online("App");
-    a.local.set_value(app, "Port", value::dword(2));
-    a.cp.offline("App");
-    auto latest = store.list("quorumreg/checkpoints/App/data/");
-    std::string gen_key;
-    for (auto& kv : latest)
-        if (kv.key.find("/g/") != std::string::npos) gen_key = kv.key; // newest last
-    auto bytes = store.get(gen_key)->value;
-    bytes[bytes.size() / 2] ^= 0x20;
-    store.put(gen_key, bytes);
-    node b(dir.path(), store, "B");
-    try {
+    TEST_CASE("write-through coalesces changes but keeps every one") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A", {.coalesce_delay = 30ms});
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        for (int i = 0; i < 200; ++i)
+            a.local.set_value(app, "v" + std::to_string(i), value::dword(i));
+        a.cp.flush("App");
+        auto h = a.cp.history("App", app);
+        CHECK(h.back().generation < 100); // coalesced
+        a.cp.offline("App");
+        node b(dir.path(), store, "B");
         b.cp.online("App");
-        FAIL("expected checkpoint_corrupt");
-    } catch (const error& e) {
-        CHECK(e.code() == errc::checkpoint_corrupt);
-        CHECK(std::string(e.what()).find("older generations remain available") != std::string::npos);
+        CHECK(b.local.values(app).size() == 200);
     }
-    CHECK_FALSE(b.cp.is_online("App"));
-    CHECK_FALSE(b.local.key_exists(app)); // nothing half-restored
-    b.cp.restore("App", app, 1);
-    b.cp.online("App");
-    CHECK(b.local.get_value(app, "Port").as_dword() == 1);
-}
 
-TEST_CASE("checkpoints carry an HMAC under the cluster key; a tampered one is rejected") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A", {.cluster_key = "s3cret"});
-    a.local.set_value(app, "Port", value::dword(1));
-    a.cp.add_checkpoint("App", app);
-    auto kvs = store.list("quorumreg/checkpoints/App/data/");
-    std::string key;
-    for (auto& kv : kvs)
-        if (kv.key.find("/g/") != std::string::npos) key = kv.key;
-    detail::checkpoint_blob blob;
-    std::string why;
-    CHECK_FALSE(detail::decode_checkpoint(store.get(key)->value, "s3cret", blob, why));
-    CHECK(detail::decode_checkpoint(store.get(key)->value, "other", blob, why) == errc::checkpoint_corrupt);
-    CHECK(why.find("HMAC") != std::string::npos);
-    // An attacker rewrites the content and fixes up SHA-256 and CRC, but cannot forge the HMAC.
-    blob.content = registry().export_subtree("");
-    store.put(key, detail::encode_checkpoint(blob, "attacker-key"));
-    node b(dir.path(), store, "B", {.cluster_key = "s3cret"});
-    std::error_code ec;
-    b.cp.online("App", {}, ec);
-    CHECK(ec == errc::checkpoint_corrupt);
-}
+    TEST_CASE("only the owner can bring a resource online; a waiting node gets it after release") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        try {
+            b.cp.online("App");
+            FAIL("expected already_exists");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::already_exists);
+            CHECK(std::string(e.what()).find("owned by node \"A\"") != std::string::npos);
+        }
+        std::thread releaser([&] {
+            std::this_thread::sleep_for(100ms);
+            a.cp.offline("App");
+        });
+        b.cp.online("App", {.wait_for_owner = 10s});
+        releaser.join();
+        CHECK(b.cp.is_online("App"));
+    }
 
-TEST_CASE("transient store failures are retried; nothing acknowledged is lost") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A", {.retry_interval = 20ms});
-    a.cp.add_checkpoint("App", app);
-    a.cp.online("App");
-    a.local.set_value(app, "Port", value::dword(5));
-    store.fail_next(3, errc::quorum_unavailable);
-    a.cp.flush("App", 10s);
-    store.unknown_outcome_next(1);
-    a.local.set_value(app, "Port", value::dword(6));
-    a.cp.flush("App", 10s);
-    a.cp.offline("App");
-    node b(dir.path(), store, "B");
-    b.cp.online("App");
-    CHECK(b.local.get_value(app, "Port").as_dword() == 6);
-}
+    TEST_CASE("offline edits: preserve keeps the local copy as a conflict record") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        b.cp.online("App");
+        b.cp.offline("App"); // B has the quorum copy and a record of it
+        a.cp.online("App");
+        a.local.set_value(app, "Port", value::dword(2));
+        a.cp.offline("App");
+        // Manual edit on B while the resource is offline (Q174070's lost edit).
+        b.local.set_value(app, "Port", value::dword(99));
+        auto rep = b.cp.online("App");
+        REQUIRE(rep.conflicts.size() == 1);
+        CHECK(b.local.get_value(app, "Port").as_dword() == 2); // quorum copy restored
+        auto list = b.cp.conflicts("App");
+        REQUIRE(list.size() == 1);
+        CHECK(list[0].node == "B");
+        CHECK(list[0].subtree == app);
+        registry scratch;
+        scratch.import_subtree("X", b.cp.conflict_content("App", list[0].id));
+        CHECK(scratch.get_value("X", "Port").as_dword() == 99); // the local edit is not lost
+        b.cp.discard_conflict("App", list[0].id);
+        CHECK(b.cp.conflicts("App").empty());
+    }
 
-TEST_CASE("several subtrees restore together; registration while online is picked up") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.cp.add_checkpoint("App", "S1");
-    a.cp.online("App");
-    b.cp.add_checkpoint("App", "S2"); // from another node while A owns it
-    a.local.set_value("S1", "x", value::dword(1));
-    a.local.set_value("S2", "y", value::dword(2));
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
+    TEST_CASE("offline edits: reject fails online and changes nothing") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        b.local.set_value(app, "Port", value::dword(7)); // B never had it: a divergent local copy
+        std::error_code ec;
+        b.cp.online("App", {.policy = offline_edit_policy::reject}, ec);
+        CHECK(ec == errc::checkpoint_conflict);
+        CHECK_FALSE(b.cp.is_online("App"));
+        CHECK(b.local.get_value(app, "Port").as_dword() == 7);
+        CHECK(b.cp.history("App", app).size() == 1);
+        // The resource is free again: A can bring it online.
+        a.cp.online("App");
+        CHECK(a.cp.is_online("App"));
+    }
+
+    TEST_CASE("offline edits: adopt_local makes the local copy the checkpoint, keeping the old one") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        b.local.set_value(app, "Port", value::dword(7));
+        auto rep = b.cp.online("App", {.policy = offline_edit_policy::adopt_local});
+        CHECK(rep.adopted == std::vector<std::string>{app});
+        b.cp.offline("App");
+        a.cp.online("App");
+        CHECK(a.local.get_value(app, "Port").as_dword() == 7);
+        auto h = a.cp.history("App", app);
+        REQUIRE(h.size() == 2);
+        CHECK(h[0].writer == "A");
+        CHECK(h[1].writer == "B");
+    }
+
+    TEST_CASE("a node with no local copy and no record just restores") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        auto rep = b.cp.online("App", {.policy = offline_edit_policy::reject});
+        CHECK(rep.conflicts.empty());
+        CHECK(b.local.get_value(app, "Port").as_dword() == 1);
+    }
+
+    TEST_CASE("fencing: a stale owner's writes are rejected, never merged") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        auto token_a = a.cp.fencing_token("App");
+        // A's lease vanishes (as if A was paused past its TTL); B takes over and writes.
+        auto owner = store.get("quorumreg/checkpoints/App/owner");
+        REQUIRE(owner);
+        store.revoke_lease(owner->lease);
+        b.cp.online("App", {.wait_for_owner = 5s});
+        CHECK(b.cp.fencing_token("App") > token_a);
+        b.local.set_value(app, "Owner", value::string("B"));
+        b.cp.flush("App");
+        // A resumes and writes: rejected with a distinct error.
+        a.local.set_value(app, "Owner", value::string("A"));
+        std::error_code ec;
+        a.cp.flush("App", 10s, ec);
+        CHECK(ec == errc::fenced);
+        b.cp.offline("App");
+        node c(dir.path(), store, "C");
+        c.cp.online("App");
+        CHECK(c.local.get_value(app, "Owner").as_string() == "B");
+    }
+
+    TEST_CASE("history: roll back a bad edit to an earlier generation") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A", {.history = 3});
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app); // generation 1
+        a.cp.online("App");
+        for (std::uint32_t p = 2; p <= 5; ++p) {
+            a.local.set_value(app, "Port", value::dword(p));
+            a.cp.flush("App");
+        }
+        auto h = a.cp.history("App", app);
+        REQUIRE(h.size() == 3); // only the last three generations are kept
+        CHECK(h.front().generation == 3);
+        CHECK(h.back().generation == 5);
+        a.cp.restore("App", app, 4); // Port 4
+        CHECK(a.local.get_value(app, "Port").as_dword() == 4);
+        CHECK(a.cp.history("App", app).back().generation == 6);
+        a.cp.offline("App");
+        // Restore while offline goes straight to the store.
+        a.cp.restore("App", app, 5);
+        node b(dir.path(), store, "B");
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 5);
+    }
+
+    TEST_CASE("a corrupt latest checkpoint is a clear error; an older one is used only on request") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        a.local.set_value(app, "Port", value::dword(2));
+        a.cp.offline("App");
+        auto latest = store.list("quorumreg/checkpoints/App/data/");
+        std::string gen_key;
+        for (auto& kv : latest)
+            if (kv.key.find("/g/") != std::string::npos) gen_key = kv.key; // newest last
+        auto bytes = store.get(gen_key)->value;
+        bytes[bytes.size() / 2] ^= 0x20;
+        store.put(gen_key, bytes);
+        node b(dir.path(), store, "B");
+        try {
+            b.cp.online("App");
+            FAIL("expected checkpoint_corrupt");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::checkpoint_corrupt);
+            CHECK(std::string(e.what()).find("older generations remain available") != std::string::npos);
+        }
+        CHECK_FALSE(b.cp.is_online("App"));
+        CHECK_FALSE(b.local.key_exists(app)); // nothing half-restored
+        b.cp.restore("App", app, 1);
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 1);
+    }
+
+    TEST_CASE("checkpoints carry an HMAC under the cluster key; a tampered one is rejected") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A", {.cluster_key = "s3cret"});
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        auto kvs = store.list("quorumreg/checkpoints/App/data/");
+        std::string key;
+        for (auto& kv : kvs)
+            if (kv.key.find("/g/") != std::string::npos) key = kv.key;
+        detail::checkpoint_blob blob;
+        std::string why;
+        CHECK_FALSE(detail::decode_checkpoint(store.get(key)->value, "s3cret", blob, why));
+        CHECK(detail::decode_checkpoint(store.get(key)->value, "other", blob, why) == errc::checkpoint_corrupt);
+        CHECK(why.find("HMAC") != std::string::npos);
+        // An attacker rewrites the content and fixes up SHA-256 and CRC, but cannot forge the HMAC.
+        blob.content = registry().export_subtree("");
+        store.put(key, detail::encode_checkpoint(blob, "attacker-key"));
+        node b(dir.path(), store, "B", {.cluster_key = "s3cret"});
+        std::error_code ec;
+        b.cp.online("App", {}, ec);
+        CHECK(ec == errc::checkpoint_corrupt);
+    }
+
+    TEST_CASE("transient store failures are retried; nothing acknowledged is lost") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A", {.retry_interval = 20ms});
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        a.local.set_value(app, "Port", value::dword(5));
+        store.fail_next(3, errc::quorum_unavailable);
+        a.cp.flush("App", 10s);
+        store.unknown_outcome_next(1);
+        a.local.set_value(app, "Port", value::dword(6));
+        a.cp.flush("App", 10s);
+        a.cp.offline("App");
+        node b(dir.path(), store, "B");
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 6);
+    }
+
+    TEST_CASE("several subtrees restore together; registration while online is picked up") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.cp.add_checkpoint("App", "S1");
+        a.cp.online("App");
+        b.cp.add_checkpoint("App", "S2"); // from another node while A owns it
+        a.local.set_value("S1", "x", value::dword(1));
+        a.local.set_value("S2", "y", value::dword(2));
+        auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            a.cp.flush("App");
+            bool ok = false;
+            for (auto& g : a.cp.history("App", "S2"))
+                ok |= !g.absent && g.writer == "A";
+            if (ok) break;
+            std::this_thread::sleep_for(10ms);
+        }
+        a.cp.offline("App");
+        std::uint64_t events = 0;
+        auto sub = b.local.watch("", watch_scope::subtree, [&](const change_event&) { ++events; });
+        b.cp.online("App");
+        CHECK(b.local.get_value("S1", "x").as_dword() == 1);
+        CHECK(b.local.get_value("S2", "y").as_dword() == 2);
+        std::error_code ec;
+        a.cp.add_checkpoint("App", "S1/Inner", ec);
+        CHECK(ec == errc::invalid_argument); // overlaps S1
+        a.cp.add_checkpoint("App", "QuorumReg/Checkpoints/X", ec);
+        CHECK(ec == errc::invalid_argument);
+    }
+
+    TEST_CASE("warm standby serves failover from its cache") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.cp.add_checkpoint("App", app);
+        auto follow = b.cp.follow("App");
+        a.cp.online("App");
+        a.local.set_value(app, "Port", value::dword(9));
         a.cp.flush("App");
-        bool ok = false;
-        for (auto& g : a.cp.history("App", "S2")) ok |= !g.absent && g.writer == "A";
-        if (ok) break;
-        std::this_thread::sleep_for(10ms);
+        a.cp.offline("App");
+        std::this_thread::sleep_for(50ms); // watch delivery
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 9);
+        CHECK(b.cp.cache_hits() >= 1);
     }
-    a.cp.offline("App");
-    std::uint64_t events = 0;
-    auto sub = b.local.watch("", watch_scope::subtree, [&](const change_event&) { ++events; });
-    b.cp.online("App");
-    CHECK(b.local.get_value("S1", "x").as_dword() == 1);
-    CHECK(b.local.get_value("S2", "y").as_dword() == 2);
-    std::error_code ec;
-    a.cp.add_checkpoint("App", "S1/Inner", ec);
-    CHECK(ec == errc::invalid_argument); // overlaps S1
-    a.cp.add_checkpoint("App", "QuorumReg/Checkpoints/X", ec);
-    CHECK(ec == errc::invalid_argument);
-}
 
-TEST_CASE("warm standby serves failover from its cache") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A"), b(dir.path(), store, "B");
-    a.cp.add_checkpoint("App", app);
-    auto follow = b.cp.follow("App");
-    a.cp.online("App");
-    a.local.set_value(app, "Port", value::dword(9));
-    a.cp.flush("App");
-    a.cp.offline("App");
-    std::this_thread::sleep_for(50ms); // watch delivery
-    b.cp.online("App");
-    CHECK(b.local.get_value(app, "Port").as_dword() == 9);
-    CHECK(b.cp.cache_hits() >= 1);
-}
-
-TEST_CASE("deleting a resource deletes its checkpoints") {
-    qr_test::temp_dir dir("cp");
-    memory_store store;
-    node a(dir.path(), store, "A");
-    a.cp.add_checkpoint("App", app);
-    a.cp.add_checkpoint("Other", "X");
-    a.cp.delete_resource("App");
-    CHECK(store.list("quorumreg/checkpoints/App/").empty());
-    CHECK_FALSE(store.list("quorumreg/checkpoints/Other/").empty());
-    std::error_code ec;
-    a.cp.flush("App", 1s, ec);
-    CHECK(ec == errc::not_online);
-    a.cp.remove_checkpoint("Other", "X");
-    CHECK(a.cp.checkpoints("Other").empty());
-}
-
-TEST_CASE("checkpoint format rejects corruption and names survive escaping") {
-    detail::checkpoint_blob b;
-    b.resource = "R/../x";
-    b.subtree = "A\\B";
-    b.generation = 3;
-    b.writer = "n";
-    b.content = "payload";
-    auto enc = detail::encode_checkpoint(b, "");
-    detail::checkpoint_blob back;
-    std::string why;
-    REQUIRE_FALSE(detail::decode_checkpoint(enc, "", back, why));
-    CHECK(back.resource == b.resource);
-    CHECK(back.generation == 3);
-    for (std::size_t i = 0; i < enc.size(); ++i) {
-        auto bad = enc;
-        bad[i] ^= 0x04;
-        CHECK(detail::decode_checkpoint(bad, "", back, why));
+    TEST_CASE("deleting a resource deletes its checkpoints") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A");
+        a.cp.add_checkpoint("App", app);
+        a.cp.add_checkpoint("Other", "X");
+        a.cp.delete_resource("App");
+        CHECK(store.list("quorumreg/checkpoints/App/").empty());
+        CHECK_FALSE(store.list("quorumreg/checkpoints/Other/").empty());
+        std::error_code ec;
+        a.cp.flush("App", 1s, ec);
+        CHECK(ec == errc::not_online);
+        a.cp.remove_checkpoint("Other", "X");
+        CHECK(a.cp.checkpoints("Other").empty());
     }
-    CHECK(detail::key_escape("a/../b") == "a%2F..%2Fb");
-    CHECK(detail::key_escape(std::string("x\0y", 3)) == "x%00y");
-}
 
-TEST_CASE("directory store, separate processes: failover after kill -9 keeps every flushed change") {
-    qr_test::temp_dir dir("cp-proc");
-    auto seed = std::random_device{}();
-    qr_test::checkpoint_failover_rounds("dir:" + (dir.path() / "quorum").string(), dir.path(), 5, 600, seed);
-}
+    TEST_CASE("checkpoint format rejects corruption and names survive escaping") {
+        detail::checkpoint_blob b;
+        b.resource = "R/../x";
+        b.subtree = "A\\B";
+        b.generation = 3;
+        b.writer = "n";
+        b.content = "payload";
+        auto enc = detail::encode_checkpoint(b, "");
+        detail::checkpoint_blob back;
+        std::string why;
+        REQUIRE_FALSE(detail::decode_checkpoint(enc, "", back, why));
+        CHECK(back.resource == b.resource);
+        CHECK(back.generation == 3);
+        for (std::size_t i = 0; i < enc.size(); ++i) {
+            auto bad = enc;
+            bad[i] ^= 0x04;
+            CHECK(detail::decode_checkpoint(bad, "", back, why));
+        }
+        CHECK(detail::key_escape("a/../b") == "a%2F..%2Fb");
+        CHECK(detail::key_escape(std::string("x\0y", 3)) == "x%00y");
+    }
 
-TEST_CASE("directory store, separate processes: offline edits under each policy") {
-    qr_test::temp_dir dir("cp-proc");
-    qr_test::checkpoint_offline_edit_policies("dir:" + (dir.path() / "quorum").string(), dir.path(), 1000);
-}
+    TEST_CASE("directory store, separate processes: failover after kill -9 keeps every flushed change") {
+        qr_test::temp_dir dir("cp-proc");
+        auto seed = std::random_device{}();
+        qr_test::checkpoint_failover_rounds("dir:" + (dir.path() / "quorum").string(), dir.path(), 5, 600, seed);
+    }
 
-TEST_CASE("directory store, separate processes: a SIGSTOPped owner is fenced") {
-    qr_test::temp_dir dir("cp-proc");
-    qr_test::checkpoint_stale_owner("dir:" + (dir.path() / "quorum").string(), dir.path(), 600);
-}
+    TEST_CASE("directory store, separate processes: offline edits under each policy") {
+        qr_test::temp_dir dir("cp-proc");
+        qr_test::checkpoint_offline_edit_policies("dir:" + (dir.path() / "quorum").string(), dir.path(), 1000);
+    }
+
+    TEST_CASE("directory store, separate processes: a SIGSTOPped owner is fenced") {
+        qr_test::temp_dir dir("cp-proc");
+        qr_test::checkpoint_stale_owner("dir:" + (dir.path() / "quorum").string(), dir.path(), 600);
+    }
 }

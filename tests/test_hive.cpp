@@ -30,7 +30,8 @@ fs::path newest(const fs::path& dir, const std::string& kind) {
     fs::path best;
     for (auto& e : fs::directory_iterator(dir)) {
         auto n = e.path().filename().string();
-        if (n.rfind(kind + ".", 0) == 0 && n.size() == kind.size() + 17 && (best.empty() || n > best.filename().string()))
+        if (n.rfind(kind + ".", 0) == 0 && n.size() == kind.size() + 17 &&
+            (best.empty() || n > best.filename().string()))
             best = e.path();
     }
     return best;
@@ -83,387 +84,399 @@ std::uint64_t env_or(const char* name, std::uint64_t dflt) {
 
 TEST_SUITE("hive") {
 
-TEST_CASE("commits survive reopen; the registry API works unchanged") {
-    qr_test::temp_dir dir("hive");
-    {
-        hive h(dir.path() / "h");
-        h.set_value("Software/App", "Port", value::dword(8080));
-        h.set_value("Software/App", "Name", value::string("x"));
-        transaction txn;
-        txn.create_key("Software/App/Sub").delete_value("Software/App", "Name");
-        h.commit(txn);
-        std::error_code ec;
-        h.commit(transaction().set_value("A", "b", value::dword(1)).delete_key("Missing"), ec);
-        CHECK(ec == errc::key_not_found);
-        CHECK(h.revision() == 3);
-    }
-    hive h(dir.path() / "h");
-    CHECK(h.revision() == 3);
-    CHECK(h.get_value("software/app", "port").as_dword() == 8080);
-    CHECK_FALSE(h.find_value("Software/App", "Name"));
-    CHECK(h.key_exists("Software/App/Sub"));
-    CHECK_FALSE(h.key_exists("A"));
-}
-
-TEST_CASE("files are 0600 inside a 0700 directory") {
-    qr_test::temp_dir dir("hive");
-    hive h(dir.path() / "h");
-    h.set_value("K", "v", value::dword(1));
-    h.compact();
-    CHECK((fs::status(dir.path() / "h").permissions() & fs::perms::all) == fs::perms::owner_all);
-    int files = 0;
-    for (auto& e : fs::directory_iterator(dir.path() / "h")) {
-        ++files;
-        CHECK_MESSAGE((e.status().permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write),
-                      e.path().string());
-    }
-    CHECK(files >= 4);
-}
-
-TEST_CASE("snapshots and compaction keep every change") {
-    qr_test::temp_dir dir("hive");
-    hive_options opts;
-    opts.snapshot_threshold = 4096;
-    {
-        hive h(dir.path() / "h", opts);
-        for (int i = 0; i < 500; ++i) h.set_value("K" + std::to_string(i % 17), "v" + std::to_string(i), value::dword(i));
-        h.delete_key("K3");
-        CHECK(h.generation() > 2);
-    }
-    hive h(dir.path() / "h", opts);
-    CHECK(h.revision() == 501);
-    CHECK_FALSE(h.key_exists("K3"));
-    CHECK(h.get_value("K4", "v497").as_dword() == 497);
-    CHECK(h.values("K5").size() == 30); // i % 17 == 5 for i in [0, 500)
-    // Only the current and one previous generation remain on disk.
-    int snaps = 0;
-    for (auto& e : fs::directory_iterator(dir.path() / "h")) snaps += e.path().filename().string().rfind("snapshot.", 0) == 0;
-    CHECK(snaps <= 2);
-}
-
-TEST_CASE("a directory can be opened once per process") {
-    qr_test::temp_dir dir("hive");
-    hive a(dir.path() / "h");
-    std::error_code ec;
-    auto b = hive::open(dir.path() / "h", {}, ec);
-    CHECK(ec == errc::lock_failed);
-    CHECK(b == nullptr);
-}
-
-TEST_CASE("a torn tail is truncated; acknowledged records stay") {
-    qr_test::temp_dir dir("hive");
-    {
-        hive h(dir.path() / "h");
-        for (int i = 1; i <= 10; ++i) h.set_value("K", "v", value::dword(i));
-    }
-    auto j = newest(dir.path() / "h", "journal");
-    auto data = slurp(j);
-    auto full = data.size();
-    for (std::size_t cut : {std::size_t{1}, std::size_t{5}, std::size_t{13}}) {
-        spit(j, data.substr(0, full - cut)); // the last record is torn
+    TEST_CASE("commits survive reopen; the registry API works unchanged") {
+        qr_test::temp_dir dir("hive");
         {
             hive h(dir.path() / "h");
-            CHECK(h.revision() == 9);
-            CHECK(h.get_value("K", "v").as_dword() == 9);
+            h.set_value("Software/App", "Port", value::dword(8080));
+            h.set_value("Software/App", "Name", value::string("x"));
+            transaction txn;
+            txn.create_key("Software/App/Sub").delete_value("Software/App", "Name");
+            h.commit(txn);
+            std::error_code ec;
+            h.commit(transaction().set_value("A", "b", value::dword(1)).delete_key("Missing"), ec);
+            CHECK(ec == errc::key_not_found);
+            CHECK(h.revision() == 3);
         }
-        CHECK(fs::file_size(j) < full - cut + 1); // truncated to the last good record
-        spit(j, data);
-    }
-    // Garbage appended after the last record is a torn tail too.
-    spit(j, data + std::string("\x51\x52\x4a\x52garbage", 11));
-    hive h(dir.path() / "h");
-    CHECK(h.revision() == 10);
-}
-
-TEST_CASE("a bit flip before the tail is a clear error, never a silent skip") {
-    qr_test::temp_dir dir("hive");
-    {
-        hive h(dir.path() / "h");
-        for (int i = 1; i <= 10; ++i) h.set_value("K", "v" + std::to_string(i), value::dword(i));
-    }
-    auto j = newest(dir.path() / "h", "journal");
-    auto data = slurp(j);
-    auto bad = data;
-    bad[detail::journal_header_size + 20] ^= 0x10; // inside the first record
-    spit(j, bad);
-    std::error_code ec;
-    auto h = hive::open(dir.path() / "h", {}, ec);
-    CHECK(ec == errc::corrupt_data);
-    CHECK(h == nullptr);
-    CHECK(slurp(j) == bad); // nothing truncated or rewritten
-    try {
-        hive again(dir.path() / "h");
-        FAIL("expected corrupt_data");
-    } catch (const error& e) {
-        CHECK(std::string(e.what()).find("followed by valid records") != std::string::npos);
-    }
-    // A corrupt journal header, too.
-    bad = data;
-    bad[2] = 'X';
-    spit(j, bad);
-    hive::open(dir.path() / "h", {}, ec);
-    CHECK(ec == errc::corrupt_data);
-}
-
-TEST_CASE("a corrupt newest snapshot falls back to the previous generation") {
-    qr_test::temp_dir dir("hive");
-    {
-        hive h(dir.path() / "h");
-        h.set_value("K", "a", value::dword(1));
-        h.compact(); // snapshot 1
-        h.set_value("K", "b", value::dword(2));
-        h.compact(); // snapshot 2
-        h.set_value("K", "c", value::dword(3));
-    }
-    auto s = newest(dir.path() / "h", "snapshot");
-    auto data = slurp(s);
-    data[data.size() / 2] ^= 0x01;
-    spit(s, data);
-    {
         hive h(dir.path() / "h");
         CHECK(h.revision() == 3);
-        CHECK(h.get_value("K", "b").as_dword() == 2);
-        CHECK(h.get_value("K", "c").as_dword() == 3);
+        CHECK(h.get_value("software/app", "port").as_dword() == 8080);
+        CHECK_FALSE(h.find_value("Software/App", "Name"));
+        CHECK(h.key_exists("Software/App/Sub"));
+        CHECK_FALSE(h.key_exists("A"));
     }
-    CHECK(fs::exists(s.string() + ".corrupt"));
-    // With no earlier generation to fall back on, the error is clear.
-    qr_test::temp_dir dir2("hive");
-    {
-        hive h(dir2.path() / "h");
-        h.set_value("K", "a", value::dword(1));
-        h.compact();
-        h.compact(); // generation 2; generation 0 is gone
-    }
-    auto s2 = newest(dir2.path() / "h", "snapshot");
-    auto d2 = slurp(s2);
-    d2[d2.size() - 1] ^= 0x01;
-    spit(s2, d2);
-    // Remove the fallback snapshot so that nothing can roll forward.
-    for (auto& e : fs::directory_iterator(dir2.path() / "h"))
-        if (e.path().filename().string().rfind("snapshot.", 0) == 0 && e.path() != s2) fs::remove(e.path());
-    std::error_code ec;
-    auto h = hive::open(dir2.path() / "h", {}, ec);
-    CHECK(ec == errc::corrupt_data);
-}
 
-TEST_CASE("a hive written by a newer format version is refused") {
-    qr_test::temp_dir dir("hive");
-    {
+    TEST_CASE("files are 0600 inside a 0700 directory") {
+        qr_test::temp_dir dir("hive");
         hive h(dir.path() / "h");
         h.set_value("K", "v", value::dword(1));
-    }
-    auto j = newest(dir.path() / "h", "journal");
-    auto data = slurp(j);
-    data[4] = 2; // version byte
-    // Re-seal the header checksum so only the version differs.
-    std::string hdr = data.substr(0, detail::journal_header_size - 4);
-    std::string crc;
-    detail::byte_writer(crc).u32le(detail::crc32c(hdr));
-    data.replace(detail::journal_header_size - 4, 4, crc);
-    spit(j, data);
-    std::error_code ec;
-    hive::open(dir.path() / "h", {}, ec);
-    CHECK(ec == errc::unsupported_version);
-}
-
-TEST_CASE("concurrent committers share syncs and lose nothing") {
-    qr_test::temp_dir dir("hive");
-    {
-        hive h(dir.path() / "h");
-        std::vector<std::thread> ts;
-        for (int t = 0; t < 8; ++t)
-            ts.emplace_back([&, t] {
-                for (int i = 0; i < 50; ++i) h.set_value("T" + std::to_string(t), "v" + std::to_string(i), value::dword(i));
-            });
-        for (auto& t : ts) t.join();
-        CHECK(h.revision() == 400);
-    }
-    hive h(dir.path() / "h");
-    for (int t = 0; t < 8; ++t) CHECK(h.values("T" + std::to_string(t)).size() == 50);
-}
-
-TEST_CASE("relaxed sync mode still persists on close") {
-    qr_test::temp_dir dir("hive");
-    hive_options opts;
-    opts.sync_interval = std::chrono::milliseconds(50);
-    {
-        hive h(dir.path() / "h", opts);
-        for (int i = 0; i < 100; ++i) h.set_value("K", "v", value::dword(i));
-    }
-    hive h(dir.path() / "h");
-    CHECK(h.get_value("K", "v").as_dword() == 99);
-}
-
-TEST_CASE("crash: kill -9 at random moments leaves exactly a prefix with every acknowledged commit") {
-    qr_test::temp_dir dir("hive-crash");
-    auto rounds = env_or("QUORUMREG_CRASH_ROUNDS", 200);
-    auto seed = env_or("QUORUMREG_CRASH_SEED", std::random_device{}());
-    MESSAGE("crash test: " << rounds << " rounds, seed " << seed << " (QUORUMREG_CRASH_SEED to replay)");
-    std::mt19937_64 rng(seed);
-    auto hdir = (dir.path() / "h").string();
-    std::map<int, std::uint64_t> acked; // per writer thread: highest acknowledged number
-    std::uint64_t total_acked = 0;
-    for (std::uint64_t round = 0; round < rounds; ++round) {
-        int threads = (round % 4 == 3) ? 3 : 1;
-        {
-            qr_test::child_process child({QUORUMREG_HIVE_CHILD, "crash", hdir, std::to_string(threads)});
-            std::string out;
-            auto delay = std::chrono::microseconds(rng() % 30000);
-            auto until = std::chrono::steady_clock::now() + delay;
-            while (std::chrono::steady_clock::now() < until) child.read_some(out, 1);
-            child.kill(SIGKILL);
-            child.wait();
-            child.read_all(out);
-            std::istringstream lines(out);
-            int t;
-            std::uint64_t i;
-            while (lines >> t >> i) {
-                acked[t] = std::max(acked[t], i);
-                ++total_acked;
-            }
-        }
-        hive h(hdir);
-        for (const auto& entry : acked) {
-            const int t = entry.first;
-            const std::uint64_t a = entry.second;
-            auto key = "Crash/T" + std::to_string(t);
-            auto n = h.find_value(key, "n");
-            REQUIRE_MESSAGE(n, "round " << round << ": writer " << t << " lost everything");
-            auto m = n->as_qword();
-            REQUIRE_MESSAGE(m >= a, "round " << round << ": acknowledged " << a << " but recovered " << m);
-            // Exactly a prefix: v1..vm present, nothing beyond.
-            auto log = h.values(key + "/Log");
-            REQUIRE_MESSAGE(log.size() == m, "round " << round << ": " << log.size() << " log entries for n=" << m);
-            CHECK_FALSE(h.find_value(key + "/Log", "v" + std::to_string(m + 1)));
-        }
-    }
-    MESSAGE("acked=" << total_acked << " rounds=" << rounds);
-    CHECK(total_acked > 0);
-}
-
-TEST_CASE("two processes writing concurrently: no lost update, each sees the other") {
-    qr_test::temp_dir dir("hive");
-    auto hdir = (dir.path() / "h").string();
-    hive h(hdir);
-    std::atomic<int> remote_events{0};
-    auto sub = h.watch("Counter", watch_scope::key, [&](const change_event& e) {
-        if (e.kind == change_kind::value_set) ++remote_events;
-    });
-    constexpr int per_process = 200;
-    qr_test::child_process child({QUORUMREG_HIVE_CHILD, "count", hdir, std::to_string(per_process)});
-    for (int i = 0; i < per_process; ++i) {
-        while (true) {
-            std::error_code ec;
-            auto info = h.info("Counter", ec);
-            auto cur = h.find_value("Counter", "value");
-            std::uint32_t v = cur ? cur->as_dword() : 0;
-            transaction txn;
-            txn.require_revision("Counter", info.revision).set_value("Counter", "value", value::dword(v + 1));
-            h.commit(txn, ec);
-            if (!ec) break;
-            REQUIRE(ec == errc::revision_mismatch);
-        }
-    }
-    int status = child.wait();
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    CHECK(h.get_value("Counter", "value").as_dword() == 2 * per_process); // sees the child's commits
-    // Watches fired for the other process's changes too (every increment, ours and theirs).
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (remote_events < 2 * per_process && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    CHECK(remote_events == 2 * per_process);
-}
-
-TEST_CASE("a watch fires for another process's change without any local access") {
-    qr_test::temp_dir dir("hive");
-    auto hdir = (dir.path() / "h").string();
-    hive h(hdir);
-    std::atomic<int> seen{0};
-    std::string path;
-    std::mutex mu;
-    auto sub = h.watch("Remote", watch_scope::subtree, [&](const change_event& e) {
-        std::lock_guard lk(mu);
-        path = e.key_path;
-        ++seen;
-    });
-    qr_test::child_process child({QUORUMREG_HIVE_CHILD, "set", hdir, "Remote/Deep", "x", "7"});
-    REQUIRE(child.wait() == 0);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (seen < 3 && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    CHECK(seen == 3); // Remote and Remote\Deep created, x set
-    std::lock_guard lk(mu);
-    CHECK(path == "Remote\\Deep");
-}
-
-TEST_CASE("another process's compaction is followed") {
-    qr_test::temp_dir dir("hive");
-    auto hdir = (dir.path() / "h").string();
-    hive h(hdir);
-    h.set_value("Mine", "v", value::dword(1));
-    for (int i = 0; i < 3; ++i) {
-        // The child's 64 KiB threshold is not reached by one set, so compact via many children.
-        qr_test::child_process child({QUORUMREG_HIVE_CHILD, "set", hdir, "Theirs", "v" + std::to_string(i), "1"});
-        REQUIRE(child.wait() == 0);
         h.compact();
+        CHECK((fs::status(dir.path() / "h").permissions() & fs::perms::all) == fs::perms::owner_all);
+        int files = 0;
+        for (auto& e : fs::directory_iterator(dir.path() / "h")) {
+            ++files;
+            CHECK_MESSAGE((e.status().permissions() & fs::perms::all) ==
+                              (fs::perms::owner_read | fs::perms::owner_write),
+                          e.path().string());
+        }
+        CHECK(files >= 4);
     }
-    CHECK(h.values("Theirs").size() == 3);
-    CHECK(h.get_value("Mine", "v").as_dword() == 1);
-}
 
-TEST_CASE("injected I/O failures: a clear error, no corruption, a clean reopen") {
-    using site = failing_io::site;
-    struct scenario {
-        site where;
-        bool via_compact;
-    };
-    for (auto sc : {scenario{site::pwrite, false}, scenario{site::fdatasync, false}, scenario{site::open, true},
-                    scenario{site::rename, true}, scenario{site::fsync, true}, scenario{site::pwrite, true}}) {
-        for (int err : {ENOSPC, EIO, EACCES}) {
-            CAPTURE(static_cast<int>(sc.where));
-            CAPTURE(sc.via_compact);
-            CAPTURE(err);
-            qr_test::temp_dir dir("hive-fault");
-            failing_io io;
-            hive_options opts;
-            opts.io = &io;
-            {
-                hive h(dir.path() / "h", opts);
-                h.set_value("K", "before", value::dword(1));
-                io.arm(sc.where, err);
-                std::error_code ec;
-                if (sc.via_compact) {
-                    ec = qr_test::code_of([&] { h.compact(); });
-                } else {
-                    h.set_value("K", "failed", value::dword(2), ec);
-                }
-                CHECK(io.fired() >= 1);
-                auto expected = err == ENOSPC ? errc::no_space : err == EACCES ? errc::access_denied : errc::io_error;
-                CHECK(ec == expected);
-                io.disarm();
-                CHECK_FALSE(h.find_value("K", "failed")); // not applied in memory either
-                h.set_value("K", "after", value::dword(3)); // still usable
-            }
+    TEST_CASE("snapshots and compaction keep every change") {
+        qr_test::temp_dir dir("hive");
+        hive_options opts;
+        opts.snapshot_threshold = 4096;
+        {
+            hive h(dir.path() / "h", opts);
+            for (int i = 0; i < 500; ++i)
+                h.set_value("K" + std::to_string(i % 17), "v" + std::to_string(i), value::dword(i));
+            h.delete_key("K3");
+            CHECK(h.generation() > 2);
+        }
+        hive h(dir.path() / "h", opts);
+        CHECK(h.revision() == 501);
+        CHECK_FALSE(h.key_exists("K3"));
+        CHECK(h.get_value("K4", "v497").as_dword() == 497);
+        CHECK(h.values("K5").size() == 30); // i % 17 == 5 for i in [0, 500)
+        // Only the current and one previous generation remain on disk.
+        int snaps = 0;
+        for (auto& e : fs::directory_iterator(dir.path() / "h"))
+            snaps += e.path().filename().string().rfind("snapshot.", 0) == 0;
+        CHECK(snaps <= 2);
+    }
+
+    TEST_CASE("a directory can be opened once per process") {
+        qr_test::temp_dir dir("hive");
+        hive a(dir.path() / "h");
+        std::error_code ec;
+        auto b = hive::open(dir.path() / "h", {}, ec);
+        CHECK(ec == errc::lock_failed);
+        CHECK(b == nullptr);
+    }
+
+    TEST_CASE("a torn tail is truncated; acknowledged records stay") {
+        qr_test::temp_dir dir("hive");
+        {
             hive h(dir.path() / "h");
-            CHECK(h.get_value("K", "before").as_dword() == 1);
-            CHECK(h.get_value("K", "after").as_dword() == 3);
-            CHECK_FALSE(h.find_value("K", "failed"));
+            for (int i = 1; i <= 10; ++i)
+                h.set_value("K", "v", value::dword(i));
+        }
+        auto j = newest(dir.path() / "h", "journal");
+        auto data = slurp(j);
+        auto full = data.size();
+        for (std::size_t cut : {std::size_t{1}, std::size_t{5}, std::size_t{13}}) {
+            spit(j, data.substr(0, full - cut)); // the last record is torn
+            {
+                hive h(dir.path() / "h");
+                CHECK(h.revision() == 9);
+                CHECK(h.get_value("K", "v").as_dword() == 9);
+            }
+            CHECK(fs::file_size(j) < full - cut + 1); // truncated to the last good record
+            spit(j, data);
+        }
+        // Garbage appended after the last record is a torn tail too.
+        spit(j, data + std::string("\x51\x52\x4a\x52garbage", 11));
+        hive h(dir.path() / "h");
+        CHECK(h.revision() == 10);
+    }
+
+    TEST_CASE("a bit flip before the tail is a clear error, never a silent skip") {
+        qr_test::temp_dir dir("hive");
+        {
+            hive h(dir.path() / "h");
+            for (int i = 1; i <= 10; ++i)
+                h.set_value("K", "v" + std::to_string(i), value::dword(i));
+        }
+        auto j = newest(dir.path() / "h", "journal");
+        auto data = slurp(j);
+        auto bad = data;
+        bad[detail::journal_header_size + 20] ^= 0x10; // inside the first record
+        spit(j, bad);
+        std::error_code ec;
+        auto h = hive::open(dir.path() / "h", {}, ec);
+        CHECK(ec == errc::corrupt_data);
+        CHECK(h == nullptr);
+        CHECK(slurp(j) == bad); // nothing truncated or rewritten
+        try {
+            hive again(dir.path() / "h");
+            FAIL("expected corrupt_data");
+        } catch (const error& e) {
+            CHECK(std::string(e.what()).find("followed by valid records") != std::string::npos);
+        }
+        // A corrupt journal header, too.
+        bad = data;
+        bad[2] = 'X';
+        spit(j, bad);
+        hive::open(dir.path() / "h", {}, ec);
+        CHECK(ec == errc::corrupt_data);
+    }
+
+    TEST_CASE("a corrupt newest snapshot falls back to the previous generation") {
+        qr_test::temp_dir dir("hive");
+        {
+            hive h(dir.path() / "h");
+            h.set_value("K", "a", value::dword(1));
+            h.compact(); // snapshot 1
+            h.set_value("K", "b", value::dword(2));
+            h.compact(); // snapshot 2
+            h.set_value("K", "c", value::dword(3));
+        }
+        auto s = newest(dir.path() / "h", "snapshot");
+        auto data = slurp(s);
+        data[data.size() / 2] ^= 0x01;
+        spit(s, data);
+        {
+            hive h(dir.path() / "h");
+            CHECK(h.revision() == 3);
+            CHECK(h.get_value("K", "b").as_dword() == 2);
+            CHECK(h.get_value("K", "c").as_dword() == 3);
+        }
+        CHECK(fs::exists(s.string() + ".corrupt"));
+        // With no earlier generation to fall back on, the error is clear.
+        qr_test::temp_dir dir2("hive");
+        {
+            hive h(dir2.path() / "h");
+            h.set_value("K", "a", value::dword(1));
+            h.compact();
+            h.compact(); // generation 2; generation 0 is gone
+        }
+        auto s2 = newest(dir2.path() / "h", "snapshot");
+        auto d2 = slurp(s2);
+        d2[d2.size() - 1] ^= 0x01;
+        spit(s2, d2);
+        // Remove the fallback snapshot so that nothing can roll forward.
+        for (auto& e : fs::directory_iterator(dir2.path() / "h"))
+            if (e.path().filename().string().rfind("snapshot.", 0) == 0 && e.path() != s2) fs::remove(e.path());
+        std::error_code ec;
+        auto h = hive::open(dir2.path() / "h", {}, ec);
+        CHECK(ec == errc::corrupt_data);
+    }
+
+    TEST_CASE("a hive written by a newer format version is refused") {
+        qr_test::temp_dir dir("hive");
+        {
+            hive h(dir.path() / "h");
+            h.set_value("K", "v", value::dword(1));
+        }
+        auto j = newest(dir.path() / "h", "journal");
+        auto data = slurp(j);
+        data[4] = 2; // version byte
+        // Re-seal the header checksum so only the version differs.
+        std::string hdr = data.substr(0, detail::journal_header_size - 4);
+        std::string crc;
+        detail::byte_writer(crc).u32le(detail::crc32c(hdr));
+        data.replace(detail::journal_header_size - 4, 4, crc);
+        spit(j, data);
+        std::error_code ec;
+        hive::open(dir.path() / "h", {}, ec);
+        CHECK(ec == errc::unsupported_version);
+    }
+
+    TEST_CASE("concurrent committers share syncs and lose nothing") {
+        qr_test::temp_dir dir("hive");
+        {
+            hive h(dir.path() / "h");
+            std::vector<std::thread> ts;
+            for (int t = 0; t < 8; ++t)
+                ts.emplace_back([&, t] {
+                    for (int i = 0; i < 50; ++i)
+                        h.set_value("T" + std::to_string(t), "v" + std::to_string(i), value::dword(i));
+                });
+            for (auto& t : ts)
+                t.join();
+            CHECK(h.revision() == 400);
+        }
+        hive h(dir.path() / "h");
+        for (int t = 0; t < 8; ++t)
+            CHECK(h.values("T" + std::to_string(t)).size() == 50);
+    }
+
+    TEST_CASE("relaxed sync mode still persists on close") {
+        qr_test::temp_dir dir("hive");
+        hive_options opts;
+        opts.sync_interval = std::chrono::milliseconds(50);
+        {
+            hive h(dir.path() / "h", opts);
+            for (int i = 0; i < 100; ++i)
+                h.set_value("K", "v", value::dword(i));
+        }
+        hive h(dir.path() / "h");
+        CHECK(h.get_value("K", "v").as_dword() == 99);
+    }
+
+    TEST_CASE("crash: kill -9 at random moments leaves exactly a prefix with every acknowledged commit") {
+        qr_test::temp_dir dir("hive-crash");
+        auto rounds = env_or("QUORUMREG_CRASH_ROUNDS", 200);
+        auto seed = env_or("QUORUMREG_CRASH_SEED", std::random_device{}());
+        MESSAGE("crash test: " << rounds << " rounds, seed " << seed << " (QUORUMREG_CRASH_SEED to replay)");
+        std::mt19937_64 rng(seed);
+        auto hdir = (dir.path() / "h").string();
+        std::map<int, std::uint64_t> acked; // per writer thread: highest acknowledged number
+        std::uint64_t total_acked = 0;
+        for (std::uint64_t round = 0; round < rounds; ++round) {
+            int threads = (round % 4 == 3) ? 3 : 1;
+            {
+                qr_test::child_process child({QUORUMREG_HIVE_CHILD, "crash", hdir, std::to_string(threads)});
+                std::string out;
+                auto delay = std::chrono::microseconds(rng() % 30000);
+                auto until = std::chrono::steady_clock::now() + delay;
+                while (std::chrono::steady_clock::now() < until)
+                    child.read_some(out, 1);
+                child.kill(SIGKILL);
+                child.wait();
+                child.read_all(out);
+                std::istringstream lines(out);
+                int t;
+                std::uint64_t i;
+                while (lines >> t >> i) {
+                    acked[t] = std::max(acked[t], i);
+                    ++total_acked;
+                }
+            }
+            hive h(hdir);
+            for (const auto& entry : acked) {
+                const int t = entry.first;
+                const std::uint64_t a = entry.second;
+                auto key = "Crash/T" + std::to_string(t);
+                auto n = h.find_value(key, "n");
+                REQUIRE_MESSAGE(n, "round " << round << ": writer " << t << " lost everything");
+                auto m = n->as_qword();
+                REQUIRE_MESSAGE(m >= a, "round " << round << ": acknowledged " << a << " but recovered " << m);
+                // Exactly a prefix: v1..vm present, nothing beyond.
+                auto log = h.values(key + "/Log");
+                REQUIRE_MESSAGE(log.size() == m, "round " << round << ": " << log.size() << " log entries for n=" << m);
+                CHECK_FALSE(h.find_value(key + "/Log", "v" + std::to_string(m + 1)));
+            }
+        }
+        MESSAGE("acked=" << total_acked << " rounds=" << rounds);
+        CHECK(total_acked > 0);
+    }
+
+    TEST_CASE("two processes writing concurrently: no lost update, each sees the other") {
+        qr_test::temp_dir dir("hive");
+        auto hdir = (dir.path() / "h").string();
+        hive h(hdir);
+        std::atomic<int> remote_events{0};
+        auto sub = h.watch("Counter", watch_scope::key, [&](const change_event& e) {
+            if (e.kind == change_kind::value_set) ++remote_events;
+        });
+        constexpr int per_process = 200;
+        qr_test::child_process child({QUORUMREG_HIVE_CHILD, "count", hdir, std::to_string(per_process)});
+        for (int i = 0; i < per_process; ++i) {
+            while (true) {
+                std::error_code ec;
+                auto info = h.info("Counter", ec);
+                auto cur = h.find_value("Counter", "value");
+                std::uint32_t v = cur ? cur->as_dword() : 0;
+                transaction txn;
+                txn.require_revision("Counter", info.revision).set_value("Counter", "value", value::dword(v + 1));
+                h.commit(txn, ec);
+                if (!ec) break;
+                REQUIRE(ec == errc::revision_mismatch);
+            }
+        }
+        int status = child.wait();
+        REQUIRE(WIFEXITED(status));
+        REQUIRE(WEXITSTATUS(status) == 0);
+        CHECK(h.get_value("Counter", "value").as_dword() == 2 * per_process); // sees the child's commits
+        // Watches fired for the other process's changes too (every increment, ours and theirs).
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (remote_events < 2 * per_process && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        CHECK(remote_events == 2 * per_process);
+    }
+
+    TEST_CASE("a watch fires for another process's change without any local access") {
+        qr_test::temp_dir dir("hive");
+        auto hdir = (dir.path() / "h").string();
+        hive h(hdir);
+        std::atomic<int> seen{0};
+        std::string path;
+        std::mutex mu;
+        auto sub = h.watch("Remote", watch_scope::subtree, [&](const change_event& e) {
+            std::lock_guard lk(mu);
+            path = e.key_path;
+            ++seen;
+        });
+        qr_test::child_process child({QUORUMREG_HIVE_CHILD, "set", hdir, "Remote/Deep", "x", "7"});
+        REQUIRE(child.wait() == 0);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (seen < 3 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        CHECK(seen == 3); // Remote and Remote\Deep created, x set
+        std::lock_guard lk(mu);
+        CHECK(path == "Remote\\Deep");
+    }
+
+    TEST_CASE("another process's compaction is followed") {
+        qr_test::temp_dir dir("hive");
+        auto hdir = (dir.path() / "h").string();
+        hive h(hdir);
+        h.set_value("Mine", "v", value::dword(1));
+        for (int i = 0; i < 3; ++i) {
+            // The child's 64 KiB threshold is not reached by one set, so compact via many children.
+            qr_test::child_process child({QUORUMREG_HIVE_CHILD, "set", hdir, "Theirs", "v" + std::to_string(i), "1"});
+            REQUIRE(child.wait() == 0);
+            h.compact();
+        }
+        CHECK(h.values("Theirs").size() == 3);
+        CHECK(h.get_value("Mine", "v").as_dword() == 1);
+    }
+
+    TEST_CASE("injected I/O failures: a clear error, no corruption, a clean reopen") {
+        using site = failing_io::site;
+        struct scenario {
+            site where;
+            bool via_compact;
+        };
+        for (auto sc : {scenario{site::pwrite, false}, scenario{site::fdatasync, false}, scenario{site::open, true},
+                        scenario{site::rename, true}, scenario{site::fsync, true}, scenario{site::pwrite, true}}) {
+            for (int err : {ENOSPC, EIO, EACCES}) {
+                CAPTURE(static_cast<int>(sc.where));
+                CAPTURE(sc.via_compact);
+                CAPTURE(err);
+                qr_test::temp_dir dir("hive-fault");
+                failing_io io;
+                hive_options opts;
+                opts.io = &io;
+                {
+                    hive h(dir.path() / "h", opts);
+                    h.set_value("K", "before", value::dword(1));
+                    io.arm(sc.where, err);
+                    std::error_code ec;
+                    if (sc.via_compact) {
+                        ec = qr_test::code_of([&] { h.compact(); });
+                    } else {
+                        h.set_value("K", "failed", value::dword(2), ec);
+                    }
+                    CHECK(io.fired() >= 1);
+                    auto expected = err == ENOSPC   ? errc::no_space
+                                    : err == EACCES ? errc::access_denied
+                                                    : errc::io_error;
+                    CHECK(ec == expected);
+                    io.disarm();
+                    CHECK_FALSE(h.find_value("K", "failed"));   // not applied in memory either
+                    h.set_value("K", "after", value::dword(3)); // still usable
+                }
+                hive h(dir.path() / "h");
+                CHECK(h.get_value("K", "before").as_dword() == 1);
+                CHECK(h.get_value("K", "after").as_dword() == 3);
+                CHECK_FALSE(h.find_value("K", "failed"));
+            }
         }
     }
-}
 
-TEST_CASE("a failure to create the hive is reported") {
-    qr_test::temp_dir dir("hive");
-    failing_io io;
-    io.arm(failing_io::site::open, EACCES);
-    hive_options opts;
-    opts.io = &io;
-    std::error_code ec;
-    auto h = hive::open(dir.path() / "h", opts, ec);
-    CHECK(ec == errc::access_denied);
-    // And the directory can be opened normally afterwards.
-    hive ok(dir.path() / "h");
-    ok.set_value("K", "v", value::dword(1));
-}
+    TEST_CASE("a failure to create the hive is reported") {
+        qr_test::temp_dir dir("hive");
+        failing_io io;
+        io.arm(failing_io::site::open, EACCES);
+        hive_options opts;
+        opts.io = &io;
+        std::error_code ec;
+        auto h = hive::open(dir.path() / "h", opts, ec);
+        CHECK(ec == errc::access_denied);
+        // And the directory can be opened normally afterwards.
+        hive ok(dir.path() / "h");
+        ok.set_value("K", "v", value::dword(1));
+    }
 }

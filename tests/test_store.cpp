@@ -47,7 +47,9 @@ struct memory_backend {
         subscription watch(std::string_view p, store_revision f, watch_handler h, std::error_code& ec) override {
             return s->watch(p, f, std::move(h), ec);
         }
-        lease_id grant_lease(std::chrono::milliseconds t, std::error_code& ec) override { return s->grant_lease(t, ec); }
+        lease_id grant_lease(std::chrono::milliseconds t, std::error_code& ec) override {
+            return s->grant_lease(t, ec);
+        }
         void keep_alive(lease_id l, std::error_code& ec) override { s->keep_alive(l, ec); }
         void revoke_lease(lease_id l, std::error_code& ec) override { s->revoke_lease(l, ec); }
         std::chrono::milliseconds lease_ttl(lease_id l, std::error_code& ec) override { return s->lease_ttl(l, ec); }
@@ -71,204 +73,204 @@ TYPE_TO_STRING(directory_backend);
 
 TEST_SUITE("store") {
 
-QR_STORE_CONFORMANCE(memory_backend, directory_backend);
+    QR_STORE_CONFORMANCE(memory_backend, directory_backend);
 
-TEST_CASE("memory_store: fail_next fails exactly N operations and changes nothing") {
-    memory_store s;
-    s.put("k", "v");
-    auto rev = s.revision();
-    s.fail_next(2, errc::backend_error);
-    std::error_code ec;
-    s.put("k", "changed", 0, ec);
-    CHECK(ec == errc::backend_error);
-    s.get("k", ec);
-    CHECK(ec == errc::backend_error);
-    CHECK(s.get("k")->value == "v");
-    CHECK(s.revision() == rev);
-    // The throwing form carries the injected code and names the store.
-    s.fail_next(1, errc::permission_denied);
-    try {
-        s.put("k", "x");
-        FAIL("no exception");
-    } catch (const quorumreg::error& e) {
-        CHECK(e.code() == errc::permission_denied);
-        CHECK(std::string(e.what()).find("mem:") != std::string::npos);
+    TEST_CASE("memory_store: fail_next fails exactly N operations and changes nothing") {
+        memory_store s;
+        s.put("k", "v");
+        auto rev = s.revision();
+        s.fail_next(2, errc::backend_error);
+        std::error_code ec;
+        s.put("k", "changed", 0, ec);
+        CHECK(ec == errc::backend_error);
+        s.get("k", ec);
+        CHECK(ec == errc::backend_error);
+        CHECK(s.get("k")->value == "v");
+        CHECK(s.revision() == rev);
+        // The throwing form carries the injected code and names the store.
+        s.fail_next(1, errc::permission_denied);
+        try {
+            s.put("k", "x");
+            FAIL("no exception");
+        } catch (const quorumreg::error& e) {
+            CHECK(e.code() == errc::permission_denied);
+            CHECK(std::string(e.what()).find("mem:") != std::string::npos);
+        }
     }
-}
 
-TEST_CASE("memory_store: loss of quorum fails within the deadline and recovers") {
-    memory_store s;
-    s.put("k", "v");
-    s.set_deadline(100ms);
-    CHECK(s.deadline() == 100ms);
-    s.set_quorum_lost(true);
-    std::error_code ec;
-    auto t0 = std::chrono::steady_clock::now();
-    s.put("k", "lost", 0, ec);
-    auto took = std::chrono::steady_clock::now() - t0;
-    CHECK(ec == errc::quorum_unavailable);
-    CHECK(took >= 100ms); // it waited for quorum to come back, up to the deadline
-    s.get("k", ec);
-    CHECK(ec == errc::quorum_unavailable);
-    s.set_quorum_lost(false);
-    CHECK(s.get("k")->value == "v"); // nothing acknowledged was lost, nothing unacknowledged applied
-
-    // An operation waiting for quorum proceeds as soon as it returns.
-    s.set_deadline(30s);
-    s.set_quorum_lost(true);
-    std::thread restore([&] {
-        std::this_thread::sleep_for(50ms);
+    TEST_CASE("memory_store: loss of quorum fails within the deadline and recovers") {
+        memory_store s;
+        s.put("k", "v");
+        s.set_deadline(100ms);
+        CHECK(s.deadline() == 100ms);
+        s.set_quorum_lost(true);
+        std::error_code ec;
+        auto t0 = std::chrono::steady_clock::now();
+        s.put("k", "lost", 0, ec);
+        auto took = std::chrono::steady_clock::now() - t0;
+        CHECK(ec == errc::quorum_unavailable);
+        CHECK(took >= 100ms); // it waited for quorum to come back, up to the deadline
+        s.get("k", ec);
+        CHECK(ec == errc::quorum_unavailable);
         s.set_quorum_lost(false);
-    });
-    s.put("k", "after", 0, ec);
-    restore.join();
-    CHECK_FALSE(ec);
-    CHECK(s.get("k")->value == "after");
-}
+        CHECK(s.get("k")->value == "v"); // nothing acknowledged was lost, nothing unacknowledged applied
 
-TEST_CASE("memory_store: unknown outcome means the write was applied") {
-    memory_store s;
-    auto r = s.put("k", "v1");
-    s.unknown_outcome_next(1);
-    std::error_code ec;
-    s.put_if("k", "v2", r, 0, ec);
-    CHECK(ec == errc::unknown_outcome);
-    // Re-reading shows the write committed; a blind retry of the CAS would now fail safely.
-    CHECK(s.get("k")->value == "v2");
-    s.put_if("k", "v2", r, 0, ec);
-    CHECK(ec == errc::compare_failed);
-}
-
-TEST_CASE("memory_store: a delay beyond the deadline") {
-    memory_store s;
-    s.set_deadline(50ms);
-    s.set_delay(80ms);
-    std::error_code ec;
-    s.get("k", ec);
-    CHECK(ec == errc::deadline_exceeded);
-    s.put("k", "sent", 0, ec);
-    CHECK(ec == errc::unknown_outcome); // sent before the deadline passed: may have committed
-    s.set_delay(0ms);
-    CHECK(s.get("k")->value == "sent");
-    // A late write that then fails (unknown lease) reports that failure, and the next
-    // operation does not inherit the lateness.
-    s.set_delay(80ms);
-    s.put("k", "x", 12345, ec);
-    CHECK(ec == errc::lease_expired);
-    s.set_delay(0ms);
-    s.put("k", "sent", 0, ec);
-    CHECK_FALSE(ec);
-    s.set_delay(10ms); // below the deadline: just slower
-    s.put("k", "slow", 0, ec);
-    CHECK_FALSE(ec);
-    s.clear_faults();
-    CHECK(s.get("k")->value == "slow");
-}
-
-TEST_CASE("memory_store: drop_watches ends every watch with an error") {
-    memory_store s;
-    qr_test::event_sink a, b;
-    auto sa = s.watch("a", 0, a.handler());
-    auto sb = s.watch("b", 0, b.handler());
-    CHECK(s.watch_count() == 2);
-    s.drop_watches();
-    CHECK(a.wait_error() == errc::watch_canceled);
-    CHECK(b.wait_error() == errc::watch_canceled);
-    CHECK(qr_test::eventually([&] { return s.watch_count() == 0; }));
-    s.put("a/x", "1");
-    std::this_thread::sleep_for(50ms);
-    CHECK(a.events().empty());
-    // A new watch from the last seen revision resumes without loss.
-    qr_test::event_sink c;
-    auto sc = s.watch("a", 1, c.handler());
-    CHECK(c.wait_for(1).size() == 1);
-}
-
-TEST_CASE("memory_store: compaction cancels watches from older revisions") {
-    memory_store s;
-    auto r1 = s.put("k", "1");
-    auto r2 = s.put("k", "2");
-    auto r3 = s.put("k", "3");
-    s.compact(r2);
-    qr_test::event_sink old, ok;
-    auto so = s.watch("k", r1, old.handler());
-    CHECK(old.wait_error() == errc::watch_canceled);
-    CHECK(old.events().empty());
-    auto sk = s.watch("k", r2, ok.handler());
-    auto evs = ok.wait_for(2);
-    REQUIRE(evs.size() == 2);
-    CHECK(evs[0].revision == r2);
-    CHECK(evs[1].revision == r3);
-    CHECK_FALSE(ok.error());
-    std::error_code ec;
-    s.compact(r3 + 10, ec);
-    CHECK(ec == errc::invalid_argument);
-}
-
-TEST_CASE("memory_store: history_limit bounds the watch history") {
-    memory_store_options o;
-    o.history_limit = 5;
-    memory_store s(o);
-    store_revision first = 0;
-    for (int i = 0; i < 20; ++i) {
-        auto r = s.put("k", std::to_string(i));
-        if (i == 0) first = r;
+        // An operation waiting for quorum proceeds as soon as it returns.
+        s.set_deadline(30s);
+        s.set_quorum_lost(true);
+        std::thread restore([&] {
+            std::this_thread::sleep_for(50ms);
+            s.set_quorum_lost(false);
+        });
+        s.put("k", "after", 0, ec);
+        restore.join();
+        CHECK_FALSE(ec);
+        CHECK(s.get("k")->value == "after");
     }
-    qr_test::event_sink old, recent;
-    auto so = s.watch("k", first, old.handler());
-    CHECK(old.wait_error() == errc::watch_canceled);
-    auto sr = s.watch("k", s.revision() - 4, recent.handler());
-    CHECK(recent.wait_for(5).size() == 5);
-}
 
-TEST_CASE("memory_store: the reaper expires leases without any further operation") {
-    memory_store s;
-    qr_test::event_sink sink;
-    auto sub = s.watch("lock", 0, sink.handler());
-    auto l = s.grant_lease(50ms);
-    s.put("lock", "me", l);
-    // No call on the store from here: the reaper thread must delete the key.
-    auto evs = sink.wait_for(2);
-    REQUIRE(evs.size() == 2);
-    CHECK(evs[1].what == watch_event::kind::erase);
-}
+    TEST_CASE("memory_store: unknown outcome means the write was applied") {
+        memory_store s;
+        auto r = s.put("k", "v1");
+        s.unknown_outcome_next(1);
+        std::error_code ec;
+        s.put_if("k", "v2", r, 0, ec);
+        CHECK(ec == errc::unknown_outcome);
+        // Re-reading shows the write committed; a blind retry of the CAS would now fail safely.
+        CHECK(s.get("k")->value == "v2");
+        s.put_if("k", "v2", r, 0, ec);
+        CHECK(ec == errc::compare_failed);
+    }
 
-TEST_CASE("memory_store: a watch callback may use the store and drop its own subscription") {
-    memory_store s;
-    subscription sub;
-    std::atomic<int> calls{0};
-    std::atomic<bool> wrote{false};
-    sub = s.watch("w/", 0, [&](const std::vector<watch_event>&, std::error_code) {
-        ++calls;
-        s.put("other", "from-callback");
-        wrote = true;
-        sub.reset();
-    });
-    s.put("w/1", "x");
-    CHECK(qr_test::eventually([&] { return wrote.load(); }));
-    s.put("w/2", "y");
-    std::this_thread::sleep_for(50ms);
-    CHECK(calls == 1);
-    CHECK(s.get("other")->value == "from-callback");
-}
+    TEST_CASE("memory_store: a delay beyond the deadline") {
+        memory_store s;
+        s.set_deadline(50ms);
+        s.set_delay(80ms);
+        std::error_code ec;
+        s.get("k", ec);
+        CHECK(ec == errc::deadline_exceeded);
+        s.put("k", "sent", 0, ec);
+        CHECK(ec == errc::unknown_outcome); // sent before the deadline passed: may have committed
+        s.set_delay(0ms);
+        CHECK(s.get("k")->value == "sent");
+        // A late write that then fails (unknown lease) reports that failure, and the next
+        // operation does not inherit the lateness.
+        s.set_delay(80ms);
+        s.put("k", "x", 12345, ec);
+        CHECK(ec == errc::lease_expired);
+        s.set_delay(0ms);
+        s.put("k", "sent", 0, ec);
+        CHECK_FALSE(ec);
+        s.set_delay(10ms); // below the deadline: just slower
+        s.put("k", "slow", 0, ec);
+        CHECK_FALSE(ec);
+        s.clear_faults();
+        CHECK(s.get("k")->value == "slow");
+    }
 
-TEST_CASE("memory_store: limits") {
-    memory_store_options o;
-    o.limits.max_key_bytes = 8;
-    o.limits.max_value_bytes = 4;
-    memory_store s(o);
-    std::error_code ec;
-    s.put("123456789", "v", 0, ec);
-    CHECK(ec == errc::name_too_long);
-    s.put("k", "12345", 0, ec);
-    CHECK(ec == errc::value_too_large);
-    s.put(std::string("a\0b", 3), "v", 0, ec);
-    CHECK(ec == errc::invalid_argument);
-    store_txn dup;
-    dup.on_success = {store_op::put("k", "1"), store_op::put("k", "2")};
-    s.commit(dup, ec);
-    CHECK(ec == errc::invalid_argument);
-    CHECK(s.list("").empty());
-}
+    TEST_CASE("memory_store: drop_watches ends every watch with an error") {
+        memory_store s;
+        qr_test::event_sink a, b;
+        auto sa = s.watch("a", 0, a.handler());
+        auto sb = s.watch("b", 0, b.handler());
+        CHECK(s.watch_count() == 2);
+        s.drop_watches();
+        CHECK(a.wait_error() == errc::watch_canceled);
+        CHECK(b.wait_error() == errc::watch_canceled);
+        CHECK(qr_test::eventually([&] { return s.watch_count() == 0; }));
+        s.put("a/x", "1");
+        std::this_thread::sleep_for(50ms);
+        CHECK(a.events().empty());
+        // A new watch from the last seen revision resumes without loss.
+        qr_test::event_sink c;
+        auto sc = s.watch("a", 1, c.handler());
+        CHECK(c.wait_for(1).size() == 1);
+    }
+
+    TEST_CASE("memory_store: compaction cancels watches from older revisions") {
+        memory_store s;
+        auto r1 = s.put("k", "1");
+        auto r2 = s.put("k", "2");
+        auto r3 = s.put("k", "3");
+        s.compact(r2);
+        qr_test::event_sink old, ok;
+        auto so = s.watch("k", r1, old.handler());
+        CHECK(old.wait_error() == errc::watch_canceled);
+        CHECK(old.events().empty());
+        auto sk = s.watch("k", r2, ok.handler());
+        auto evs = ok.wait_for(2);
+        REQUIRE(evs.size() == 2);
+        CHECK(evs[0].revision == r2);
+        CHECK(evs[1].revision == r3);
+        CHECK_FALSE(ok.error());
+        std::error_code ec;
+        s.compact(r3 + 10, ec);
+        CHECK(ec == errc::invalid_argument);
+    }
+
+    TEST_CASE("memory_store: history_limit bounds the watch history") {
+        memory_store_options o;
+        o.history_limit = 5;
+        memory_store s(o);
+        store_revision first = 0;
+        for (int i = 0; i < 20; ++i) {
+            auto r = s.put("k", std::to_string(i));
+            if (i == 0) first = r;
+        }
+        qr_test::event_sink old, recent;
+        auto so = s.watch("k", first, old.handler());
+        CHECK(old.wait_error() == errc::watch_canceled);
+        auto sr = s.watch("k", s.revision() - 4, recent.handler());
+        CHECK(recent.wait_for(5).size() == 5);
+    }
+
+    TEST_CASE("memory_store: the reaper expires leases without any further operation") {
+        memory_store s;
+        qr_test::event_sink sink;
+        auto sub = s.watch("lock", 0, sink.handler());
+        auto l = s.grant_lease(50ms);
+        s.put("lock", "me", l);
+        // No call on the store from here: the reaper thread must delete the key.
+        auto evs = sink.wait_for(2);
+        REQUIRE(evs.size() == 2);
+        CHECK(evs[1].what == watch_event::kind::erase);
+    }
+
+    TEST_CASE("memory_store: a watch callback may use the store and drop its own subscription") {
+        memory_store s;
+        subscription sub;
+        std::atomic<int> calls{0};
+        std::atomic<bool> wrote{false};
+        sub = s.watch("w/", 0, [&](const std::vector<watch_event>&, std::error_code) {
+            ++calls;
+            s.put("other", "from-callback");
+            wrote = true;
+            sub.reset();
+        });
+        s.put("w/1", "x");
+        CHECK(qr_test::eventually([&] { return wrote.load(); }));
+        s.put("w/2", "y");
+        std::this_thread::sleep_for(50ms);
+        CHECK(calls == 1);
+        CHECK(s.get("other")->value == "from-callback");
+    }
+
+    TEST_CASE("memory_store: limits") {
+        memory_store_options o;
+        o.limits.max_key_bytes = 8;
+        o.limits.max_value_bytes = 4;
+        memory_store s(o);
+        std::error_code ec;
+        s.put("123456789", "v", 0, ec);
+        CHECK(ec == errc::name_too_long);
+        s.put("k", "12345", 0, ec);
+        CHECK(ec == errc::value_too_large);
+        s.put(std::string("a\0b", 3), "v", 0, ec);
+        CHECK(ec == errc::invalid_argument);
+        store_txn dup;
+        dup.on_success = {store_op::put("k", "1"), store_op::put("k", "2")};
+        s.commit(dup, ec);
+        CHECK(ec == errc::invalid_argument);
+        CHECK(s.list("").empty());
+    }
 
 } // TEST_SUITE

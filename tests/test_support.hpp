@@ -39,8 +39,7 @@ private:
 };
 
 /// The code a throwing call threw, or {} if it did not throw.
-template <class F>
-std::error_code code_of(F&& f) {
+template <class F> std::error_code code_of(F&& f) {
     try {
         f();
     } catch (const std::system_error& e) {

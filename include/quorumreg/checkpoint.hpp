@@ -65,13 +65,13 @@ enum class offline_edit_policy {
 };
 
 struct checkpoint_options {
-    std::string node = "node";                        ///< this node's name (recorded as writer)
-    std::string prefix = "quorumreg/checkpoints/";    ///< store key prefix
-    std::chrono::milliseconds lease_ttl{10000};       ///< ownership lease
-    std::chrono::milliseconds coalesce_delay{50};     ///< max delay before a change is written
-    std::chrono::milliseconds retry_interval{100};    ///< retry after a transient store error
-    std::size_t history = 10;                         ///< generations kept per subtree
-    std::string cluster_key{};                        ///< non-empty: HMAC-SHA-256 every checkpoint
+    std::string node = "node";                             ///< this node's name (recorded as writer)
+    std::string prefix = "quorumreg/checkpoints/";         ///< store key prefix
+    std::chrono::milliseconds lease_ttl{10000};            ///< ownership lease
+    std::chrono::milliseconds coalesce_delay{50};          ///< max delay before a change is written
+    std::chrono::milliseconds retry_interval{100};         ///< retry after a transient store error
+    std::size_t history = 10;                              ///< generations kept per subtree
+    std::string cluster_key{};                             ///< non-empty: HMAC-SHA-256 every checkpoint
     std::string local_meta_key = "QuorumReg\\Checkpoints"; ///< hive key for this node's records
 };
 
@@ -85,10 +85,10 @@ struct online_options {
 struct checkpoint_generation {
     std::uint64_t generation = 0;
     std::string subtree;
-    std::string writer;                       ///< node that wrote it
+    std::string writer; ///< node that wrote it
     std::chrono::system_clock::time_point time;
-    std::string sha256;                       ///< hex digest of the content
-    bool absent = false;                      ///< the subtree did not exist when checkpointed
+    std::string sha256;  ///< hex digest of the content
+    bool absent = false; ///< the subtree did not exist when checkpointed
 };
 
 /// A local copy that diverged from the quorum, kept instead of being dropped.
@@ -102,9 +102,9 @@ struct conflict_record {
 
 /// What online() did.
 struct online_report {
-    std::vector<std::string> restored;        ///< subtrees restored from the quorum
-    std::vector<std::string> adopted;         ///< local copies that became the checkpoint
-    std::vector<conflict_record> conflicts;   ///< local copies preserved as conflict records
+    std::vector<std::string> restored;      ///< subtrees restored from the quorum
+    std::vector<std::string> adopted;       ///< local copies that became the checkpoint
+    std::vector<conflict_record> conflicts; ///< local copies preserved as conflict records
 };
 
 namespace detail {
@@ -211,8 +211,7 @@ inline std::string gen_key_suffix(std::uint64_t g) {
 
 } // namespace detail
 
-template <class Hive = hive>
-class basic_checkpoint_manager {
+template <class Hive = hive> class basic_checkpoint_manager {
 public:
     using traits_type = typename Hive::traits_type;
     using tree_type = detail::registry_tree<traits_type>;
@@ -229,7 +228,8 @@ public:
         std::vector<std::string> names;
         {
             std::lock_guard lk(mu_);
-            for (auto& [n, r] : online_) names.push_back(n);
+            for (auto& [n, r] : online_)
+                names.push_back(n);
         }
         for (auto& n : names) {
             std::error_code ec;
@@ -248,9 +248,8 @@ public:
     /// the resource is online here or free (a short ownership is taken for it); if another
     /// node owns it, that node checkpoints it as soon as it sees the registration.
     void add_checkpoint(std::string_view resource, std::string_view subtree) {
-        run("add_checkpoint", resource, subtree, [&](std::error_code& ec, std::string& why) {
-            add_checkpoint(resource, subtree, ec, why);
-        });
+        run("add_checkpoint", resource, subtree,
+            [&](std::error_code& ec, std::string& why) { add_checkpoint(resource, subtree, ec, why); });
     }
     void add_checkpoint(std::string_view resource, std::string_view subtree, std::error_code& ec) {
         std::string why;
@@ -259,9 +258,8 @@ public:
 
     /// Unregisters `subtree` and deletes its checkpoint data (generations and conflicts).
     void remove_checkpoint(std::string_view resource, std::string_view subtree) {
-        run("remove_checkpoint", resource, subtree, [&](std::error_code& ec, std::string& why) {
-            remove_checkpoint(resource, subtree, ec, why);
-        });
+        run("remove_checkpoint", resource, subtree,
+            [&](std::error_code& ec, std::string& why) { remove_checkpoint(resource, subtree, ec, why); });
     }
     void remove_checkpoint(std::string_view resource, std::string_view subtree, std::error_code& ec) {
         std::string why;
@@ -270,12 +268,14 @@ public:
 
     /// Registered subtrees of `resource` (as registered).
     std::vector<std::string> checkpoints(std::string_view resource) {
-        return run_r("checkpoints", resource, {}, [&](std::error_code& ec, std::string&) { return checkpoints(resource, ec); });
+        return run_r("checkpoints", resource, {},
+                     [&](std::error_code& ec, std::string&) { return checkpoints(resource, ec); });
     }
     std::vector<std::string> checkpoints(std::string_view resource, std::error_code& ec) {
         auto kvs = store_.list(res_prefix(resource) + "subtrees/", ec);
         std::vector<std::string> out;
-        for (auto& kv : kvs) out.push_back(kv.value);
+        for (auto& kv : kvs)
+            out.push_back(kv.value);
         return out;
     }
 
@@ -283,7 +283,8 @@ public:
 
     /// Takes ownership of `resource`, restores its subtrees and starts writing through.
     online_report online(std::string_view resource, online_options o = {}) {
-        return run_r("online", resource, {}, [&](std::error_code& ec, std::string& why) { return online(resource, o, ec, why); });
+        return run_r("online", resource, {},
+                     [&](std::error_code& ec, std::string& why) { return online(resource, o, ec, why); });
     }
     online_report online(std::string_view resource, online_options o, std::error_code& ec) {
         std::string why;
@@ -328,7 +329,8 @@ public:
         return run_r("history", resource, subtree,
                      [&](std::error_code& ec, std::string& why) { return history(resource, subtree, ec, why); });
     }
-    std::vector<checkpoint_generation> history(std::string_view resource, std::string_view subtree, std::error_code& ec) {
+    std::vector<checkpoint_generation> history(std::string_view resource, std::string_view subtree,
+                                               std::error_code& ec) {
         std::string why;
         return history(resource, subtree, ec, why);
     }
@@ -347,7 +349,8 @@ public:
 
     /// Conflict records kept for `resource`.
     std::vector<conflict_record> conflicts(std::string_view resource) {
-        return run_r("conflicts", resource, {}, [&](std::error_code& ec, std::string&) { return conflicts(resource, ec); });
+        return run_r("conflicts", resource, {},
+                     [&](std::error_code& ec, std::string&) { return conflicts(resource, ec); });
     }
     std::vector<conflict_record> conflicts(std::string_view resource, std::error_code& ec) {
         std::vector<conflict_record> out;
@@ -374,7 +377,8 @@ public:
 
     /// Deletes a conflict record once it has been dealt with.
     void discard_conflict(std::string_view resource, std::string_view id) {
-        run("discard_conflict", resource, id, [&](std::error_code& ec, std::string&) { discard_conflict(resource, id, ec); });
+        run("discard_conflict", resource, id,
+            [&](std::error_code& ec, std::string&) { discard_conflict(resource, id, ec); });
     }
     void discard_conflict(std::string_view resource, std::string_view id, std::error_code& ec) {
         auto key = find_conflict_key(resource, id, ec);
@@ -384,7 +388,8 @@ public:
     /// Deletes every checkpoint, registration and conflict of `resource` (as WSFC does when a
     /// resource is deleted). Fails with already_exists while another node owns it.
     void delete_resource(std::string_view resource) {
-        run("delete_resource", resource, {}, [&](std::error_code& ec, std::string& why) { delete_resource(resource, ec, why); });
+        run("delete_resource", resource, {},
+            [&](std::error_code& ec, std::string& why) { delete_resource(resource, ec, why); });
     }
     void delete_resource(std::string_view resource, std::error_code& ec) {
         std::string why;
@@ -402,21 +407,24 @@ public:
     [[nodiscard]] subscription follow(std::string_view resource, std::error_code& ec) {
         auto prefix = res_prefix(resource) + "data/";
         auto cache = cache_;
-        return store_.watch(prefix, 0, [cache](const std::vector<watch_event>& evs, std::error_code) {
-            std::lock_guard lk(cache->mu);
-            for (auto& e : evs)
-                if (e.what == watch_event::kind::put && e.kv.key.find("/g/") != std::string::npos)
-                    cache->blobs[e.kv.key] = e.kv.value;
-        }, ec);
+        return store_.watch(
+            prefix, 0,
+            [cache](const std::vector<watch_event>& evs, std::error_code) {
+                std::lock_guard lk(cache->mu);
+                for (auto& e : evs)
+                    if (e.what == watch_event::kind::put && e.kv.key.find("/g/") != std::string::npos)
+                        cache->blobs[e.kv.key] = e.kv.value;
+            },
+            ec);
     }
     /// Blobs served from the warm-standby cache so far (for tests and metrics).
     std::size_t cache_hits() const { return cache_->hits.load(); }
 
 private:
     struct subtree_state {
-        std::string path;         // as registered
-        std::string canonical;    // folded, '\'-separated
-        std::string esc;          // key-escaped canonical
+        std::string path;      // as registered
+        std::string canonical; // folded, '\'-separated
+        std::string esc;       // key-escaped canonical
         std::uint64_t generation = 0;
         store_revision latest_mod = 0; // mod_revision of the latest pointer (0: none yet)
         detail::digest256 hash{};
@@ -436,10 +444,10 @@ private:
         bool dirty = false;
         bool flush_requested = false;
         bool stopping = false;
-        bool rescan = false;      // registrations changed
+        bool rescan = false; // registrations changed
         std::chrono::steady_clock::time_point first_dirty{};
         std::uint64_t written_rev = 0;
-        std::error_code failure;  // sticky (fenced)
+        std::error_code failure; // sticky (fenced)
         std::string failure_why;
     };
 
@@ -464,7 +472,9 @@ private:
         return opts_.prefix + detail::key_escape(resource) + "/";
     }
     std::string owner_key(std::string_view r) const { return res_prefix(r) + "owner"; }
-    std::string reg_key(std::string_view r, const subtree_state& s) const { return res_prefix(r) + "subtrees/" + s.esc; }
+    std::string reg_key(std::string_view r, const subtree_state& s) const {
+        return res_prefix(r) + "subtrees/" + s.esc;
+    }
     std::string latest_key(std::string_view r, const subtree_state& s) const {
         return res_prefix(r) + "data/" + s.esc + "/latest";
     }
@@ -501,22 +511,21 @@ private:
         return under(a, b) || under(b, a);
     }
 
-    template <class F>
-    void run(const char* op, std::string_view resource, std::string_view obj, F&& f) {
+    template <class F> void run(const char* op, std::string_view resource, std::string_view obj, F&& f) {
         std::error_code ec;
         std::string why;
         f(ec, why);
         if (ec) throw error(ec, describe(op, resource, obj, why));
     }
-    template <class F>
-    auto run_r(const char* op, std::string_view resource, std::string_view obj, F&& f) {
+    template <class F> auto run_r(const char* op, std::string_view resource, std::string_view obj, F&& f) {
         std::error_code ec;
         std::string why;
         auto r = f(ec, why);
         if (ec) throw error(ec, describe(op, resource, obj, why));
         return r;
     }
-    static std::string describe(const char* op, std::string_view resource, std::string_view obj, const std::string& why) {
+    static std::string describe(const char* op, std::string_view resource, std::string_view obj,
+                                const std::string& why) {
         std::string s = std::string(op) + " \"" + std::string(resource) + "\"";
         if (!obj.empty()) s += " \"" + std::string(obj) + "\"";
         if (!why.empty()) s += " (" + why + ")";
@@ -560,7 +569,7 @@ private:
 
     /// The latest stored checkpoint of `s` (nullopt if none yet).
     std::optional<detail::checkpoint_blob> read_latest(std::string_view r, subtree_state& s, std::error_code& ec,
-                                                      std::string& why) {
+                                                       std::string& why) {
         if (!read_pointer(r, s, ec)) return std::nullopt;
         auto blob = fetch_generation(r, s, s.generation, ec, why);
         if (ec) return std::nullopt;
@@ -670,7 +679,8 @@ private:
     }
 
     /// Records in the local hive what this node last checkpointed/restored for each subtree.
-    void add_meta_ops(transaction& txn, std::string_view r, const subtree_state& s, const detail::digest256& hash) const {
+    void add_meta_ops(transaction& txn, std::string_view r, const subtree_state& s,
+                      const detail::digest256& hash) const {
         auto mp = meta_path(r, s);
         txn.set_value(mp, "resource", value::string(std::string(r)));
         txn.set_value(mp, "subtree", value::string(s.path));
@@ -850,7 +860,8 @@ private:
             // The lock's value names the owner for people: "<node>#<lease>".
             store_txn t;
             t.compares.push_back(key_compare::absent(owner_key(r)));
-            t.on_success.push_back(store_op::put(owner_key(r), opts_.node + "#" + std::to_string(st->lease), st->lease));
+            t.on_success.push_back(
+                store_op::put(owner_key(r), opts_.node + "#" + std::to_string(st->lease), st->lease));
             auto res = store_.commit(t, ec);
             if (ec) {
                 why = "take ownership";
@@ -892,7 +903,8 @@ private:
             if (!make_subtree(kv.value, s, w)) st->subtrees.push_back(std::move(s));
         }
         std::vector<subtree_state*> ptrs;
-        for (auto& s : st->subtrees) ptrs.push_back(&s);
+        for (auto& s : st->subtrees)
+            ptrs.push_back(&s);
         std::vector<local_copy> local;
         read_local(ptrs, local);
 
@@ -956,7 +968,8 @@ private:
         if (!rejected.empty()) {
             ec = errc::checkpoint_conflict;
             why = "edited while offline:";
-            for (auto& p : rejected) why += " \"" + p + "\"";
+            for (auto& p : rejected)
+                why += " \"" + p + "\"";
             why += " (policy reject; bring it online with preserve or adopt_local)";
             release();
             return report;
@@ -1006,18 +1019,20 @@ private:
     }
 
     void start(const std::shared_ptr<resource_state>& st) {
-        for (auto& s : st->subtrees) st->watches.push_back(watch_subtree(st, s.path));
+        for (auto& s : st->subtrees)
+            st->watches.push_back(watch_subtree(st, s.path));
         std::weak_ptr<resource_state> weak = st;
         std::error_code ec;
-        st->registration_watch = store_.watch(res_prefix(st->name) + "subtrees/", 0,
-                                              [weak](const std::vector<watch_event>&, std::error_code) {
-                                                  if (auto s = weak.lock()) {
-                                                      std::lock_guard lk(s->mu);
-                                                      s->rescan = true;
-                                                      s->cv.notify_all();
-                                                  }
-                                              },
-                                              ec);
+        st->registration_watch = store_.watch(
+            res_prefix(st->name) + "subtrees/", 0,
+            [weak](const std::vector<watch_event>&, std::error_code) {
+                if (auto s = weak.lock()) {
+                    std::lock_guard lk(s->mu);
+                    s->rescan = true;
+                    s->cv.notify_all();
+                }
+            },
+            ec);
         st->worker = std::thread([this, st] { worker(st); });
         std::lock_guard lk(mu_);
         online_[st->name] = st;
@@ -1061,7 +1076,8 @@ private:
                 next.push_back(std::move(s));
             }
         }
-        for (auto& s : next) watches.push_back(watch_subtree(st, s.path));
+        for (auto& s : next)
+            watches.push_back(watch_subtree(st, s.path));
         st->subtrees = std::move(next);
         st->watches = std::move(watches);
     }
@@ -1121,7 +1137,8 @@ private:
     /// Checkpoints every subtree whose content changed; records progress in written_rev.
     std::error_code write_through(const std::shared_ptr<resource_state>& st, std::string& why) {
         std::vector<subtree_state*> ptrs;
-        for (auto& s : st->subtrees) ptrs.push_back(&s);
+        for (auto& s : st->subtrees)
+            ptrs.push_back(&s);
         std::vector<local_copy> local;
         auto rev = read_local(ptrs, local);
         transaction meta;
@@ -1240,8 +1257,10 @@ private:
         if (ec) return;
         if (is_online(r)) {
             transaction t;
-            if (blob.absent) t.delete_key(s.path);
-            else t.replace_subtree(s.path, blob.content);
+            if (blob.absent)
+                t.delete_key(s.path);
+            else
+                t.replace_subtree(s.path, blob.content);
             if (blob.absent && !hive_.key_exists(s.path)) return;
             hive_.commit(t, ec);
             if (ec) return;
@@ -1318,8 +1337,8 @@ private:
     Hive& hive_;
     quorum_store& store_;
     checkpoint_options opts_;
-    mutable std::mutex mu_;   // online_
-    std::mutex op_mu_;        // serializes online/offline
+    mutable std::mutex mu_; // online_
+    std::mutex op_mu_;      // serializes online/offline
     std::map<std::string, std::shared_ptr<resource_state>> online_;
     std::shared_ptr<blob_cache> cache_ = std::make_shared<blob_cache>();
 };

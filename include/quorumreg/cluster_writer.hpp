@@ -44,17 +44,17 @@
 namespace quorumreg {
 
 struct cluster_writer_options {
-    std::string node = "node";                      ///< recorded in conflict records
-    std::string prefix = "quorumreg/cluster/";      ///< store prefix of the cluster-wide keys
+    std::string node = "node";                          ///< recorded in conflict records
+    std::string prefix = "quorumreg/cluster/";          ///< store prefix of the cluster-wide keys
     std::string local_key = "QuorumReg\\ClusterWriter"; ///< hive key for journal, bases, conflicts
 };
 
 /// A journaled write that could not be applied because the key changed in the store.
 struct write_conflict {
-    std::uint64_t sequence = 0;       ///< journal sequence of the local write
+    std::uint64_t sequence = 0; ///< journal sequence of the local write
     std::string key;
-    std::optional<std::string> local; ///< the local value (nullopt: the local write was an erase)
-    std::optional<std::string> remote;///< the store's value at replay (nullopt: erased)
+    std::optional<std::string> local;  ///< the local value (nullopt: the local write was an erase)
+    std::optional<std::string> remote; ///< the store's value at replay (nullopt: erased)
     store_revision remote_revision = 0;
     std::string node;
 };
@@ -67,8 +67,7 @@ struct pending_write {
     store_revision base = 0;
 };
 
-template <class Hive = hive>
-class basic_cluster_writer {
+template <class Hive = hive> class basic_cluster_writer {
 public:
     using conflict_handler = std::function<void(const write_conflict&)>;
 
@@ -130,7 +129,8 @@ public:
             }
             if (!ec) store_ = &store;
         }
-        for (auto& c : found) notify(c);
+        for (auto& c : found)
+            notify(c);
     }
 
     /// The replication service went offline: later writes are journaled again.
@@ -193,15 +193,13 @@ private:
         return std::string(b.begin(), b.end());
     }
     std::string str(const std::string& k, const char* name) { return hive_.get_value(k, name).as_string(); }
-    std::string base_key(std::string_view key) const {
-        return opts_.local_key + "\\Bases\\" + detail::key_escape(key);
-    }
+    std::string base_key(std::string_view key) const { return opts_.local_key + "\\Bases\\" + detail::key_escape(key); }
 
-    template <class F>
-    void run(const char* op, std::string_view key, F&& f) {
+    template <class F> void run(const char* op, std::string_view key, F&& f) {
         std::error_code ec;
         f(ec);
-        if (ec) throw error(ec, std::string("cluster_writer ") + op + (key.empty() ? "" : " \"" + std::string(key) + "\""));
+        if (ec)
+            throw error(ec, std::string("cluster_writer ") + op + (key.empty() ? "" : " \"" + std::string(key) + "\""));
     }
 
     void write(std::string_view key, std::optional<std::string> v, std::error_code& ec) {

@@ -51,8 +51,7 @@ namespace quorumreg {
 /// for (const auto& g : graph.dependency_groups("web"))
 ///     if (g.any_of()) std::cout << "one of " << g.members.size() << " members\n";
 /// @endcode
-template <class Id>
-struct dependency_group {
+template <class Id> struct dependency_group {
     dependency_kind kind = dependency_kind::required;
     std::vector<Id> members; ///< in declared order (the order a controller tries them)
     /// True for an OR-group of two or more members.
@@ -75,8 +74,7 @@ enum class edge_filter : std::uint8_t {
 /// g.add_dependency(1, 2);
 /// g.add_dependency(2, 1, ec);   // ec == quorumreg::errc::dependency_cycle, graph unchanged
 /// @endcode
-template <class Id, class Hash = std::hash<Id>>
-class dependency_graph {
+template <class Id, class Hash = std::hash<Id>> class dependency_graph {
 public:
     using id_type = Id;
     using group_type = dependency_group<Id>;
@@ -136,8 +134,7 @@ public:
     /// Returns false (and changes nothing) if the same single-member group already exists.
     /// Throws quorumreg::error with errc::dependency_cycle, whose what() names the cycle, if
     /// the edge would close one; the graph is then unchanged.
-    bool add_dependency(const Id& dependent, const Id& dependency,
-                        dependency_kind kind = dependency_kind::required) {
+    bool add_dependency(const Id& dependent, const Id& dependency, dependency_kind kind = dependency_kind::required) {
         std::error_code ec;
         std::vector<Id> cycle;
         bool r = add_dependency(dependent, dependency, kind, ec, &cycle);
@@ -167,8 +164,8 @@ public:
         if (ec) throw error(ec, "add_dependencies: would create the cycle " + format_cycle(cycle));
         return r;
     }
-    std::size_t add_dependencies(std::span<const std::pair<Id, Id>> edges, dependency_kind kind,
-                                 std::error_code& ec, std::vector<Id>* cycle = nullptr) {
+    std::size_t add_dependencies(std::span<const std::pair<Id, Id>> edges, dependency_kind kind, std::error_code& ec,
+                                 std::vector<Id>* cycle = nullptr) {
         ec.clear();
         const std::size_t slots_before = core_.slots();
         std::vector<std::pair<detail::node_index, std::uint32_t>> touched; // node, first new group
@@ -200,7 +197,8 @@ public:
             ec = make_error_code(errc::dependency_cycle);
             if (cycle) {
                 cycle->clear();
-                for (auto v : c) cycle->push_back(ids_[v]);
+                for (auto v : c)
+                    cycle->push_back(ids_[v]);
             }
         }
         for (const auto& t : touched) {
@@ -286,7 +284,8 @@ public:
                 parent[e.target] = queue[i];
                 if (e.target == a) {
                     std::vector<Id> path;
-                    for (detail::node_index p = a; p != b; p = parent[p]) path.push_back(ids_[p]);
+                    for (detail::node_index p = a; p != b; p = parent[p])
+                        path.push_back(ids_[p]);
                     path.push_back(ids_[b]);
                     path.push_back(ids_[a]);
                     std::reverse(path.begin(), path.end());
@@ -317,7 +316,8 @@ public:
             group_type g;
             g.kind = static_cast<dependency_kind>(deps[i].kind);
             auto tag = deps[i].group;
-            for (; i < deps.size() && deps[i].group == tag; ++i) g.members.push_back(ids_[deps[i].target]);
+            for (; i < deps.size() && deps[i].group == tag; ++i)
+                g.members.push_back(ids_[deps[i].target]);
             out.push_back(std::move(g));
         }
         return out;
@@ -350,7 +350,8 @@ public:
         }
         std::sort(ds.begin(), ds.end());
         ds.erase(std::unique(ds.begin(), ds.end()), ds.end());
-        for (auto d : ds) out.push_back(ids_[d]);
+        for (auto d : ds)
+            out.push_back(ids_[d]);
         return out;
     }
 
@@ -388,7 +389,8 @@ public:
         // One pass in topological order: every dependency's level is final before it is read.
         for (detail::node_index v : core_.topo_order()) {
             std::uint32_t l = 0;
-            for (const auto& e : core_.deps(v)) l = std::max(l, level[e.target] + 1);
+            for (const auto& e : core_.deps(v))
+                l = std::max(l, level[e.target] + 1);
             level[v] = l;
             max_level = std::max(max_level, l);
         }
@@ -397,7 +399,8 @@ public:
         for (detail::node_index v = 0; v < n; ++v)
             if (core_.alive(v)) ++count[level[v]];
         waves.resize(max_level + 1);
-        for (std::uint32_t l = 0; l <= max_level; ++l) waves[l].reserve(count[l]);
+        for (std::uint32_t l = 0; l <= max_level; ++l)
+            waves[l].reserve(count[l]);
         for (detail::node_index v = 0; v < n; ++v)
             if (core_.alive(v)) waves[level[v]].push_back(ids_[v]);
         return waves;
@@ -408,7 +411,8 @@ public:
         std::vector<Id> out;
         out.reserve(size());
         for (auto& w : start_waves())
-            for (auto& id : w) out.push_back(std::move(id));
+            for (auto& id : w)
+                out.push_back(std::move(id));
         return out;
     }
 
@@ -422,8 +426,7 @@ public:
     /// Can `id` come online when the nodes in `failed` cannot? True iff `id` is not failed and
     /// every required group of it has at least one satisfiable member (ordered_after edges
     /// never block). Throws errc::not_found for an unknown node.
-    template <class Set = std::unordered_set<Id, Hash>>
-    bool satisfiable(const Id& id, const Set& failed) const {
+    template <class Set = std::unordered_set<Id, Hash>> bool satisfiable(const Id& id, const Set& failed) const {
         std::error_code ec;
         bool r = satisfiable(id, failed, ec);
         detail::throw_if(ec, "satisfiable " + quoted(id));
@@ -458,7 +461,8 @@ public:
                 auto tag = deps[i].group;
                 bool required = deps[i].kind == static_cast<std::uint32_t>(dependency_kind::required);
                 bool any = false;
-                for (; i < deps.size() && deps[i].group == tag; ++i) any = any || memo[deps[i].target] == 1;
+                for (; i < deps.size() && deps[i].group == tag; ++i)
+                    any = any || memo[deps[i].target] == 1;
                 if (required && !any) ok = false;
             }
             memo[x] = ok ? 1 : 2;
@@ -479,7 +483,8 @@ public:
             std::size_t gno = 0;
             for (std::size_t i = 0; i < deps.size(); ++gno) {
                 std::size_t j = i;
-                while (j < deps.size() && deps[j].group == deps[i].group) ++j;
+                while (j < deps.size() && deps[j].group == deps[i].group)
+                    ++j;
                 bool after = deps[i].kind == static_cast<std::uint32_t>(dependency_kind::ordered_after);
                 if (j - i == 1) {
                     os << "  n" << v << " -> n" << deps[i].target
@@ -559,7 +564,8 @@ private:
         for (std::size_t i = 0; i < deps.size(); ++gno) {
             if (gno == group) return deps[i].group;
             auto tag = deps[i].group;
-            while (i < deps.size() && deps[i].group == tag) ++i;
+            while (i < deps.size() && deps[i].group == tag)
+                ++i;
         }
         return no_group;
     }
@@ -650,7 +656,8 @@ private:
                     if (cycle) {
                         cycle->clear();
                         cycle->push_back(ids_[a]);
-                        for (auto it = path.rbegin(); it != path.rend(); ++it) cycle->push_back(ids_[*it]);
+                        for (auto it = path.rbegin(); it != path.rend(); ++it)
+                            cycle->push_back(ids_[*it]);
                     }
                     return false;
                 }
@@ -678,10 +685,12 @@ private:
         const auto& deps = core_.deps(a);
         for (std::size_t i = 0; i < deps.size();) {
             std::size_t j = i;
-            while (j < deps.size() && deps[j].group == deps[i].group) ++j;
+            while (j < deps.size() && deps[j].group == deps[i].group)
+                ++j;
             if (j - i == ms.size() && deps[i].kind == static_cast<std::uint32_t>(kind)) {
                 bool same = true;
-                for (std::size_t k = 0; k < ms.size() && same; ++k) same = deps[i + k].target == ms[k];
+                for (std::size_t k = 0; k < ms.size() && same; ++k)
+                    same = deps[i + k].target == ms[k];
                 if (same) return true;
             }
             i = j;
@@ -697,7 +706,8 @@ private:
         for (std::size_t v = 0; v < remap.size(); ++v)
             if (remap[v] != detail::no_node) ids.push_back(std::move(ids_[v]));
         ids_ = std::move(ids);
-        for (auto& [id, v] : index_) v = remap[v];
+        for (auto& [id, v] : index_)
+            v = remap[v];
     }
 
     std::string edge_message(const char* op, const Id& dependent, std::span<const Id> members,
@@ -707,14 +717,17 @@ private:
             if (i) s += " or ";
             s += quoted(members[i]);
         }
-        if (!cycle.empty()) s += ": would create the cycle " + format_cycle(cycle);
-        else if (members.empty()) s += ": an OR-group needs at least one member";
-        else s += ": a member is repeated";
+        if (!cycle.empty())
+            s += ": would create the cycle " + format_cycle(cycle);
+        else if (members.empty())
+            s += ": an OR-group needs at least one member";
+        else
+            s += ": a member is repeated";
         return s;
     }
 
     detail::graph_core core_;
-    std::vector<Id> ids_;                               // dense index -> id
+    std::vector<Id> ids_;                                    // dense index -> id
     std::unordered_map<Id, detail::node_index, Hash> index_; // id -> dense index
 };
 

@@ -19,25 +19,25 @@ namespace quorumreg {
 enum class errc {
     ok = 0,
     // Key paths and names (registry).
-    invalid_path = 1,        ///< empty, `.`/`..` or empty component, NUL, bad separator use
-    name_too_long = 2,       ///< a key or value name exceeds its length limit
-    path_too_deep = 3,       ///< more components than the depth limit
+    invalid_path = 1,  ///< empty, `.`/`..` or empty component, NUL, bad separator use
+    name_too_long = 2, ///< a key or value name exceeds its length limit
+    path_too_deep = 3, ///< more components than the depth limit
     key_not_found = 4,
     value_not_found = 5,
     key_exists = 6,
-    type_mismatch = 7,       ///< value read as a type it does not hold
-    value_too_large = 8,     ///< value over the configured per-value limit (or a backend limit)
-    revision_mismatch = 9,   ///< a transaction precondition on a revision did not hold
+    type_mismatch = 7,     ///< value read as a type it does not hold
+    value_too_large = 8,   ///< value over the configured per-value limit (or a backend limit)
+    revision_mismatch = 9, ///< a transaction precondition on a revision did not hold
     invalid_argument = 10,
     // Encoded data (serialization, journal, checkpoints).
-    corrupt_data = 20,       ///< checksum mismatch, truncated or malformed bytes
-    unsupported_version = 21,///< written by a newer, unknown format version
+    corrupt_data = 20,        ///< checksum mismatch, truncated or malformed bytes
+    unsupported_version = 21, ///< written by a newer, unknown format version
     // Local storage.
-    io_error = 30,           ///< read/write/fsync/rename failed; see the message for errno
-    no_space = 31,           ///< ENOSPC
-    access_denied = 32,      ///< EACCES/EPERM on a file the library owns
-    lock_failed = 33,        ///< a file lock could not be taken
-    closed = 34,             ///< object used after close or after a fatal error
+    io_error = 30,      ///< read/write/fsync/rename failed; see the message for errno
+    no_space = 31,      ///< ENOSPC
+    access_denied = 32, ///< EACCES/EPERM on a file the library owns
+    lock_failed = 33,   ///< a file lock could not be taken
+    closed = 34,        ///< object used after close or after a fatal error
     // Quorum stores.
     compare_failed = 40,     ///< compare-and-swap / transaction compare did not hold
     quorum_unavailable = 41, ///< the store cannot reach a quorum
@@ -47,29 +47,29 @@ enum class errc {
     fenced = 45,             ///< the caller's ownership/fencing token is stale
     unauthenticated = 46,
     permission_denied = 47,
-    not_found = 48,          ///< a named object (key in a store, resource, service, type) is absent
+    not_found = 48, ///< a named object (key in a store, resource, service, type) is absent
     already_exists = 49,
-    backend_error = 50,      ///< the backend reported an error; its own text is in the message
-    watch_canceled = 51,     ///< a watch ended (e.g. history compacted); resynchronise
+    backend_error = 50,  ///< the backend reported an error; its own text is in the message
+    watch_canceled = 51, ///< a watch ended (e.g. history compacted); resynchronise
     // Checkpoints.
-    checkpoint_conflict = 60,///< offline edits diverge from the checkpoint (policy = reject)
-    checkpoint_corrupt = 61, ///< the checkpoint fails its checksum or format checks
-    not_online = 62,         ///< the resource is not online on this node
+    checkpoint_conflict = 60, ///< offline edits diverge from the checkpoint (policy = reject)
+    checkpoint_corrupt = 61,  ///< the checkpoint fails its checksum or format checks
+    not_online = 62,          ///< the resource is not online on this node
     // Dependency graph and services.
-    dependency_cycle = 70,   ///< the edge would close a cycle (the message names it)
-    dependency_failed = 71,  ///< a dependency failed; the message names the root cause
-    timeout = 72,            ///< a pending state exceeded its timeout
-    restart_limit = 73,      ///< restart threshold reached within the period
-    unsatisfiable = 74,      ///< no member of a required OR-group can come online
+    dependency_cycle = 70,  ///< the edge would close a cycle (the message names it)
+    dependency_failed = 71, ///< a dependency failed; the message names the root cause
+    timeout = 72,           ///< a pending state exceeded its timeout
+    restart_limit = 73,     ///< restart threshold reached within the period
+    unsatisfiable = 74,     ///< no member of a required OR-group can come online
     // Resource types and monitors.
-    plugin_missing = 80,     ///< the registered library file is absent
-    plugin_load_failed = 81, ///< dlopen failed or the startup symbol is missing
-    plugin_hash_mismatch = 82,///< the library on disk differs from the registered SHA-256
-    plugin_type_mismatch = 83,///< the library does not implement the requested type
-    monitor_crashed = 84,    ///< the hosting monitor process died
-    monitor_deadlock = 85,   ///< a call exceeded the deadlock timeout; the monitor was killed
-    resource_failed = 86,    ///< the plugin reported failure
-    plugin_not_allowed = 87, ///< the library is outside the configured plugin directories
+    plugin_missing = 80,       ///< the registered library file is absent
+    plugin_load_failed = 81,   ///< dlopen failed or the startup symbol is missing
+    plugin_hash_mismatch = 82, ///< the library on disk differs from the registered SHA-256
+    plugin_type_mismatch = 83, ///< the library does not implement the requested type
+    monitor_crashed = 84,      ///< the hosting monitor process died
+    monitor_deadlock = 85,     ///< a call exceeded the deadlock timeout; the monitor was killed
+    resource_failed = 86,      ///< the plugin reported failure
+    plugin_not_allowed = 87,   ///< the library is outside the configured plugin directories
 };
 
 namespace detail {
@@ -86,9 +86,7 @@ inline const std::error_category& error_category() noexcept {
     return instance;
 }
 
-inline std::error_code make_error_code(errc e) noexcept {
-    return {static_cast<int>(e), error_category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 /// Exception thrown by the throwing overloads: a std::system_error whose code()
 /// is in quorumreg's category (or the system category for raw OS failures) and
@@ -175,5 +173,4 @@ inline std::error_code from_errno(int e) noexcept {
 } // namespace detail
 } // namespace quorumreg
 
-template <>
-struct std::is_error_code_enum<quorumreg::errc> : std::true_type {};
+template <> struct std::is_error_code_enum<quorumreg::errc> : std::true_type {};

@@ -112,8 +112,7 @@ inline std::string gen_name(const char* kind, std::uint64_t gen) {
 
 } // namespace detail
 
-template <class Traits = case_insensitive_traits>
-class basic_hive : public registry_api<basic_hive<Traits>, Traits> {
+template <class Traits = case_insensitive_traits> class basic_hive : public registry_api<basic_hive<Traits>, Traits> {
 public:
     using tree_type = detail::registry_tree<Traits>;
 
@@ -187,8 +186,7 @@ public:
     }
 
     // ---- engine hooks for registry_api ---------------------------------------------------------
-    template <class F>
-    auto read(F&& f) const {
+    template <class F> auto read(F&& f) const {
         auto* self = const_cast<basic_hive*>(this);
         if (self->changed_elsewhere()) {
             std::error_code ec;
@@ -215,7 +213,8 @@ public:
                     lk.unlock();
                     run_batch(batch);
                     lk.lock();
-                    for (auto* p : batch) p->done = true;
+                    for (auto* p : batch)
+                        p->done = true;
                     leader_active_ = false;
                     queue_cv_.notify_all();
                 } else {
@@ -276,8 +275,7 @@ private:
             }
             struct stat st {};
             if (std::string_view(name) == "hive.meta" && ::fstat(fd, &st) == 0 &&
-                st.st_size < static_cast<off_t>(sizeof(detail::hive_meta)) &&
-                io().ftruncate(fd, 4096) != 0) {
+                st.st_size < static_cast<off_t>(sizeof(detail::hive_meta)) && io().ftruncate(fd, 4096) != 0) {
                 ec = detail::io_failure(errno, "size", p, &why);
                 io().close(fd);
                 return;
@@ -286,7 +284,8 @@ private:
         }
         try {
             file_lock_ = boost::interprocess::file_lock(path_of("hive.lock").c_str());
-            meta_file_ = boost::interprocess::file_mapping(path_of("hive.meta").c_str(), boost::interprocess::read_write);
+            meta_file_ =
+                boost::interprocess::file_mapping(path_of("hive.meta").c_str(), boost::interprocess::read_write);
             meta_region_ = boost::interprocess::mapped_region(meta_file_, boost::interprocess::read_write, 0,
                                                               sizeof(detail::hive_meta));
         } catch (const std::exception& e) {
@@ -306,7 +305,9 @@ private:
     std::atomic_ref<std::uint64_t> meta_generation() const noexcept {
         return std::atomic_ref<std::uint64_t>(meta_->generation);
     }
-    std::atomic_ref<std::uint64_t> meta_seq() const noexcept { return std::atomic_ref<std::uint64_t>(meta_->commit_seq); }
+    std::atomic_ref<std::uint64_t> meta_seq() const noexcept {
+        return std::atomic_ref<std::uint64_t>(meta_->commit_seq);
+    }
 
     void lock_file(std::error_code& ec, std::string& why) {
         try {
@@ -726,8 +727,10 @@ private:
         if (!ec) {
             dirty_ = true;
             if (sync_due()) {
-                if (io().fdatasync(journal_fd_) != 0) ec = detail::io_failure(errno, "fdatasync", p, &why);
-                else mark_synced();
+                if (io().fdatasync(journal_fd_) != 0)
+                    ec = detail::io_failure(errno, "fdatasync", p, &why);
+                else
+                    mark_synced();
             }
         }
         if (ec) {

@@ -101,9 +101,9 @@ struct txn_result {
 
 /// One page of a prefix listing.
 struct range_result {
-    std::vector<key_value> kvs; ///< in key order
-    bool more = false;          ///< more keys follow; continue with start_after = kvs.back().key
-    store_revision revision = 0;///< store revision the page was read at
+    std::vector<key_value> kvs;  ///< in key order
+    bool more = false;           ///< more keys follow; continue with start_after = kvs.back().key
+    store_revision revision = 0; ///< store revision the page was read at
 };
 
 struct watch_event {
@@ -205,7 +205,8 @@ public:
         while (true) {
             auto page = range(prefix, after, 1000, ec);
             if (ec) return {};
-            for (auto& kv : page.kvs) out.push_back(std::move(kv));
+            for (auto& kv : page.kvs)
+                out.push_back(std::move(kv));
             if (!page.more || out.empty()) return out;
             after = out.back().key;
         }
@@ -245,8 +246,7 @@ public:
     }
 
 protected:
-    template <class F>
-    auto thrown(const char* op, std::string_view key, F&& f) {
+    template <class F> auto thrown(const char* op, std::string_view key, F&& f) {
         std::error_code ec;
         last_error_detail().clear();
         auto r = f(ec);
@@ -262,7 +262,9 @@ protected:
 
 public:
     // ---- throwing forms --------------------------------------------------------------------------
-    std::optional<key_value> get(std::string_view key) { return thrown("get", key, [&](std::error_code& ec) { return get(key, ec); }); }
+    std::optional<key_value> get(std::string_view key) {
+        return thrown("get", key, [&](std::error_code& ec) { return get(key, ec); });
+    }
     range_result range(std::string_view prefix, std::string_view start_after = {}, std::size_t limit = 0) {
         return thrown("range", prefix, [&](std::error_code& ec) { return range(prefix, start_after, limit, ec); });
     }
@@ -272,9 +274,15 @@ public:
     store_revision put(std::string_view key, std::string_view value, lease_id lease = 0) {
         return thrown("put", key, [&](std::error_code& ec) { return put(key, value, lease, ec); });
     }
-    store_revision erase(std::string_view key) { return thrown("erase", key, [&](std::error_code& ec) { return erase(key, ec); }); }
-    txn_result commit(const store_txn& txn) { return thrown("commit", "", [&](std::error_code& ec) { return commit(txn, ec); }); }
-    store_revision revision() { return thrown("revision", "", [&](std::error_code& ec) { return revision(ec); }); }
+    store_revision erase(std::string_view key) {
+        return thrown("erase", key, [&](std::error_code& ec) { return erase(key, ec); });
+    }
+    txn_result commit(const store_txn& txn) {
+        return thrown("commit", "", [&](std::error_code& ec) { return commit(txn, ec); });
+    }
+    store_revision revision() {
+        return thrown("revision", "", [&](std::error_code& ec) { return revision(ec); });
+    }
     store_revision create(std::string_view key, std::string_view value, lease_id lease = 0) {
         return thrown("create", key, [&](std::error_code& ec) { return create(key, value, lease, ec); });
     }
@@ -282,16 +290,23 @@ public:
         return thrown("put_if", key, [&](std::error_code& ec) { return put_if(key, value, expected, lease, ec); });
     }
     [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler h) {
-        return thrown("watch", prefix, [&](std::error_code& ec) { return watch(prefix, from_revision, std::move(h), ec); });
+        return thrown("watch", prefix,
+                      [&](std::error_code& ec) { return watch(prefix, from_revision, std::move(h), ec); });
     }
     lease_id grant_lease(std::chrono::milliseconds ttl) {
         return thrown("grant_lease", "", [&](std::error_code& ec) { return grant_lease(ttl, ec); });
     }
     void keep_alive(lease_id lease) {
-        thrown("keep_alive", std::to_string(lease), [&](std::error_code& ec) { keep_alive(lease, ec); return 0; });
+        thrown("keep_alive", std::to_string(lease), [&](std::error_code& ec) {
+            keep_alive(lease, ec);
+            return 0;
+        });
     }
     void revoke_lease(lease_id lease) {
-        thrown("revoke_lease", std::to_string(lease), [&](std::error_code& ec) { revoke_lease(lease, ec); return 0; });
+        thrown("revoke_lease", std::to_string(lease), [&](std::error_code& ec) {
+            revoke_lease(lease, ec);
+            return 0;
+        });
     }
     store_revision acquire_lock(std::string_view lock_key, lease_id lease) {
         return thrown("acquire_lock", lock_key, [&](std::error_code& ec) { return acquire_lock(lock_key, lease, ec); });
@@ -315,7 +330,6 @@ protected:
         thread_local std::string detail;
         return detail;
     }
-
 };
 
 } // namespace quorumreg

@@ -49,8 +49,7 @@ bool watch_matches(const watch_filter& f, const change_event& ev, const std::vec
     const auto& w = f.parts;
     // Deleting or replacing an ancestor (or the key itself) affects every watch below it.
     bool ev_is_prefix = ev_parts.size() <= w.size() && std::equal(ev_parts.begin(), ev_parts.end(), w.begin());
-    if (ev_is_prefix && (ev.kind == change_kind::key_deleted || ev.kind == change_kind::subtree_replaced))
-        return true;
+    if (ev_is_prefix && (ev.kind == change_kind::key_deleted || ev.kind == change_kind::subtree_replaced)) return true;
     bool under = ev_parts.size() >= w.size() && std::equal(w.begin(), w.end(), ev_parts.begin());
     if (!under) return false;
     if (f.scope == watch_scope::subtree) return true;
@@ -60,8 +59,7 @@ bool watch_matches(const watch_filter& f, const change_event& ev, const std::vec
            (ev.kind == change_kind::key_created || ev.kind == change_kind::key_deleted);
 }
 
-template <class Traits>
-std::vector<std::string> folded_parts(std::string_view path) {
+template <class Traits> std::vector<std::string> folded_parts(std::string_view path) {
     std::vector<std::string> out;
     std::size_t start = 0;
     if (path.empty()) return out;
@@ -77,8 +75,7 @@ std::vector<std::string> folded_parts(std::string_view path) {
 }
 
 /// Delivers events in revision order outside the engine's locks (see the threading contract).
-template <class Traits>
-class event_dispatcher {
+template <class Traits> class event_dispatcher {
 public:
     using hub_type = watch_hub<change_event, watch_filter>;
 
@@ -93,7 +90,8 @@ public:
     void enqueue(std::vector<change_event>&& events) {
         if (events.empty()) return;
         std::lock_guard lk(mu_);
-        for (auto& e : events) queue_.push_back(std::move(e));
+        for (auto& e : events)
+            queue_.push_back(std::move(e));
     }
 
     /// Call after releasing the engine's locks.
@@ -106,9 +104,8 @@ public:
             queue_.pop_front();
             lk.unlock();
             auto parts = folded_parts<Traits>(ev.key_path);
-            hub_->deliver(ev, [&](const watch_filter& f, const change_event& e) {
-                return watch_matches<Traits>(f, e, parts);
-            });
+            hub_->deliver(
+                ev, [&](const watch_filter& f, const change_event& e) { return watch_matches<Traits>(f, e, parts); });
             lk.lock();
         }
         dispatching_ = false;
@@ -129,8 +126,7 @@ private:
 ///   under a shared lock (after catching up with other processes, for the hive);
 /// - `std::uint64_t do_commit(const std::vector<operation>&, std::error_code&, std::string& why)`;
 /// - `subscription do_watch(detail::watch_filter, std::function<void(const change_event&)>)`.
-template <class Derived, class Traits>
-class registry_api {
+template <class Derived, class Traits> class registry_api {
 public:
     using traits_type = Traits;
     using tree_type = detail::registry_tree<Traits>;
@@ -155,9 +151,7 @@ public:
     }
 
     /// Deletes a value. errc::key_not_found / errc::value_not_found if absent.
-    void delete_value(std::string_view path, std::string_view name) {
-        run_one(transaction().delete_value(path, name));
-    }
+    void delete_value(std::string_view path, std::string_view name) { run_one(transaction().delete_value(path, name)); }
     void delete_value(std::string_view path, std::string_view name, std::error_code& ec) {
         run_one(transaction().delete_value(path, name), ec);
     }
@@ -186,14 +180,17 @@ public:
 
     // ---- reads ------------------------------------------------------------------------------
 
-    bool key_exists(std::string_view path) const { return throwing("key_exists", path, [&](auto& ec) { return key_exists(path, ec); }); }
+    bool key_exists(std::string_view path) const {
+        return throwing("key_exists", path, [&](auto& ec) { return key_exists(path, ec); });
+    }
     bool key_exists(std::string_view path, std::error_code& ec) const {
         return with_key<bool>(path, ec, true, [](const auto* n, std::error_code&) { return n != nullptr; });
     }
 
     /// The value `name` of key `path`; errc::key_not_found / errc::value_not_found if absent.
     value get_value(std::string_view path, std::string_view name) const {
-        return throwing("get_value", path, [&](auto& ec) { return get_value(path, name, ec); }, name);
+        return throwing(
+            "get_value", path, [&](auto& ec) { return get_value(path, name, ec); }, name);
     }
     value get_value(std::string_view path, std::string_view name, std::error_code& ec) const {
         return with_key<value>(path, ec, false, [&](const auto* n, std::error_code& e) -> value {
@@ -223,7 +220,8 @@ public:
         return with_key<std::vector<std::string>>(path, ec, false, [](const auto* n, std::error_code&) {
             std::vector<std::string> out;
             out.reserve(n->children.size());
-            for (auto& [k, c] : n->children) out.push_back(c->name);
+            for (auto& [k, c] : n->children)
+                out.push_back(c->name);
             return out;
         });
     }
@@ -236,7 +234,8 @@ public:
         return with_key<std::vector<value_entry>>(path, ec, false, [](const auto* n, std::error_code&) {
             std::vector<value_entry> out;
             out.reserve(n->values.size());
-            for (auto& [k, slot] : n->values) out.push_back({slot.name, slot.data});
+            for (auto& [k, slot] : n->values)
+                out.push_back({slot.name, slot.data});
             return out;
         });
     }
@@ -262,9 +261,8 @@ public:
         return throwing("export_subtree", path, [&](auto& ec) { return export_subtree(path, ec); });
     }
     std::string export_subtree(std::string_view path, std::error_code& ec) const {
-        return with_key<std::string>(path, ec, false, [](const auto* n, std::error_code&) {
-            return tree_type::encode_subtree(*n, false);
-        });
+        return with_key<std::string>(
+            path, ec, false, [](const auto* n, std::error_code&) { return tree_type::encode_subtree(*n, false); });
     }
 
     // ---- watches ------------------------------------------------------------------------------
@@ -302,8 +300,7 @@ private:
         self().do_commit(txn.operations(), ec, why);
     }
 
-    template <class F>
-    auto throwing(const char* op, std::string_view path, F&& f, std::string_view name = {}) const {
+    template <class F> auto throwing(const char* op, std::string_view path, F&& f, std::string_view name = {}) const {
         std::error_code ec;
         auto r = f(ec);
         if (ec) {
@@ -345,8 +342,7 @@ public:
     const registry_limits& limits() const noexcept { return tree_.limits(); }
 
     // ---- engine hooks for registry_api ----
-    template <class F>
-    auto read(F&& f) const {
+    template <class F> auto read(F&& f) const {
         std::shared_lock lk(mu_);
         return f(tree_);
     }

@@ -18,7 +18,8 @@ namespace quorumreg {
 struct case_insensitive_traits {
     static void fold(std::string_view in, std::string& out) {
         out.reserve(out.size() + in.size());
-        for (char c : in) out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
+        for (char c : in)
+            out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
     }
 };
 
@@ -29,10 +30,10 @@ struct case_sensitive_traits {
 
 /// Limits enforced on every write and on every decoded input.
 struct registry_limits {
-    std::size_t max_name_length = 255;          ///< bytes per key name
-    std::size_t max_depth = 512;                ///< components per key path
-    std::size_t max_value_name_length = 16383;  ///< bytes per value name (as Windows)
-    std::size_t max_value_size = 1024 * 1024;   ///< bytes per value payload (value::size())
+    std::size_t max_name_length = 255;         ///< bytes per key name
+    std::size_t max_depth = 512;               ///< components per key path
+    std::size_t max_value_name_length = 16383; ///< bytes per value name (as Windows)
+    std::size_t max_value_size = 1024 * 1024;  ///< bytes per value payload (value::size())
 };
 
 /// One operation of a transaction.
@@ -48,10 +49,10 @@ enum class op_kind : std::uint8_t {
 struct operation {
     op_kind kind = op_kind::create_key;
     std::string path;
-    std::string name;       ///< value name (set_value, delete_value)
-    value data;             ///< set_value
+    std::string name;           ///< value name (set_value, delete_value)
+    value data;                 ///< set_value
     std::uint64_t revision = 0; ///< require_revision
-    std::string blob;       ///< replace_subtree
+    std::string blob;           ///< replace_subtree
 };
 
 /// A batch of operations committed atomically: all apply, or none does.
@@ -112,7 +113,7 @@ private:
 
 enum class change_kind : std::uint8_t {
     key_created = 1,
-    key_deleted = 2,      ///< the key and its whole subtree are gone
+    key_deleted = 2, ///< the key and its whole subtree are gone
     value_set = 3,
     value_deleted = 4,
     subtree_replaced = 5, ///< replace_subtree/import: re-read everything under key_path
@@ -145,8 +146,8 @@ enum class watch_scope {
 
 /// Summary of one key.
 struct key_info {
-    std::string name;            ///< stored case
-    std::uint64_t revision = 0;  ///< revision of the last write to this key
+    std::string name;           ///< stored case
+    std::uint64_t revision = 0; ///< revision of the last write to this key
     std::size_t subkey_count = 0;
     std::size_t value_count = 0;
 };

@@ -100,16 +100,16 @@ typedef enum quorumreg_log_level {
 
 /** Services the monitor offers to plugins; valid for the lifetime of the monitor process. */
 typedef struct quorumreg_monitor_services {
-    uint32_t struct_size;  /**< sizeof(quorumreg_monitor_services) of the monitor's build */
-    uint32_t api_version;  /**< the monitor's QUORUMREG_RESOURCE_API_VERSION */
+    uint32_t struct_size; /**< sizeof(quorumreg_monitor_services) of the monitor's build */
+    uint32_t api_version; /**< the monitor's QUORUMREG_RESOURCE_API_VERSION */
     /** Writes one line to the monitor's log (stderr of the monitor). Thread-safe. */
     void (*log)(int level, const char* type_name, const char* message);
 } quorumreg_monitor_services;
 
 /** The entry points of one resource type (version 1). */
 typedef struct quorumreg_resource_functions {
-    uint32_t struct_size;  /**< sizeof(quorumreg_resource_functions) as the plugin was built */
-    uint32_t api_version;  /**< ABI version this table follows (<= the monitor's) */
+    uint32_t struct_size; /**< sizeof(quorumreg_resource_functions) as the plugin was built */
+    uint32_t api_version; /**< ABI version this table follows (<= the monitor's) */
     /** Opens a resource: allocate state, parse parameters; must not bring it online.
      *  Returns NULL on failure. `parameters` is the resource's opaque parameter string. */
     quorumreg_resource_t (*open)(const char* resource_name, const char* parameters);

@@ -70,7 +70,9 @@ namespace quorumreg {
 ///     ... // the application proper
 /// }
 /// @endcode
-inline std::optional<int> run_monitor_if_requested(int argc, char** argv) { return detail::run_monitor_main(argc, argv); }
+inline std::optional<int> run_monitor_if_requested(int argc, char** argv) {
+    return detail::run_monitor_main(argc, argv);
+}
 
 /// Observable resource states (the WSFC set that matters here).
 enum class resource_state { offline, online_pending, online, offline_pending, failed };
@@ -89,30 +91,30 @@ inline const char* to_string(resource_state s) noexcept {
 
 /// A resource to host.
 struct resource_spec {
-    std::string name;       ///< unique (ASCII case-insensitive) within the controller
-    std::string type;       ///< a registered resource type name
-    std::string parameters; ///< opaque string handed to the plugin's open() (<= 3000 bytes)
+    std::string name;         ///< unique (ASCII case-insensitive) within the controller
+    std::string type;         ///< a registered resource type name
+    std::string parameters;   ///< opaque string handed to the plugin's open() (<= 3000 bytes)
     bool own_monitor = false; ///< host it in a monitor of its own (MSCS SeparateMonitor)
 };
 
 /// A resource's observable status.
 struct resource_status {
     std::string name;
-    std::string type;            ///< the type name; never empty, whatever happened to the library
-    std::string library;         ///< as last resolved from the store
-    std::string library_sha256;  ///< as last resolved from the store
+    std::string type;                 ///< the type name; never empty, whatever happened to the library
+    std::string library;              ///< as last resolved from the store
+    std::string library_sha256;       ///< as last resolved from the store
     store_revision type_revision = 0; ///< store revision of the registration last resolved
     resource_state state = resource_state::offline;
     resource_state target = resource_state::offline; ///< online or offline: what the user asked for
-    std::error_code error;       ///< why it is failed or being restored (empty when healthy)
-    std::string reason;          ///< the same in words
-    std::error_code last_failure;///< the most recent failure, kept after recovery
+    std::error_code error;                           ///< why it is failed or being restored (empty when healthy)
+    std::string reason;                              ///< the same in words
+    std::error_code last_failure;                    ///< the most recent failure, kept after recovery
     std::string last_failure_reason;
-    std::uint64_t monitor = 0;   ///< id of the hosting monitor (0: none)
+    std::uint64_t monitor = 0; ///< id of the hosting monitor (0: none)
     int monitor_pid = 0;
     bool dedicated_monitor = false; ///< hosted in a monitor of its own (requested or isolated)
-    unsigned restarts = 0;       ///< restarts counted within the current restart period
-    unsigned recoveries = 0;     ///< times re-hosted because its monitor died
+    unsigned restarts = 0;          ///< restarts counted within the current restart period
+    unsigned recoveries = 0;        ///< times re-hosted because its monitor died
 };
 
 /// A monitor process as seen by the controller.
@@ -195,7 +197,8 @@ public:
                     std::chrono::milliseconds timeout);
     /// Waits until the resource is in `state`.
     bool wait_for(std::string_view name, resource_state state, std::chrono::milliseconds timeout) {
-        return wait_until(name, [state](const resource_status& s) { return s.state == state; }, timeout);
+        return wait_until(
+            name, [state](const resource_status& s) { return s.state == state; }, timeout);
     }
 
     /// Calls the plugin's optional `control` entry point for the resource and returns its output
@@ -267,7 +270,7 @@ private:
         std::set<std::string> deadlocked; ///< folded resource names whose call timed out
         std::string deadlocked_type;      ///< type whose load timed out
         bool reaped = false;
-        bool retiring = false;            ///< idle, asked to shut down: takes no new resources
+        bool retiring = false; ///< idle, asked to shut down: takes no new resources
         std::optional<clock::time_point> idle_since;
         int wait_status = 0;
     };
@@ -277,8 +280,8 @@ private:
         std::string type_fold;
         std::uint64_t wire_id = 0; ///< resource id on the wire
         resource_status st;
-        resource_type_info type;   ///< last resolution from the store
-        std::uint64_t mon = 0;     ///< hosting monitor id (0: none)
+        resource_type_info type; ///< last resolution from the store
+        std::uint64_t mon = 0;   ///< hosting monitor id (0: none)
         std::uint64_t inflight = 0;
         bool opened = false;
         bool waiting_load = false;
@@ -290,8 +293,7 @@ private:
         std::deque<control_req> controls;          ///< control() calls waiting for their turn
     };
 
-    template <class F>
-    auto on_engine(F&& f) -> decltype(f()) {
+    template <class F> auto on_engine(F&& f) -> decltype(f()) {
         if (std::this_thread::get_id() == engine_id_) return f();
         using R = decltype(f());
         auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(f));
@@ -311,8 +313,7 @@ private:
         thread_local std::string d;
         return d;
     }
-    template <class F>
-    auto thrown(const char* op, std::string_view name, F&& f) {
+    template <class F> auto thrown(const char* op, std::string_view name, F&& f) {
         std::error_code ec;
         detail_().clear();
         auto r = f(ec);
@@ -417,7 +418,8 @@ inline void monitor_controller::engine_loop() {
             inbox_->cv.wait_for(lk, opts_.supervision_interval, [&] { return !inbox_->jobs.empty(); });
             jobs.swap(inbox_->jobs);
         }
-        for (auto& j : jobs) j();
+        for (auto& j : jobs)
+            j();
         supervise();
     }
 }
@@ -464,7 +466,6 @@ inline void monitor_controller::io_loop(std::shared_ptr<monitor_io> io, std::sha
     io->exited = true;
 }
 
-
 inline void monitor_controller::publish(res_rec& r) {
     resource_status copy = r.st;
     {
@@ -490,7 +491,8 @@ inline void monitor_controller::set_state(res_rec& r, resource_state s, std::err
 // the resource is failed with the reason until someone calls online() again.
 inline void monitor_controller::fail_hard(res_rec& r, std::error_code ec, std::string reason) {
     fail_controls(r, ec, reason);
-    if (auto* m = find_mon(r.mon); m && r.opened && !r.inflight) send(*m, &r, kind::terminate, r.type_fold, r.type.deadlock_timeout);
+    if (auto* m = find_mon(r.mon); m && r.opened && !r.inflight)
+        send(*m, &r, kind::terminate, r.type_fold, r.type.deadlock_timeout);
     set_state(r, resource_state::failed, ec, std::move(reason));
 }
 
@@ -498,7 +500,8 @@ inline void monitor_controller::fail_hard(res_rec& r, std::error_code ec, std::s
 // monitor): restart under the policy (threshold within period), else failed.
 inline void monitor_controller::failure(res_rec& r, std::error_code ec, const std::string& reason) {
     auto now = clock::now();
-    while (!r.restart_times.empty() && now - r.restart_times.front() > opts_.restart_period) r.restart_times.pop_front();
+    while (!r.restart_times.empty() && now - r.restart_times.front() > opts_.restart_period)
+        r.restart_times.pop_front();
     r.st.restarts = static_cast<unsigned>(r.restart_times.size());
     if (r.restart_times.size() >= opts_.restart_threshold) {
         fail_hard(r, ec,
@@ -543,7 +546,7 @@ inline std::uint64_t monitor_controller::send(mon_rec& m, res_rec* r, kind k, co
 }
 
 inline monitor_controller::mon_rec* monitor_controller::monitor_for(const std::string& role, std::error_code& ec,
-                                                                     std::string& why) {
+                                                                    std::string& why) {
     for (auto& [id, m] : mons_) {
         (void)id;
         if (m.role == role && !m.killed && !m.reaped && !m.retiring) return &m;
@@ -597,7 +600,8 @@ inline void monitor_controller::stop_io(mon_rec& m) {
     // the dead monitor died holding a queue mutex, in which case it is abandoned (it owns its
     // state through shared_ptr and never touches the controller again).
     auto until = clock::now() + std::chrono::milliseconds(1000);
-    while (!m.io->exited && clock::now() < until) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    while (!m.io->exited && clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
     if (m.io->exited)
         m.io->thread.join();
     else
@@ -673,8 +677,8 @@ inline void monitor_controller::drive(res_rec& r) {
         }
         store_down_until_.reset();
         if (ec) {
-            return fail_hard(r, ec,
-                             "resource type \"" + r.spec.type + "\" cannot be resolved from the store: " + ec.message());
+            return fail_hard(
+                r, ec, "resource type \"" + r.spec.type + "\" cannot be resolved from the store: " + ec.message());
         }
         r.type = t;
         r.st.library = t.library;
@@ -709,11 +713,13 @@ inline void monitor_controller::drive(res_rec& r) {
         }
         slot.waiters.push_back(r.fold);
         r.waiting_load = true;
-        if (r.st.state != resource_state::online_pending) set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+        if (r.st.state != resource_state::online_pending)
+            set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
         return;
     }
     if (!r.opened) {
-        if (r.st.state != resource_state::online_pending) set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+        if (r.st.state != resource_state::online_pending)
+            set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
         send(*m, &r, kind::open, r.type_fold, tmo, r.type.name, r.spec.name, r.spec.parameters);
         return;
     }
@@ -723,7 +729,8 @@ inline void monitor_controller::drive(res_rec& r) {
         return;
     }
     if (r.st.state != resource_state::online) {
-        if (r.st.state != resource_state::online_pending) set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+        if (r.st.state != resource_state::online_pending)
+            set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
         send(*m, &r, kind::online, r.type_fold, tmo);
     }
 }
@@ -790,8 +797,7 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
             (r->st.state == resource_state::online || r->st.state == resource_state::online_pending))
             set_state(*r, resource_state::offline);
         return drive(*r);
-    case kind::control:
-        return drive(*r);
+    case kind::control: return drive(*r);
     case kind::close:
         r->opened = false;
         if (r->removing) return erase_resource(*r);
@@ -814,8 +820,7 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
         }
         return failure(*r, ec ? ec : make_error_code(errc::resource_failed),
                        "IsAlive reported the resource is not alive" + (rep.a.empty() ? std::string() : ": " + rep.a));
-    default:
-        return;
+    default: return;
     }
 }
 
@@ -852,10 +857,13 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
         // is often in flight by coincidence.
         std::set<std::uint64_t> executing;
         if (m->io && m->io->ch)
-            for (auto req : m->io->ch->executing()) executing.insert(req);
-        bool precise = std::any_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return executing.count(c.first) > 0; });
+            for (auto req : m->io->ch->executing())
+                executing.insert(req);
+        bool precise =
+            std::any_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return executing.count(c.first) > 0; });
         auto is_poll = [](kind k) { return k == kind::looks_alive || k == kind::is_alive; };
-        bool only_polls = std::all_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return is_poll(c.second.what); });
+        bool only_polls =
+            std::all_of(m->calls.begin(), m->calls.end(), [&](auto& c) { return is_poll(c.second.what); });
         for (auto& [req, pc] : m->calls) {
             if (precise ? executing.count(req) == 0 : (!only_polls && is_poll(pc.what))) continue;
             if (!pc.res.empty()) blamed_res.insert(pc.res);
@@ -879,7 +887,8 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
     for (auto& t : blamed_types) {
         auto& q = type_crashes_[t];
         q.push_back(now);
-        while (!q.empty() && now - q.front() > opts_.restart_period) q.pop_front();
+        while (!q.empty() && now - q.front() > opts_.restart_period)
+            q.pop_front();
         if (q.size() >= opts_.isolate_after_crashes) isolated_types_.insert(t);
     }
     for (auto& [req, pc] : m->calls) {
@@ -915,7 +924,8 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
         if (blamed_res.count(f)) {
             auto c = blamed_call.find(f);
             failure(*r, cause,
-                    why + (c != blamed_call.end() ? std::string(" during ") + detail::monitor_msg_name(c->second) : std::string()));
+                    why + (c != blamed_call.end() ? std::string(" during ") + detail::monitor_msg_name(c->second)
+                                                  : std::string()));
             continue;
         }
         if (r->st.state == resource_state::failed) {
@@ -923,7 +933,8 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
             continue;
         }
         if (r->st.target == resource_state::online) {
-            set_state(*r, resource_state::online_pending, make_error_code(cause), why + "; re-hosting in a new monitor");
+            set_state(*r, resource_state::online_pending, make_error_code(cause),
+                      why + "; re-hosting in a new monitor");
         } else {
             set_state(*r, resource_state::offline);
         }
@@ -976,7 +987,8 @@ inline void monitor_controller::supervise() {
             break;
         }
     }
-    for (auto id : dead) on_monitor_death(id);
+    for (auto id : dead)
+        on_monitor_death(id);
     if (!shutting_down_) {
         std::set<std::uint64_t> busy;
         for (auto& [f, r] : res_) {
@@ -1174,7 +1186,8 @@ inline std::vector<resource_status> monitor_controller::statuses() {
     return out;
 }
 
-inline bool monitor_controller::wait_until(std::string_view name, const std::function<bool(const resource_status&)>& pred,
+inline bool monitor_controller::wait_until(std::string_view name,
+                                           const std::function<bool(const resource_status&)>& pred,
                                            std::chrono::milliseconds timeout) {
     auto f = fold(name);
     std::unique_lock lk(snap_mu_);
@@ -1197,15 +1210,16 @@ inline void monitor_controller::pump_controls(res_rec& r) {
 inline void monitor_controller::fail_controls(res_rec& r, std::error_code ec, const std::string& why) {
     auto pending = std::move(r.controls);
     r.controls.clear();
-    for (auto& c : pending) c.done(ec, why);
+    for (auto& c : pending)
+        c.done(ec, why);
 }
 
 // Queues of monitors whose controller died without cleaning up (kill -9 of the application)
 // would stay in /dev/shm forever: remove those whose creating process is gone.
 inline void monitor_controller::remove_stale_queues() {
     std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec); !ec && it != std::filesystem::directory_iterator();
-         it.increment(ec)) {
+    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
         auto name = it->path().filename().string();
         if (name.rfind("qrmon.", 0) != 0) continue;
         auto dot = name.find('.', 6);

@@ -47,28 +47,28 @@ enum resource_type_flag : std::uint32_t {
 
 /// One registered resource type, as stored in the cluster store.
 struct resource_type_info {
-    std::string name;          ///< type name, stored case; compared ASCII case-insensitively
-    std::string library;       ///< absolute path of the plugin library, the same on every node
-    std::string display_name;  ///< for people; defaults to `name`
-    std::string sha256;        ///< lower-case hex; computed at registration (if given, must match)
+    std::string name;         ///< type name, stored case; compared ASCII case-insensitively
+    std::string library;      ///< absolute path of the plugin library, the same on every node
+    std::string display_name; ///< for people; defaults to `name`
+    std::string sha256;       ///< lower-case hex; computed at registration (if given, must match)
     std::chrono::milliseconds looks_alive_interval{5000}; ///< WSFC default 5 s
     std::chrono::milliseconds is_alive_interval{60000};   ///< WSFC default 60 s
     /// A plugin call running longer gets its monitor killed. WSFC uses 5 minutes; quorumreg
     /// defaults to 60 s so a hung plugin is recovered in a minute, not five.
     std::chrono::milliseconds deadlock_timeout{60000};
-    std::uint32_t flags = 0;   ///< resource_type_flag bits
-    std::string registered_by; ///< node that registered it
+    std::uint32_t flags = 0;     ///< resource_type_flag bits
+    std::string registered_by;   ///< node that registered it
     store_revision revision = 0; ///< the record's mod_revision in the store (filled on read)
 };
 
 /// One node's check of a type's library: does the file there load and match the registered hash?
 struct node_verification {
     std::string node;
-    std::error_code result;        ///< empty: loads and matches; else plugin_missing, plugin_hash_mismatch, ...
-    std::string message;           ///< the reason in words
-    std::string observed_sha256;   ///< hash of the node's file (empty if unreadable)
-    std::string registered_sha256; ///< registration hash the node checked against
-    std::int64_t checked_at_ms = 0;///< Unix time of the check, milliseconds
+    std::error_code result;         ///< empty: loads and matches; else plugin_missing, plugin_hash_mismatch, ...
+    std::string message;            ///< the reason in words
+    std::string observed_sha256;    ///< hash of the node's file (empty if unreadable)
+    std::string registered_sha256;  ///< registration hash the node checked against
+    std::int64_t checked_at_ms = 0; ///< Unix time of the check, milliseconds
     /// True when the check succeeded against the hash the type is registered with now.
     bool current = false;
     bool ok() const noexcept { return !result && current; }
@@ -161,8 +161,7 @@ public:
     }
 
 private:
-    template <class F>
-    auto thrown(const char* op, std::string_view name, F&& f) {
+    template <class F> auto thrown(const char* op, std::string_view name, F&& f) {
         std::error_code ec;
         detail_().clear();
         auto r = f(ec);
@@ -182,7 +181,9 @@ private:
         detail_() = std::move(why);
         return ec;
     }
-    std::string verification_key(std::string_view name) const { return opts_.verification_prefix + fold(name) + "/" + opts_.node_id; }
+    std::string verification_key(std::string_view name) const {
+        return opts_.verification_prefix + fold(name) + "/" + opts_.node_id;
+    }
     static std::string encode_verification(const node_verification& v);
     static bool decode_verification(std::string_view bytes, node_verification& v);
 
@@ -204,7 +205,8 @@ inline resource_type_registry::resource_type_registry(quorum_store& store, type_
 inline std::string resource_type_registry::fold(std::string_view name) {
     std::string f;
     f.reserve(name.size());
-    for (char c : name) f.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
+    for (char c : name)
+        f.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
     return f;
 }
 
@@ -271,7 +273,8 @@ inline std::string_view open_record(std::uint32_t magic, std::string_view bytes,
     return bytes.substr(5, bytes.size() - 9);
 }
 inline std::int64_t unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 } // namespace detail
 

@@ -137,13 +137,15 @@ class service_action {
 public:
     service_action() = default;
     template <class F>
-        requires(!std::same_as<std::remove_cvref_t<F>, service_action> && std::invocable<std::decay_t<F>&>)
-    service_action(F&& f) { // NOLINT(google-explicit-constructor,bugprone-forwarding-reference-overload): written inline; constrained
+    requires(!std::same_as<std::remove_cvref_t<F>, service_action> && std::invocable<std::decay_t<F>&>)
+        service_action(F&& f) { // NOLINT(google-explicit-constructor,bugprone-forwarding-reference-overload): written
+                                // inline; constrained
         using R = std::invoke_result_t<std::decay_t<F>&>;
         if constexpr (std::is_void_v<R>) {
             fn_ = std::forward<F>(f);
         } else {
-            static_assert(requires(R r) { r.get(); }, "an action returns void or a future");
+            static_assert(
+                requires(R r) { r.get(); }, "an action returns void or a future");
             fn_ = [g = std::decay_t<F>(std::forward<F>(f))]() mutable { g().get(); };
         }
     }
@@ -193,7 +195,7 @@ inline std::ostream& operator<<(std::ostream& os, const service_event& e) {
 
 /// Controller-wide settings.
 struct controller_options {
-    std::size_t threads = 4; ///< worker threads running actions (at least 1)
+    std::size_t threads = 4;                ///< worker threads running actions (at least 1)
     std::shared_ptr<service_clock> clock{}; ///< default: steady_service_clock
 };
 
@@ -334,9 +336,11 @@ public:
     }
     /// Non-throwing form; errc::not_found if there was no such dependency.
     void remove_dependency(const std::string& dependent, const std::string& dependency, std::error_code& ec) {
-        edit([&] {
-            if (graph_.remove_dependency(dependent, dependency) == 0) ec = make_error_code(errc::not_found);
-        }, ec);
+        edit(
+            [&] {
+                if (graph_.remove_dependency(dependent, dependency) == 0) ec = make_error_code(errc::not_found);
+            },
+            ec);
     }
 
     /// Names the replication service. Every service declared with
@@ -474,7 +478,8 @@ public:
     std::vector<std::string> services() const {
         std::lock_guard lk(mu_);
         std::vector<std::string> out;
-        for (auto& [n, s] : svcs_) out.push_back(n);
+        for (auto& [n, s] : svcs_)
+            out.push_back(n);
         std::sort(out.begin(), out.end());
         return out;
     }
@@ -495,15 +500,15 @@ private:
         std::string root_reason; // and what it was
         std::deque<time_point> restarts;
         time_point deadline{};
-        std::uint64_t gen = 0; // bumped per launched action; stale completions are ignored
+        std::uint64_t gen = 0;     // bumped per launched action; stale completions are ignored
         std::uint64_t gen_job = 0; // the operation that last launched or failed it
     };
 
     /// Bookkeeping of one operation (under mu_).
     struct job {
-        std::vector<std::string> order;              // wanted services, in the order they were wanted
+        std::vector<std::string> order; // wanted services, in the order they were wanted
         std::unordered_set<std::string> wanted;
-        std::unordered_set<std::string> terminal;    // failed during this operation: not retried
+        std::unordered_set<std::string> terminal;                         // failed during this operation: not retried
         std::unordered_map<std::string, std::vector<std::size_t>> choice; // OR-group member in use
         std::vector<std::string> targets;
         void want(const std::string& n) {
@@ -528,8 +533,7 @@ private:
         return std::unique_lock(job_mu_);
     }
 
-    template <class F>
-    void edit(F&& f, std::error_code& ec) {
+    template <class F> void edit(F&& f, std::error_code& ec) {
         auto jl = job_lock(ec);
         if (ec) return;
         std::lock_guard lk(mu_);
@@ -540,10 +544,12 @@ private:
                     const std::vector<std::string>& members, const std::vector<std::string>& cycle) const {
         if (!ec) return;
         std::string s = std::string(op) + " \"" + dependent + "\" on ";
-        for (std::size_t i = 0; i < members.size(); ++i) s += (i ? " or \"" : "\"") + members[i] + "\"";
+        for (std::size_t i = 0; i < members.size(); ++i)
+            s += (i ? " or \"" : "\"") + members[i] + "\"";
         if (!cycle.empty()) {
             s += ": would create the cycle ";
-            for (std::size_t i = 0; i < cycle.size(); ++i) s += (i ? " -> " : "") + cycle[i];
+            for (std::size_t i = 0; i < cycle.size(); ++i)
+                s += (i ? " -> " : "") + cycle[i];
         }
         throw error(ec, s);
     }
@@ -632,8 +638,10 @@ private:
                     svc& t = it->second;
                     auto pending = starting ? service_state::online_pending : service_state::offline_pending;
                     if (t.state == pending) {
-                        if (ec) fail(name, t, ec, std::string(starting ? "start failed: " : "stop failed: ") + why);
-                        else set_state(name, t, starting ? service_state::online : service_state::offline);
+                        if (ec)
+                            fail(name, t, ec, std::string(starting ? "start failed: " : "stop failed: ") + why);
+                        else
+                            set_state(name, t, starting ? service_state::online : service_state::offline);
                     }
                 }
             }
@@ -762,7 +770,8 @@ private:
     /// Runs a start job until its targets are online or failed and nothing it launched is
     /// still pending (mu_ held through lk).
     void run_start(job& j, std::unique_lock<std::mutex>& lk) {
-        for (auto& t : j.targets) j.want(t);
+        for (auto& t : j.targets)
+            j.want(t);
         while (true) {
             check_timeouts();
             auto done = [&](const std::string& n) {
@@ -872,8 +881,10 @@ private:
                 }
                 if (blocked) continue;
                 handled.insert(n);
-                if (s.state == service_state::online) launch(n, s, false);
-                else set_state(n, s, service_state::offline); // failed: nothing runs; clear it
+                if (s.state == service_state::online)
+                    launch(n, s, false);
+                else
+                    set_state(n, s, service_state::offline); // failed: nothing runs; clear it
             }
             bool busy = std::any_of(set.begin(), set.end(), [&](const std::string& n) {
                 auto it = svcs_.find(n);
@@ -910,8 +921,10 @@ private:
             job j;
             j.targets = {name};
             run_start(j, lk);
-            if (svcs_.at(name).state == service_state::online) ec.clear();
-            else result_of(name, ec, why);
+            if (svcs_.at(name).state == service_state::online)
+                ec.clear();
+            else
+                result_of(name, ec, why);
         }
         drain_events(true);
     }
@@ -927,8 +940,10 @@ private:
             }
             ++job_id_;
             run_stop(stop_set({name}), lk);
-            if (svcs_.at(name).state == service_state::offline) ec.clear();
-            else result_of(name, ec, why);
+            if (svcs_.at(name).state == service_state::offline)
+                ec.clear();
+            else
+                result_of(name, ec, why);
         }
         drain_events(true);
     }
@@ -954,8 +969,10 @@ private:
             } else {
                 ++job_id_;
                 run_start(j, lk);
-                if (svcs_.at(name).state == service_state::online) ec.clear();
-                else result_of(name, ec, why);
+                if (svcs_.at(name).state == service_state::online)
+                    ec.clear();
+                else
+                    result_of(name, ec, why);
             }
         }
         drain_events(true);
@@ -970,7 +987,8 @@ private:
         fail(name, s, make_error_code(errc::resource_failed), reason);
         auto now = clock_->now();
         const auto& pol = s.def.options.restart;
-        while (!s.restarts.empty() && now - s.restarts.front() >= pol.period) s.restarts.pop_front();
+        while (!s.restarts.empty() && now - s.restarts.front() >= pol.period)
+            s.restarts.pop_front();
         auto set = stop_set({name});
         job j;
         for (auto& n : set)

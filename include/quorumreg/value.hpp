@@ -86,7 +86,8 @@ public:
         case value_type::expand_string: return std::get<std::string>(data_).size();
         case value_type::multi_string: {
             std::size_t n = 0;
-            for (auto& s : std::get<strings>(data_)) n += s.size() + 1;
+            for (auto& s : std::get<strings>(data_))
+                n += s.size() + 1;
             return n;
         }
         case value_type::dword: return 4;
@@ -96,23 +97,18 @@ public:
         return 0;
     }
 
-    friend bool operator==(const value& a, const value& b) noexcept {
-        return a.type_ == b.type_ && a.data_ == b.data_;
-    }
+    friend bool operator==(const value& a, const value& b) noexcept { return a.type_ == b.type_ && a.data_ == b.data_; }
 
 private:
     using storage = std::variant<std::string, strings, std::uint32_t, std::uint64_t, bytes>;
-    template <class T>
-    value(value_type t, T&& v) : type_(t), data_(std::forward<T>(v)) {}
+    template <class T> value(value_type t, T&& v) : type_(t), data_(std::forward<T>(v)) {}
 
-    template <class T>
-    const T& get(const char* wanted) const {
+    template <class T> const T& get(const char* wanted) const {
         if (auto p = std::get_if<T>(&data_)) return *p;
         throw error(errc::type_mismatch,
                     std::string("value read as ") + wanted + " but holds " + std::string(to_string(type_)));
     }
-    template <class T>
-    T get_or(std::error_code& ec) const {
+    template <class T> T get_or(std::error_code& ec) const {
         if (auto p = std::get_if<T>(&data_)) {
             ec.clear();
             return *p;

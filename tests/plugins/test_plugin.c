@@ -76,7 +76,8 @@ static int t_online(quorumreg_resource_t h) {
         snprintf(path, sizeof path, "%s/%s.hung", r->dir, r->name);
         int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         if (fd >= 0) close(fd);
-        for (;;) pause();
+        for (;;)
+            pause();
     }
 #endif
     return marker(r, "online-fail") ? QUORUMREG_STATUS_FAILED : QUORUMREG_STATUS_OK;
@@ -100,8 +101,8 @@ static int t_is_alive(quorumreg_resource_t h) {
 }
 
 /* Control code 1 echoes "<name>:<input>"; every other code is unsupported. */
-static int t_control(quorumreg_resource_t h, uint32_t code, const void* in, size_t in_size, void* out,
-                     size_t out_size, size_t* out_written) {
+static int t_control(quorumreg_resource_t h, uint32_t code, const void* in, size_t in_size, void* out, size_t out_size,
+                     size_t* out_written) {
     test_resource* r = (test_resource*)h;
     note(r, "control");
     if (code != 1) return QUORUMREG_STATUS_UNSUPPORTED;
@@ -114,9 +115,16 @@ static int t_control(quorumreg_resource_t h, uint32_t code, const void* in, size
     return QUORUMREG_STATUS_OK;
 }
 
-static const quorumreg_resource_functions table = {
-    sizeof(quorumreg_resource_functions), QUORUMREG_RESOURCE_API_VERSION,
-    t_open, t_close, t_online, t_offline, t_terminate, t_looks_alive, t_is_alive, t_control};
+static const quorumreg_resource_functions table = {sizeof(quorumreg_resource_functions),
+                                                   QUORUMREG_RESOURCE_API_VERSION,
+                                                   t_open,
+                                                   t_close,
+                                                   t_online,
+                                                   t_offline,
+                                                   t_terminate,
+                                                   t_looks_alive,
+                                                   t_is_alive,
+                                                   t_control};
 
 #if QR_PLUGIN_KIND == 1
 #define QR_TYPE "GoodType"
@@ -138,8 +146,8 @@ __attribute__((constructor)) static void crash_on_load_if_asked(void) {
 #endif
 
 #if QR_PLUGIN_KIND != 5
-QUORUMREG_RESOURCE_EXPORT const quorumreg_resource_functions* quorumreg_resource_startup(
-    uint32_t api_version, const char* type_name, const quorumreg_monitor_services* services) {
+QUORUMREG_RESOURCE_EXPORT const quorumreg_resource_functions*
+quorumreg_resource_startup(uint32_t api_version, const char* type_name, const quorumreg_monitor_services* services) {
     (void)services;
     if (api_version < 1 || !type_name || strcasecmp(type_name, QR_TYPE) != 0) return NULL;
     return &table;

@@ -27,10 +27,12 @@ public:
     explicit byte_writer(std::string& out) : out_(out) {}
     void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
     void u32le(std::uint32_t v) {
-        for (int i = 0; i < 4; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+        for (int i = 0; i < 4; ++i)
+            out_.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
     }
     void u64le(std::uint64_t v) {
-        for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+        for (int i = 0; i < 8; ++i)
+            out_.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
     }
     void varint(std::uint64_t v) {
         while (v >= 0x80) {
@@ -58,7 +60,10 @@ public:
     bool ok() const noexcept { return ok_; }
     std::size_t remaining() const noexcept { return in_.size() - pos_; }
     std::size_t position() const noexcept { return pos_; }
-    void fail() noexcept { ok_ = false; pos_ = in_.size(); }
+    void fail() noexcept {
+        ok_ = false;
+        pos_ = in_.size();
+    }
 
     std::uint8_t u8() noexcept {
         if (!need(1)) return 0;
@@ -67,13 +72,15 @@ public:
     std::uint32_t u32le() noexcept {
         if (!need(4)) return 0;
         std::uint32_t v = 0;
-        for (int i = 0; i < 4; ++i) v |= std::uint32_t(static_cast<std::uint8_t>(in_[pos_++])) << (8 * i);
+        for (int i = 0; i < 4; ++i)
+            v |= std::uint32_t(static_cast<std::uint8_t>(in_[pos_++])) << (8 * i);
         return v;
     }
     std::uint64_t u64le() noexcept {
         if (!need(8)) return 0;
         std::uint64_t v = 0;
-        for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<std::uint8_t>(in_[pos_++])) << (8 * i);
+        for (int i = 0; i < 8; ++i)
+            v |= std::uint64_t(static_cast<std::uint8_t>(in_[pos_++])) << (8 * i);
         return v;
     }
     std::uint64_t varint() noexcept {

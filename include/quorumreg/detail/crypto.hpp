@@ -46,7 +46,8 @@ inline std::string hex_encode(const digest256& d) {
 /// Constant-time comparison of two digests (for MACs).
 inline bool digest_equal(const digest256& a, const digest256& b) noexcept {
     unsigned diff = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned>(a[i] ^ b[i]);
+    for (std::size_t i = 0; i < a.size(); ++i)
+        diff |= static_cast<unsigned>(a[i] ^ b[i]);
     return diff == 0;
 }
 

@@ -145,7 +145,8 @@ inline std::string dir_snapshot_payload(std::uint8_t clock, const store_state& s
     w.varint(static_cast<std::uint64_t>(st.next_lease));
     w.varint(static_cast<std::uint64_t>(history_from));
     w.varint(st.kvs.size());
-    for (const auto& [k, kv] : st.kvs) dir_put_kv(w, kv);
+    for (const auto& [k, kv] : st.kvs)
+        dir_put_kv(w, kv);
     w.varint(st.leases.size());
     for (const auto& [id, l] : st.leases) {
         w.varint(static_cast<std::uint64_t>(id));

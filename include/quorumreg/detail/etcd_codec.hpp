@@ -58,7 +58,8 @@ inline std::optional<std::string> base64_decode(std::string_view in) {
         if (c == '/' || c == '_') return 63;
         return -1;
     };
-    while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+    while (!in.empty() && in.back() == '=')
+        in.remove_suffix(1);
     std::string out;
     out.reserve(in.size() * 3 / 4);
     std::uint32_t acc = 0;
@@ -177,7 +178,8 @@ inline std::string random_id() {
     std::array<unsigned char, 16> b{};
     for (std::size_t i = 0; i < b.size(); i += 8) {
         auto v = gen();
-        for (std::size_t k = 0; k < 8; ++k) b[i + k] = static_cast<unsigned char>(v >> (8 * k));
+        for (std::size_t k = 0; k < 8; ++k)
+            b[i + k] = static_cast<unsigned char>(v >> (8 * k));
     }
     return hex(b.data(), b.size());
 }

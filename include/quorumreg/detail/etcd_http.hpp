@@ -39,7 +39,7 @@ using clock = std::chrono::steady_clock;
 
 /// One member's client URL, split.
 struct endpoint {
-    std::string url;  ///< as given, e.g. "http://127.0.0.1:2379"
+    std::string url; ///< as given, e.g. "http://127.0.0.1:2379"
     std::string host;
     std::string port;
     bool tls = false;
@@ -58,7 +58,8 @@ inline std::optional<endpoint> parse_endpoint(std::string_view url) {
     } else {
         return std::nullopt;
     }
-    while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+    while (!rest.empty() && rest.back() == '/')
+        rest.remove_suffix(1);
     if (rest.empty() || rest.find('/') != std::string_view::npos) return std::nullopt;
     std::string_view host = rest, port = e.tls ? "443" : "80";
     if (rest.front() == '[') { // [v6]:port
@@ -86,9 +87,9 @@ enum class stage { not_sent, sent };
 
 /// Outcome of one HTTP exchange.
 struct http_result {
-    beast::error_code net;   ///< transport failure (timeout: beast::error::timeout)
+    beast::error_code net; ///< transport failure (timeout: beast::error::timeout)
     stage reached = stage::not_sent;
-    unsigned status = 0;     ///< HTTP status when a response arrived
+    unsigned status = 0; ///< HTTP status when a response arrived
     std::string body;
     bool timed_out() const { return net == beast::error::timeout; }
 };
@@ -171,9 +172,9 @@ public:
     /// passes without any bytes. Returns the HTTP status and, for a non-200 answer, its body.
     /// The connection is closed afterwards (a stream is never reused).
     http_result stream(std::string_view target, std::string body,
-                       const std::vector<std::pair<std::string, std::string>>& headers, clock::time_point connect_deadline,
-                       const std::function<bool(std::string_view)>& on_line, const std::function<bool()>& stop,
-                       std::chrono::milliseconds idle_timeout,
+                       const std::vector<std::pair<std::string, std::string>>& headers,
+                       clock::time_point connect_deadline, const std::function<bool(std::string_view)>& on_line,
+                       const std::function<bool()>& stop, std::chrono::milliseconds idle_timeout,
                        std::chrono::milliseconds poll = std::chrono::milliseconds(100)) {
         http_result r;
         if (!is_open()) {
@@ -205,7 +206,8 @@ public:
         parser.on_chunk_body(chunk_cb);
         if (!r.net) {
             lowest().expires_at(connect_deadline);
-            r.net = run([&](auto&& h) { with_stream([&](auto& s) { http::async_read_header(s, buffer_, parser, h); }); });
+            r.net =
+                run([&](auto&& h) { with_stream([&](auto& s) { http::async_read_header(s, buffer_, parser, h); }); });
         }
         if (!r.net) {
             r.status = parser.get().result_int();
@@ -254,16 +256,14 @@ public:
 private:
     beast::tcp_stream& lowest() { return secure_ ? beast::get_lowest_layer(*secure_) : *plain_; }
 
-    template <class F>
-    void with_stream(F&& f) {
+    template <class F> void with_stream(F&& f) {
         if (secure_)
             f(*secure_);
         else
             f(*plain_);
     }
 
-    template <class Start>
-    beast::error_code run(Start&& start) {
+    template <class Start> beast::error_code run(Start&& start) {
         beast::error_code result = asio::error::would_block;
         start([&](beast::error_code ec, auto&&...) { result = ec; });
         ioc_.restart();
@@ -295,7 +295,8 @@ private:
                 return beast::error::timeout;
             }
             if (rec) return rec;
-            for (auto& e : results) addrs.push_back(e.endpoint());
+            for (auto& e : results)
+                addrs.push_back(e.endpoint());
         }
         if (ep_.tls) {
             secure_.emplace(ioc_, *tls_ctx_);
@@ -328,7 +329,8 @@ private:
         req.set(http::field::host, ep_.host + ":" + ep_.port);
         req.set(http::field::content_type, "application/json");
         req.keep_alive(true);
-        for (auto& [k, v] : headers) req.set(k, v);
+        for (auto& [k, v] : headers)
+            req.set(k, v);
         req.body() = std::move(body);
         req.prepare_payload();
         return req;

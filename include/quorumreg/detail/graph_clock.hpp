@@ -28,7 +28,8 @@ public:
     /// Registers `fn` to run whenever the time jumps (a fake clock being advanced), so that a
     /// waiting controller re-checks its deadlines at once. Returns a token for unsubscribe().
     /// A real clock never jumps: the default does nothing.
-    virtual std::uint64_t subscribe(std::function<void()> fn) { // NOLINT(performance-unnecessary-value-param): overriders keep it
+    virtual std::uint64_t
+    subscribe(std::function<void()> fn) { // NOLINT(performance-unnecessary-value-param): overriders keep it
         (void)fn;
         return 0;
     }
@@ -65,7 +66,8 @@ public:
             now_ += d;
             subs = subs_;
         }
-        for (auto& [token, fn] : subs) fn();
+        for (auto& [token, fn] : subs)
+            fn();
     }
     std::uint64_t subscribe(std::function<void()> fn) override {
         std::lock_guard lk(mu_);

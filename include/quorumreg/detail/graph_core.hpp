@@ -94,7 +94,8 @@ public:
             for (node_index d : rdeps_[w]) {
                 if (d == to) {
                     std::vector<node_index> path{to};
-                    for (node_index p = w; p != no_node; p = parent_[p]) path.push_back(p);
+                    for (node_index p = w; p != no_node; p = parent_[p])
+                        path.push_back(p);
                     std::reverse(path.begin(), path.end());
                     return path;
                 }
@@ -121,12 +122,16 @@ public:
         std::sort(fwd_.begin(), fwd_.end(), by_ord);
         std::sort(bwd_.begin(), bwd_.end(), by_ord);
         pos_.clear();
-        for (node_index v : bwd_) pos_.push_back(ord_[v]);
-        for (node_index v : fwd_) pos_.push_back(ord_[v]);
+        for (node_index v : bwd_)
+            pos_.push_back(ord_[v]);
+        for (node_index v : fwd_)
+            pos_.push_back(ord_[v]);
         std::inplace_merge(pos_.begin(), pos_.begin() + static_cast<std::ptrdiff_t>(bwd_.size()), pos_.end());
         std::size_t k = 0;
-        for (node_index v : bwd_) place(v, pos_[k++]);
-        for (node_index v : fwd_) place(v, pos_[k++]);
+        for (node_index v : bwd_)
+            place(v, pos_[k++]);
+        for (node_index v : fwd_)
+            place(v, pos_[k++]);
         return {};
     }
 
@@ -154,12 +159,14 @@ public:
             for (node_index d : rdeps_[order[i]])
                 if (--pending[d] == 0) order.push_back(d);
         if (order.size() == n) {
-            for (std::uint32_t p = 0; p < n; ++p) place(order[p], p);
+            for (std::uint32_t p = 0; p < n; ++p)
+                place(order[p], p);
             return {};
         }
         // Every node left over has a dependency that is left over too: walk until a repeat.
         node_index v = 0;
-        while (pending[v] == 0) ++v;
+        while (pending[v] == 0)
+            ++v;
         std::vector<std::uint32_t> seen_at(n, std::numeric_limits<std::uint32_t>::max());
         std::vector<node_index> walk;
         while (seen_at[v] == std::numeric_limits<std::uint32_t>::max()) {
@@ -181,12 +188,12 @@ public:
     void reorder_group_tail(node_index from, const std::vector<node_index>& ms) {
         auto& list = deps_[from];
         auto base = list.size() - ms.size();
-        for (std::size_t i = 0; i < ms.size(); ++i) list[base + i].target = ms[i];
+        for (std::size_t i = 0; i < ms.size(); ++i)
+            list[base + i].target = ms[i];
     }
 
     /// Removes every edge of `from` whose (group, target) satisfies pred.
-    template <class Pred>
-    std::size_t remove_edges_if(node_index from, Pred pred) {
+    template <class Pred> std::size_t remove_edges_if(node_index from, Pred pred) {
         auto& list = deps_[from];
         std::size_t removed = 0;
         auto out = list.begin();
@@ -205,7 +212,8 @@ public:
 
     /// Drops the node and every edge touching it. Groups that lose their last member vanish.
     void remove_node(node_index v) {
-        for (const graph_edge& e : deps_[v]) erase_one(rdeps_[e.target], v);
+        for (const graph_edge& e : deps_[v])
+            erase_one(rdeps_[e.target], v);
         edges_ -= deps_[v].size();
         deps_[v].clear();
         deps_[v].shrink_to_fit();
@@ -238,9 +246,11 @@ public:
             auto nv = remap[v];
             out.next_group_[nv] = next_group_[v];
             out.deps_[nv] = std::move(deps_[v]);
-            for (auto& e : out.deps_[nv]) e.target = remap[e.target];
+            for (auto& e : out.deps_[nv])
+                e.target = remap[e.target];
             out.rdeps_[nv] = std::move(rdeps_[v]);
-            for (auto& d : out.rdeps_[nv]) d = remap[d];
+            for (auto& d : out.rdeps_[nv])
+                d = remap[d];
         }
         std::uint32_t p = 0;
         for (node_index v : order_) {
@@ -274,12 +284,12 @@ private:
         }
     }
 
-    std::vector<std::vector<graph_edge>> deps_; // dependent -> its dependencies, in declared order
+    std::vector<std::vector<graph_edge>> deps_;  // dependent -> its dependencies, in declared order
     std::vector<std::vector<node_index>> rdeps_; // dependency -> dependents (one entry per edge)
     std::vector<std::uint8_t> alive_;
     std::vector<std::uint32_t> next_group_;
-    std::vector<std::uint32_t> ord_;  // node -> position in the topological order
-    std::vector<node_index> order_;   // position -> node
+    std::vector<std::uint32_t> ord_; // node -> position in the topological order
+    std::vector<node_index> order_;  // position -> node
     // Scratch for order_for_edge (reused to avoid allocation per insertion).
     std::vector<std::uint32_t> mark_;
     std::vector<node_index> parent_;

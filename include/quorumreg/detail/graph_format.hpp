@@ -16,10 +16,9 @@ namespace quorumreg {
 ///     std::string operator()(const my_id& id) const { return id.name; }
 /// };
 /// @endcode
-template <class Id>
-struct id_formatter {
+template <class Id> struct id_formatter {
     std::string operator()(const Id& id) const {
-        if constexpr (requires(std::ostream& os, const Id& i) { os << i; }) {
+        if constexpr (requires(std::ostream & os, const Id& i) { os << i; }) {
             std::ostringstream os;
             os << id;
             return os.str();
@@ -32,8 +31,7 @@ struct id_formatter {
 namespace detail {
 
 /// Formats `id`; falls back to `#index` when the formatter produced nothing.
-template <class Id>
-std::string format_id(const Id& id, std::size_t index) {
+template <class Id> std::string format_id(const Id& id, std::size_t index) {
     std::string s = id_formatter<Id>{}(id);
     if (s.empty()) {
         s.assign(1, '#');

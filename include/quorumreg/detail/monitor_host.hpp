@@ -46,7 +46,8 @@ inline void monitor_log(int level, const char* type_name, const char* message) {
     static const char* names[] = {"error", "warning", "info", "debug"};
     std::lock_guard lk(mu);
     std::fprintf(stderr, "[quorumreg_monitor %d] %s %s: %s\n", static_cast<int>(::getpid()),
-                 (level >= 0 && level <= 3) ? names[level] : "log", type_name ? type_name : "-", message ? message : "");
+                 (level >= 0 && level <= 3) ? names[level] : "log", type_name ? type_name : "-",
+                 message ? message : "");
 }
 
 inline const quorumreg_monitor_services& monitor_services() {
@@ -68,7 +69,8 @@ inline loaded_plugin load_plugin(const std::string& path, const std::string& typ
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        out.ec = (e == ENOENT || e == ENOTDIR) ? make_error_code(errc::plugin_missing) : make_error_code(errc::plugin_load_failed);
+        out.ec = (e == ENOENT || e == ENOTDIR) ? make_error_code(errc::plugin_missing)
+                                               : make_error_code(errc::plugin_load_failed);
         out.message = "cannot open \"" + path + "\": " + std::generic_category().message(e);
         return out;
     }
@@ -212,7 +214,8 @@ public:
             }
             if (shutting_down_.load() && outbox_empty()) std::_Exit(0);
             if (::getppid() != parent_) std::_Exit(0); // controller gone: nothing to serve
-            idle_sleep = active ? std::chrono::microseconds(100) : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
+            idle_sleep =
+                active ? std::chrono::microseconds(100) : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
             std::this_thread::sleep_for(idle_sleep);
         }
     }
@@ -253,7 +256,8 @@ private:
     }
     static std::string fold(const std::string& s) {
         std::string f;
-        for (char c : s) f.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
+        for (char c : s)
+            f.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
         return f;
     }
     const quorumreg_resource_functions* type_functions(const std::string& type) {
@@ -324,8 +328,7 @@ private:
             h->worker.post([this, h, m] { call(*h, m); });
             return;
         }
-        default:
-            reply(m, errc::invalid_argument, std::string("unexpected message ") + monitor_msg_name(m.kind));
+        default: reply(m, errc::invalid_argument, std::string("unexpected message ") + monitor_msg_name(m.kind));
         }
     }
 
@@ -345,13 +348,9 @@ private:
             int rc = h.fns->offline(h.handle);
             return rc == 0 ? reply(m, {}) : reply(m, errc::resource_failed, "offline returned " + std::to_string(rc));
         }
-        case monitor_msg_kind::terminate:
-            h.fns->terminate(h.handle);
-            return reply(m, {});
-        case monitor_msg_kind::looks_alive:
-            return reply(m, {}, {}, h.fns->looks_alive(h.handle) != 0);
-        case monitor_msg_kind::is_alive:
-            return reply(m, {}, {}, h.fns->is_alive(h.handle) != 0);
+        case monitor_msg_kind::terminate: h.fns->terminate(h.handle); return reply(m, {});
+        case monitor_msg_kind::looks_alive: return reply(m, {}, {}, h.fns->looks_alive(h.handle) != 0);
+        case monitor_msg_kind::is_alive: return reply(m, {}, {}, h.fns->is_alive(h.handle) != 0);
         case monitor_msg_kind::control: {
             if (h.fns->struct_size < sizeof(quorumreg_resource_functions) || !h.fns->control)
                 return reply(m, errc::invalid_argument, "the plugin has no control entry point");
@@ -360,12 +359,12 @@ private:
             int rc = h.fns->control(h.handle, static_cast<std::uint32_t>(m.code), m.b.data(), m.b.size(), out,
                                     sizeof out, &written);
             if (rc == QUORUMREG_STATUS_UNSUPPORTED || rc == QUORUMREG_STATUS_INVALID_ARGUMENT)
-                return reply(m, errc::invalid_argument, "control code " + std::to_string(m.code) + " returned " + std::to_string(rc));
+                return reply(m, errc::invalid_argument,
+                             "control code " + std::to_string(m.code) + " returned " + std::to_string(rc));
             if (rc != 0) return reply(m, errc::resource_failed, "control returned " + std::to_string(rc));
             return reply(m, {}, std::string(out, std::min(written, sizeof out)));
         }
-        default:
-            return reply(m, errc::invalid_argument, "unexpected call");
+        default: return reply(m, errc::invalid_argument, "unexpected call");
         }
     }
 
@@ -388,7 +387,8 @@ inline void close_inherited_fds() {
 #if defined(__GLIBC__) && ((__GLIBC__ > 2) || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
     ::close_range(3, ~0U, 0);
 #else
-    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+    for (int fd = 3; fd < 1024; ++fd)
+        ::close(fd);
 #endif
 }
 

@@ -29,11 +29,11 @@
 
 namespace quorumreg::detail {
 
-inline constexpr std::size_t monitor_max_message = 4096;  ///< bytes per queue message
-inline constexpr std::size_t monitor_queue_capacity = 512; ///< messages per queue
-inline constexpr std::size_t monitor_max_parameters = 3000; ///< resource parameter string limit
-inline constexpr std::size_t monitor_max_control = 1024;    ///< control input/output limit
-inline constexpr std::size_t monitor_board_slots = 4096;   ///< "executing now" slots (one per worker)
+inline constexpr std::size_t monitor_max_message = 4096;            ///< bytes per queue message
+inline constexpr std::size_t monitor_queue_capacity = 512;          ///< messages per queue
+inline constexpr std::size_t monitor_max_parameters = 3000;         ///< resource parameter string limit
+inline constexpr std::size_t monitor_max_control = 1024;            ///< control input/output limit
+inline constexpr std::size_t monitor_board_slots = 4096;            ///< "executing now" slots (one per worker)
 inline constexpr std::uint32_t monitor_protocol_magic = 0x514D4F31; // "QMO1"
 
 enum class monitor_msg_kind : std::uint8_t {
@@ -47,9 +47,9 @@ enum class monitor_msg_kind : std::uint8_t {
     looks_alive = 7,
     is_alive = 8,
     shutdown = 9,
-    control = 10,  ///< code = control code, b = input bytes; the reply's a = output bytes
+    control = 10, ///< code = control code, b = input bytes; the reply's a = output bytes
     // monitor -> controller
-    reply = 32,     ///< code = errc value (0: success), flag = health result, a = message
+    reply = 32, ///< code = errc value (0: success), flag = health result, a = message
     heartbeat = 33,
 };
 
@@ -151,7 +151,8 @@ public:
     static std::string unique_base() {
         static std::atomic<std::uint64_t> counter{0};
         std::random_device rd;
-        return "qrmon." + std::to_string(::getpid()) + "." + std::to_string(++counter) + "." + std::to_string(rd() & 0xFFFFFF);
+        return "qrmon." + std::to_string(::getpid()) + "." + std::to_string(++counter) + "." +
+               std::to_string(rd() & 0xFFFFFF);
     }
 
     ~monitor_channel() {

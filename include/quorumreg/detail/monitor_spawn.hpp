@@ -54,7 +54,8 @@ inline pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, 
     }
     std::vector<char*> args;
     args.reserve(argv.size() + 1);
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (auto& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -159,8 +160,10 @@ inline probe_result probe_plugin(const std::vector<std::string>& command, const 
         char* end = nullptr;
         long code = std::strtol(answer.c_str() + 4, &end, 10);
         std::string msg = end ? std::string(end) : std::string();
-        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-        while (!msg.empty() && msg.front() == ' ') msg.erase(0, 1);
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+            msg.pop_back();
+        while (!msg.empty() && msg.front() == ' ')
+            msg.erase(0, 1);
         out.ec = make_error_code(static_cast<errc>(code));
         out.message = msg;
         return out;

@@ -32,7 +32,8 @@ inline std::error_code split_path(std::string_view path, const registry_limits& 
     std::size_t start = 0;
     while (true) {
         std::size_t end = path.find_first_of("\\/", start);
-        std::string_view part = path.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+        std::string_view part =
+            path.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
         if (part.empty()) return bad(errc::invalid_path, "empty component");
         if (part == "." || part == "..") return bad(errc::invalid_path, "'.' and '..' are not allowed as names");
         if (part.find('\0') != std::string_view::npos) return bad(errc::invalid_path, "NUL in key name");
@@ -54,8 +55,9 @@ inline std::error_code check_value_name(std::string_view name, const registry_li
         return errc::invalid_path;
     }
     if (name.size() > limits.max_value_name_length) {
-        if (why) *why = "value name of " + std::to_string(name.size()) + " bytes (limit " +
-                        std::to_string(limits.max_value_name_length) + ")";
+        if (why)
+            *why = "value name of " + std::to_string(name.size()) + " bytes (limit " +
+                   std::to_string(limits.max_value_name_length) + ")";
         return errc::name_too_long;
     }
     return {};
@@ -76,7 +78,8 @@ inline void encode_value(byte_writer& w, const value& v) {
     case value_type::expand_string: w.str(v.as_string()); break;
     case value_type::multi_string:
         w.varint(v.as_multi_string().size());
-        for (auto& s : v.as_multi_string()) w.str(s);
+        for (auto& s : v.as_multi_string())
+            w.str(s);
         break;
     case value_type::dword: w.u32le(v.as_dword()); break;
     case value_type::qword: w.u64le(v.as_qword()); break;
@@ -98,7 +101,8 @@ inline value decode_value(byte_reader& r) {
         auto n = r.count(1);
         value::strings items;
         items.reserve(static_cast<std::size_t>(n));
-        for (std::uint64_t i = 0; i < n && r.ok(); ++i) items.emplace_back(r.str());
+        for (std::uint64_t i = 0; i < n && r.ok(); ++i)
+            items.emplace_back(r.str());
         return value::multi_string(std::move(items));
     }
     case value_type::dword: return value::dword(r.u32le());
@@ -113,8 +117,7 @@ inline constexpr std::string_view subtree_magic = "QRST";
 inline constexpr std::uint8_t subtree_format_version = 1;
 inline constexpr std::uint8_t subtree_flag_revisions = 1;
 
-template <class Traits>
-class registry_tree {
+template <class Traits> class registry_tree {
 public:
     struct node;
     struct value_slot {
@@ -125,7 +128,7 @@ public:
         std::string name;
         std::uint64_t revision = 0;
         std::map<std::string, std::unique_ptr<node>> children; // by folded name
-        std::map<std::string, value_slot> values;             // by folded name
+        std::map<std::string, value_slot> values;              // by folded name
     };
 
     explicit registry_tree(registry_limits limits = {}) : limits_(limits) {}
@@ -171,9 +174,9 @@ public:
     struct undo_entry {
         enum class kind { restore_value, remove_child, restore_child, restore_revision, swap_contents } k;
         node* target = nullptr;
-        std::string key;                    // folded value or child name
+        std::string key;                     // folded value or child name
         std::optional<value_slot> old_value; // restore_value: nullopt = erase
-        std::unique_ptr<node> detached;     // restore_child / swap_contents
+        std::unique_ptr<node> detached;      // restore_child / swap_contents
         std::uint64_t old_revision = 0;
     };
     using undo_log = std::vector<undo_entry>;
@@ -197,7 +200,8 @@ public:
                 rollback(log);
                 events.resize(first_event);
                 why = describe(ops[i]) + (detail.empty() ? "" : " (" + detail + ")");
-                if (ops.size() > 1) why = "operation " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) + ": " + why;
+                if (ops.size() > 1)
+                    why = "operation " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) + ": " + why;
                 return ec;
             }
         }
@@ -281,8 +285,7 @@ private:
         case op_kind::delete_key: return "delete_key \"" + op.path + "\"";
         case op_kind::set_value: return "set_value \"" + op.path + "\" \"" + op.name + "\"";
         case op_kind::delete_value: return "delete_value \"" + op.path + "\" \"" + op.name + "\"";
-        case op_kind::require_revision:
-            return "require_revision \"" + op.path + "\" == " + std::to_string(op.revision);
+        case op_kind::require_revision: return "require_revision \"" + op.path + "\" == " + std::to_string(op.revision);
         case op_kind::replace_subtree: return "replace_subtree \"" + op.path + "\"";
         }
         return "unknown operation";
@@ -408,7 +411,8 @@ private:
 
     static void set_revisions(node& n, std::uint64_t rev) {
         n.revision = rev;
-        for (auto& [k, c] : n.children) set_revisions(*c, rev);
+        for (auto& [k, c] : n.children)
+            set_revisions(*c, rev);
     }
 
     static void rollback(undo_log& log) {
@@ -416,8 +420,10 @@ private:
             auto& u = *it;
             switch (u.k) {
             case undo_entry::kind::restore_value:
-                if (u.old_value) u.target->values.insert_or_assign(u.key, std::move(*u.old_value));
-                else u.target->values.erase(u.key);
+                if (u.old_value)
+                    u.target->values.insert_or_assign(u.key, std::move(*u.old_value));
+                else
+                    u.target->values.erase(u.key);
                 break;
             case undo_entry::kind::remove_child: u.target->children.erase(u.key); break;
             case undo_entry::kind::restore_child: u.target->children.emplace(u.key, std::move(u.detached)); break;
@@ -440,7 +446,8 @@ private:
             encode_value(w, slot.data);
         }
         w.varint(n.children.size());
-        for (auto& [k, c] : n.children) encode_node(w, *c, with_revisions);
+        for (auto& [k, c] : n.children)
+            encode_node(w, *c, with_revisions);
     }
 
     std::error_code decode_node(byte_reader& r, node& n, bool with_revisions, std::size_t depth, std::string& why,

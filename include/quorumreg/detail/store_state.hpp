@@ -27,7 +27,7 @@ namespace quorumreg::detail {
 
 /// Size limits applied by the embedded backends (etcd has its own request limit).
 struct store_limits {
-    std::size_t max_key_bytes = 4096;              ///< longer keys: errc::name_too_long
+    std::size_t max_key_bytes = 4096;               ///< longer keys: errc::name_too_long
     std::size_t max_value_bytes = 64 * 1024 * 1024; ///< larger values: errc::value_too_large
 };
 
@@ -41,8 +41,8 @@ inline bool store_check_key(std::string_view key, bool allow_empty, const store_
     }
     if (key.size() > lim.max_key_bytes) {
         ec = errc::name_too_long;
-        detail = "key of " + std::to_string(key.size()) + " bytes exceeds the limit of " +
-                 std::to_string(lim.max_key_bytes);
+        detail =
+            "key of " + std::to_string(key.size()) + " bytes exceeds the limit of " + std::to_string(lim.max_key_bytes);
         return false;
     }
     if (key.find('\0') != std::string_view::npos) {
@@ -224,15 +224,16 @@ public:
         std::vector<store_mutation> out;
         auto l = leases.find(id);
         if (l == leases.end()) return out;
-        for (const auto& k : l->second.keys) out.push_back({true, k, {}, 0});
+        for (const auto& k : l->second.keys)
+            out.push_back({true, k, {}, 0});
         return out;
     }
 
     range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit) const {
         range_result r;
         r.revision = rev;
-        auto it = (!start_after.empty() && start_after >= prefix) ? kvs.upper_bound(start_after)
-                                                                   : kvs.lower_bound(prefix);
+        auto it =
+            (!start_after.empty() && start_after >= prefix) ? kvs.upper_bound(start_after) : kvs.lower_bound(prefix);
         for (; it != kvs.end() && store_has_prefix(it->first, prefix); ++it) {
             if (limit != 0 && r.kvs.size() == limit) {
                 r.more = true;
@@ -269,7 +270,8 @@ public:
 
     /// Drops events older than `r`; watches from before `r` then get watch_canceled.
     void compact(store_revision r) {
-        while (!events.empty() && events.front().revision < r) events.pop_front();
+        while (!events.empty() && events.front().revision < r)
+            events.pop_front();
         first_available = std::max(first_available, r);
     }
 
@@ -335,8 +337,7 @@ public:
     /// Delivers pending events. `fetch(prefix, next, events, next_after)` fills events from
     /// the history under the store's lock and returns false if history from `next` is gone;
     /// `next_after` receives the revision to continue from. Returns true if anything ran.
-    template <class Fetch>
-    bool pump(Fetch&& fetch) {
+    template <class Fetch> bool pump(Fetch&& fetch) {
         std::vector<std::shared_ptr<watcher>> snapshot;
         {
             std::lock_guard lk(mu_);

@@ -111,8 +111,7 @@ public:
     }
 
     /// Delivers one event to every subscription whose filter(event) is true.
-    template <class Match>
-    void deliver(const Event& ev, Match&& match) {
+    template <class Match> void deliver(const Event& ev, Match&& match) {
         std::vector<std::shared_ptr<state>> snapshot;
         {
             std::lock_guard lk(mu_);
@@ -125,8 +124,7 @@ public:
                 // Serialize callbacks of one subscription; a re-entrant delivery on the same
                 // thread (a callback that commits) is delivered inline.
                 s->idle.wait(lk, [&] {
-                    return !s->active || s->running == std::thread::id{} ||
-                           s->running == std::this_thread::get_id();
+                    return !s->active || s->running == std::thread::id{} || s->running == std::this_thread::get_id();
                 });
                 if (!s->active) continue;
                 if (s->running == std::this_thread::get_id()) {

@@ -84,13 +84,13 @@ enum class lease_clock : std::uint8_t {
 
 /// Options of a directory_store.
 struct directory_store_options {
-    std::chrono::milliseconds deadline{5000};     ///< per operation, including waiting for the lock
-    std::chrono::milliseconds poll_interval{20};  ///< watch latency and lease-reaping period
-    std::size_t keep_revisions = 10000;           ///< history kept across log compaction (>= 1)
-    lease_clock clock = lease_clock::realtime;    ///< for a NEW store; an existing store keeps its own
-    bool create = true;                           ///< create the directory and store if missing
-    detail::store_limits limits{};                ///< key and value size limits
-    std::shared_ptr<detail::dir_io> io;           ///< I/O seam for fault injection (null: POSIX)
+    std::chrono::milliseconds deadline{5000};    ///< per operation, including waiting for the lock
+    std::chrono::milliseconds poll_interval{20}; ///< watch latency and lease-reaping period
+    std::size_t keep_revisions = 10000;          ///< history kept across log compaction (>= 1)
+    lease_clock clock = lease_clock::realtime;   ///< for a NEW store; an existing store keeps its own
+    bool create = true;                          ///< create the directory and store if missing
+    detail::store_limits limits{};               ///< key and value size limits
+    std::shared_ptr<detail::dir_io> io;          ///< I/O seam for fault injection (null: POSIX)
 };
 
 /// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
@@ -203,8 +203,7 @@ public:
         write_op(ec, [&] {
             res.succeeded = state_.evaluate(txn.compares);
             std::vector<detail::store_mutation> muts;
-            if (!state_.resolve(res.succeeded ? txn.on_success : txn.on_failure, muts, ec, last_error_detail()))
-                return;
+            if (!state_.resolve(res.succeeded ? txn.on_success : txn.on_failure, muts, ec, last_error_detail())) return;
             if (!muts.empty()) {
                 std::string payload;
                 detail::dir_put_txn(payload, state_.rev + 1, muts);
@@ -517,7 +516,8 @@ private:
         auto path = file(log_file_name);
         if (payload.size() > detail::dir_max_frame) {
             ec = errc::value_too_large;
-            last_error_detail() = "one change of " + std::to_string(payload.size()) + " bytes exceeds the 1 GiB frame limit";
+            last_error_detail() =
+                "one change of " + std::to_string(payload.size()) + " bytes exceeds the 1 GiB frame limit";
             return false;
         }
         auto frame = detail::dir_frame(payload);
@@ -569,7 +569,8 @@ private:
         for (const auto& [id, l] : state_.leases) {
             if (l.expiry_ms > now) continue;
             std::vector<detail::store_mutation> muts;
-            for (const auto& k : l.keys) muts.push_back({true, k, {}, 0});
+            for (const auto& k : l.keys)
+                muts.push_back({true, k, {}, 0});
             if (!muts.empty()) detail::dir_put_txn(payload, ++rev, muts);
             detail::dir_put_revoke(payload, id);
         }
@@ -594,8 +595,7 @@ private:
 
     // ---- operation skeletons ------------------------------------------------------------------
 
-    template <class F>
-    bool locked(bool exclusive, std::error_code& ec, F&& f) {
+    template <class F> bool locked(bool exclusive, std::error_code& ec, F&& f) {
         auto until = std::chrono::steady_clock::now() + deadline();
         if (!plock_->lock(exclusive, until)) {
             ec = errc::deadline_exceeded;
@@ -610,8 +610,7 @@ private:
 
     /// A read under the shared lock. If a lease has expired, it is reaped first (that needs
     /// the exclusive lock), so a read never shows keys of an expired lease.
-    template <class F>
-    void read_op(std::error_code& ec, F&& f) {
+    template <class F> void read_op(std::error_code& ec, F&& f) {
         last_error_detail().clear();
         for (int attempt = 0; attempt < 3; ++attempt) {
             bool expired = needs_reap();
@@ -633,8 +632,7 @@ private:
         });
     }
 
-    template <class F>
-    void write_op(std::error_code& ec, F&& f) {
+    template <class F> void write_op(std::error_code& ec, F&& f) {
         last_error_detail().clear();
         locked(true, ec, [&] {
             reap(ec);

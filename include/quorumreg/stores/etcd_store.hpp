@@ -402,8 +402,9 @@ public:
         };
         for (auto& id : ids) {
             std::string p = opts.chunk_prefix + id + "/";
-            ops.push_back(json::object{
-                {"request_delete_range", json::object{{"key", base64_encode(p)}, {"range_end", base64_encode(prefix_end(p))}}}});
+            ops.push_back(
+                json::object{{"request_delete_range",
+                              json::object{{"key", base64_encode(p)}, {"range_end", base64_encode(prefix_end(p))}}}});
             if (ops.size() >= 100) flush();
         }
         flush();
@@ -465,7 +466,8 @@ private:
 
     void sleep_interruptible(std::chrono::milliseconds d) {
         auto end = clock::now() + d;
-        while (!stop_ && clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        while (!stop_ && clock::now() < end)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 
     void run() {
@@ -475,7 +477,8 @@ private:
         std::string end_key = prefix_end(prefix_);
         while (!stop_) {
             bool finished = false;
-            json::object create{{"key", base64_encode(prefix_)}, {"range_end", base64_encode(end_key)},
+            json::object create{{"key", base64_encode(prefix_)},
+                                {"range_end", base64_encode(end_key)},
                                 {"start_revision", std::to_string(next_)}};
             json::object body{{"create_request", std::move(create)}};
             if (core_->auth_enabled() && core_->token().empty()) {
@@ -519,8 +522,8 @@ private:
                     watch_event we;
                     we.kv = kv_from_json(*kvo);
                     we.revision = we.kv.mod_revision;
-                    we.what = get_str(e.get_object(), "type") == "DELETE" ? watch_event::kind::erase
-                                                                          : watch_event::kind::put;
+                    we.what =
+                        get_str(e.get_object(), "type") == "DELETE" ? watch_event::kind::erase : watch_event::kind::put;
                     max_rev = std::max(max_rev, we.revision);
                     if (we.revision < next_) continue; // already delivered before a reconnect
                     if (core_->is_chunk_key(we.kv.key)) continue;
@@ -542,9 +545,9 @@ private:
                 if (max_rev >= next_) next_ = max_rev + 1;
                 return !stop_;
             };
-            auto res = conn.stream("/v3/watch", json::serialize(body), core_->headers(),
-                                   clock::now() + core_->deadline(), on_line, [this] { return stop_.load(); },
-                                   std::chrono::milliseconds(0));
+            auto res = conn.stream(
+                "/v3/watch", json::serialize(body), core_->headers(), clock::now() + core_->deadline(), on_line,
+                [this] { return stop_.load(); }, std::chrono::milliseconds(0));
             if (finished || stop_) break;
             if (res.status != 0 && res.status != 200) {
                 // A definite refusal (bad auth, bad request) will not heal by retrying.
@@ -554,8 +557,9 @@ private:
                 if (code == 16 && core_->auth_enabled()) {
                     core_->set_token({});
                 } else if (code == 3 || code == 7 || code == 16) {
-                    deliver({}, core::map_code(code, get_str(v.is_object() ? v.get_object() : json::object{}, "message"),
-                                               res.status));
+                    deliver({},
+                            core::map_code(code, get_str(v.is_object() ? v.get_object() : json::object{}, "message"),
+                                           res.status));
                     break;
                 }
             }
@@ -648,7 +652,9 @@ public:
     }
 
     /// Deadline of each later operation (all retries and chunks included); at least 1 ms.
-    void set_deadline(std::chrono::milliseconds d) override { core_->deadline_ms = std::max<std::int64_t>(d.count(), 1); }
+    void set_deadline(std::chrono::milliseconds d) override {
+        core_->deadline_ms = std::max<std::int64_t>(d.count(), 1);
+    }
     /// The current per-operation deadline.
     std::chrono::milliseconds deadline() const override { return core_->deadline(); }
 
@@ -712,7 +718,8 @@ private:
             if (limit && need == 0) {
                 // Full page: is there anything left in the remaining segments?
                 for (std::size_t t = s; t < segs.size() && !out.more; ++t) {
-                    boost::json::object b{{"key", b64(segs[t].first)}, {"range_end", b64(segs[t].second)}, {"count_only", true}};
+                    boost::json::object b{
+                        {"key", b64(segs[t].first)}, {"range_end", b64(segs[t].second)}, {"count_only", true}};
                     if (at) b["revision"] = std::to_string(at);
                     auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
                     if (ec) return {};
@@ -786,12 +793,14 @@ public:
         // Validate first: bad input must leave the store untouched.
         for (auto* ops : {&txn.on_success, &txn.on_failure})
             for (auto& op : *ops) {
-                if (op.what != store_op::kind::erase_prefix && op.key.empty()) return fail(ec, errc::invalid_argument, "empty key");
+                if (op.what != store_op::kind::erase_prefix && op.key.empty())
+                    return fail(ec, errc::invalid_argument, "empty key");
                 if (op.what != store_op::kind::erase_prefix && core_->is_chunk_key(op.key))
                     return fail(ec, errc::invalid_argument, "key is in the reserved chunk namespace");
                 if (op.what == store_op::kind::put && op.value.size() > core_->opts.max_value_size)
                     return fail(ec, errc::value_too_large,
-                                std::to_string(op.value.size()) + " > " + std::to_string(core_->opts.max_value_size) + " bytes");
+                                std::to_string(op.value.size()) + " > " + std::to_string(core_->opts.max_value_size) +
+                                    " bytes");
             }
         for (auto& c : txn.compares)
             if (c.key.empty()) return fail(ec, errc::invalid_argument, "empty key in compare");
@@ -818,7 +827,8 @@ public:
             return {};
         }
 
-        boost::json::object body{{"compare", std::move(compares)}, {"success", std::move(success)}, {"failure", std::move(failure)}};
+        boost::json::object body{
+            {"compare", std::move(compares)}, {"success", std::move(success)}, {"failure", std::move(failure)}};
         auto r = call("/v3/kv/txn", body, call_kind::write, end, ec);
         if (ec) {
             if (ec != errc::unknown_outcome) {
@@ -833,7 +843,8 @@ public:
 
         // Garbage: chunks of values this txn replaced or deleted, and of the branch not taken.
         std::set<std::string> garbage;
-        for (auto& id : out.succeeded ? chunked_failure : chunked_success) garbage.insert(id);
+        for (auto& id : out.succeeded ? chunked_failure : chunked_success)
+            garbage.insert(id);
         if (auto resps = detail::etcd::get_arr(r, "responses"))
             for (auto& rv : *resps) {
                 if (!rv.is_object()) continue;
@@ -867,9 +878,10 @@ public:
             // Read under the watched prefix itself: a user allowed to watch it may read it.
             auto end = clock::now() + core_->deadline();
             std::string lo = prefix.empty() ? std::string(1, '\0') : std::string(prefix);
-            auto r = call("/v3/kv/range",
-                          {{"key", b64(lo)}, {"range_end", b64(detail::etcd::prefix_end(prefix))}, {"count_only", true}},
-                          call_kind::read, end, ec);
+            auto r =
+                call("/v3/kv/range",
+                     {{"key", b64(lo)}, {"range_end", b64(detail::etcd::prefix_end(prefix))}, {"count_only", true}},
+                     call_kind::read, end, ec);
             if (ec) return {};
             from_revision = header_rev(r) + 1;
         }
@@ -888,7 +900,8 @@ public:
         // The ID is chosen here, so an ambiguous grant can be resolved by looking the lease up
         // (and retried under the same ID) instead of leaking a lease nobody knows.
         lease_id id = 0;
-        while (id <= 0) id = static_cast<lease_id>(std::stoull(detail::etcd::random_id().substr(0, 15), nullptr, 16));
+        while (id <= 0)
+            id = static_cast<lease_id>(std::stoull(detail::etcd::random_id().substr(0, 15), nullptr, 16));
         boost::json::object req{{"TTL", std::to_string(secs)}, {"ID", std::to_string(id)}};
         for (int attempt = 0; attempt < 2; ++attempt) {
             auto r = call("/v3/lease/grant", req, call_kind::write, end, ec);
@@ -928,14 +941,15 @@ public:
             std::size_t i = core_->preferred.load() % n;
             detail::etcd::connection c(core_->endpoints[i], i, core_->tls);
             std::optional<boost::json::object> first;
-            auto res = c.stream("/v3/lease/keepalive", payload, core_->headers(), end,
-                                [&](std::string_view line) {
-                                    boost::system::error_code jec;
-                                    auto v = boost::json::parse(line, jec);
-                                    if (!jec && v.is_object()) first = v.get_object();
-                                    return false;
-                                },
-                                {}, std::chrono::milliseconds(0));
+            auto res = c.stream(
+                "/v3/lease/keepalive", payload, core_->headers(), end,
+                [&](std::string_view line) {
+                    boost::system::error_code jec;
+                    auto v = boost::json::parse(line, jec);
+                    if (!jec && v.is_object()) first = v.get_object();
+                    return false;
+                },
+                {}, std::chrono::milliseconds(0));
             if (first) {
                 if (auto rr = detail::etcd::get_obj(*first, "result")) {
                     if (detail::etcd::get_i64(*rr, "TTL") <= 0)
@@ -963,7 +977,8 @@ public:
                     auto msg = detail::etcd::get_str(v.get_object(), "message");
                     last_error_detail() = core_->endpoints[i].url + ": " + msg;
                     if (code == 5) return (void)(ec = errc::lease_expired);
-                    if (code != 14 && res.status != 503) return (void)(ec = detail::etcd::core::map_code(code, msg, res.status));
+                    if (code != 14 && res.status != 503)
+                        return (void)(ec = detail::etcd::core::map_code(code, msg, res.status));
                 }
             }
             core_->preferred = (i + 1) % n;
@@ -972,7 +987,8 @@ public:
             std::this_thread::sleep_for(std::min<clock::duration>(backoff, end - now));
             backoff = std::min(backoff * 2, std::chrono::milliseconds(400));
         }
-        ec = last == errc::deadline_exceeded && core_->health(core_->preferred.load() % n, clock::now() + std::chrono::milliseconds(300))
+        ec = last == errc::deadline_exceeded &&
+                     core_->health(core_->preferred.load() % n, clock::now() + std::chrono::milliseconds(300))
                  ? last
                  : make_error_code(errc::quorum_unavailable);
     }
@@ -991,7 +1007,8 @@ public:
         if (ec) return {};
         auto ttl = detail::etcd::get_i64(r, "TTL");
         if (ttl < 0 || (ttl == 0 && detail::etcd::get_i64(r, "grantedTTL") == 0))
-            return fail(ec, errc::lease_expired, "lease " + std::to_string(lease) + " not found"), std::chrono::milliseconds(0);
+            return fail(ec, errc::lease_expired, "lease " + std::to_string(lease) + " not found"),
+                   std::chrono::milliseconds(0);
         return std::chrono::milliseconds(ttl * 1000);
     }
 
@@ -1021,8 +1038,10 @@ public:
         auto& cp = core_->opts.chunk_prefix;
         std::string start = cp;
         while (true) {
-            boost::json::object b{{"key", b64(start)}, {"range_end", b64(detail::etcd::prefix_end(cp))}, {"keys_only", true},
-                           {"limit", 1000}};
+            boost::json::object b{{"key", b64(start)},
+                                  {"range_end", b64(detail::etcd::prefix_end(cp))},
+                                  {"keys_only", true},
+                                  {"limit", 1000}};
             auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
             if (ec) return 0;
             auto kvs = detail::etcd::get_arr(r, "kvs");
@@ -1198,7 +1217,8 @@ private:
                 order.push_back(i);
             }
         }
-        std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ops[a].value.size() > ops[b].value.size(); });
+        std::sort(order.begin(), order.end(),
+                  [&](auto a, auto b) { return ops[a].value.size() > ops[b].value.size(); });
         for (auto i : order) {
             if (inline_bytes <= core_->opts.txn_budget) break;
             chunk[i] = true;
@@ -1219,12 +1239,14 @@ private:
                 break;
             }
             case store_op::kind::erase:
-                out.push_back(json_object{{"request_delete_range", json_object{{"key", b64(op.key)}, {"prev_kv", true}}}});
+                out.push_back(
+                    json_object{{"request_delete_range", json_object{{"key", b64(op.key)}, {"prev_kv", true}}}});
                 break;
             case store_op::kind::erase_prefix:
                 for (auto& [a, b] : segments(op.key, detail::etcd::prefix_end(op.key)))
-                    out.push_back(json_object{{"request_delete_range",
-                                               json_object{{"key", b64(a)}, {"range_end", b64(b)}, {"prev_kv", true}}}});
+                    out.push_back(
+                        json_object{{"request_delete_range",
+                                     json_object{{"key", b64(a)}, {"range_end", b64(b)}, {"prev_kv", true}}}});
                 break;
             }
         }
@@ -1242,7 +1264,8 @@ private:
         ids.push_back(m.id);
         for (std::uint64_t k = 0; k < m.chunks; ++k) {
             auto part = value.substr(k * cs, cs);
-            json_object p{{"key", b64(detail::etcd::chunk_key(core_->opts.chunk_prefix, m.id, k))}, {"value", b64(part)}};
+            json_object p{{"key", b64(detail::etcd::chunk_key(core_->opts.chunk_prefix, m.id, k))},
+                          {"value", b64(part)}};
             if (lease) p["lease"] = std::to_string(lease);
             (void)call("/v3/kv/put", p, call_kind::idempotent, end, ec);
             if (ec) return {};

@@ -29,11 +29,11 @@ namespace quorumreg {
 
 /// Options of a memory_store.
 struct memory_store_options {
-    std::string name = "memory";                     ///< shown by describe() as "mem:<name>"
-    std::chrono::milliseconds deadline{5000};        ///< per-operation deadline (see quorum_store)
-    std::size_t history_limit = 100000;              ///< watch history kept (events); 0: unlimited
-    std::chrono::milliseconds reaper_interval{10};   ///< upper bound on lease-expiry latency
-    detail::store_limits limits{};                   ///< key and value size limits
+    std::string name = "memory";                   ///< shown by describe() as "mem:<name>"
+    std::chrono::milliseconds deadline{5000};      ///< per-operation deadline (see quorum_store)
+    std::size_t history_limit = 100000;            ///< watch history kept (events); 0: unlimited
+    std::chrono::milliseconds reaper_interval{10}; ///< upper bound on lease-expiry latency
+    detail::store_limits limits{};                 ///< key and value size limits
 };
 
 /// In-process quorum_store with fault injection. Thread-safe. Leases run on
@@ -250,7 +250,10 @@ public:
         history_.compact(rev);
     }
     void compact(store_revision rev) {
-        thrown("compact", "", [&](std::error_code& ec) { compact(rev, ec); return 0; });
+        thrown("compact", "", [&](std::error_code& ec) {
+            compact(rev, ec);
+            return 0;
+        });
     }
 
     /// Number of watches currently active (ended or destroyed ones are not counted).
