@@ -10,10 +10,12 @@ SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 # Packages for building and running the library, demo and tests.
 CORE_PKGS  := cmake g++ make ninja-build ccache libboost1.81-dev libboost-filesystem1.81-dev \
               libboost-json1.81-dev libssl-dev doctest-dev
-TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev etcd-server etcd-client openssl
+ETCD_PKGS  := etcd-server etcd-client
+DEMO_PKGS  := $(CORE_PKGS) $(if $(filter etcd,$(STORE)),$(ETCD_PKGS))
+TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev $(ETCD_PKGS) openssl
 BENCH_PKGS := $(CORE_PKGS) libbenchmark-dev libsqlite3-dev liblmdb-dev etcd-server etcd-client
 
-.PHONY: all deps-core deps-test deps-bench configure build demo test bench clean
+.PHONY: all deps-core deps-demo deps-test deps-bench configure build demo test bench clean
 
 all: build
 
@@ -27,6 +29,8 @@ endef
 
 deps-core:
 	$(call install_missing,$(CORE_PKGS))
+deps-demo:
+	$(call install_missing,$(DEMO_PKGS))
 deps-test:
 	$(call install_missing,$(TEST_PKGS))
 deps-bench:
@@ -38,7 +42,7 @@ configure:
 build: deps-core configure
 	cmake --build $(BUILD)
 
-demo: deps-core configure
+demo: deps-demo configure
 	cmake --build $(BUILD) --target quorumreg_demo
 	$(BUILD)/examples/quorumreg_demo --store $(STORE)
 
