@@ -4,7 +4,9 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 STORE      ?= dir
 CMAKE_ARGS ?=
-GENERATOR  := $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
+# Evaluated when used (after the deps targets may have installed ninja); an existing build
+# directory keeps the generator it was configured with.
+GENERATOR   = $(if $(wildcard $(1)/CMakeCache.txt),,$(if $(shell command -v ninja 2>/dev/null),-G Ninja,))
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Packages for building and running the library, demo and tests.
@@ -37,7 +39,7 @@ deps-bench:
 	$(call install_missing,$(BENCH_PKGS))
 
 configure:
-	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD) $(call GENERATOR,$(BUILD)) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
 
 build: deps-core configure
 	cmake --build $(BUILD)
@@ -51,7 +53,7 @@ test: deps-test configure
 	cd $(BUILD) && ctest --output-on-failure --timeout 900 $(CTEST_ARGS)
 
 bench: deps-bench
-	cmake -S . -B $(BUILD)-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DQUORUMREG_BUILD_BENCH=ON $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD)-bench $(call GENERATOR,$(BUILD)-bench) -DCMAKE_BUILD_TYPE=Release -DQUORUMREG_BUILD_BENCH=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD)-bench --target quorumreg_bench_all
 	@set -e; for b in $(BUILD)-bench/bench/bench_*; do \
 	  [ -x "$$b" ] || continue; echo "== $$b"; "$$b" $(BENCH_ARGS); done
