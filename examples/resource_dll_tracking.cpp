@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
 
     qr::monitor_options mo;
     mo.monitor_command = {"/proc/self/exe"};
+    mo.heartbeat_timeout = 10s; // a monitor slowed down by a busy machine is not a crashed one
     qr::monitor_controller ctl(types, mo);
     ctl.add_resource({"cache1", "Contoso.Cache", (dir / "cache").string()});
     ctl.online("cache1");

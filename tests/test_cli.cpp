@@ -93,6 +93,10 @@ TEST_CASE("cli: help, usage errors and exit codes") {
     r = qreg(dir.path(), {"hive", "ls", "Software"});
     CHECK(r.rc == 2);
     CHECK(has(r.err, "missing --hive"));
+    r = qreg(dir.path(), {"hive", "ls", "Software", "--hive", "no-such-hive"});
+    CHECK(r.rc == 3);
+    CHECK(has(r.err, "no hive at no-such-hive"));
+    CHECK_FALSE(fs::exists(dir.path() / "no-such-hive")); // reading never creates a hive
 }
 
 TEST_CASE("cli: hive set/get/ls/delete with typed values, export and import") {

@@ -247,9 +247,10 @@ qr::value value_from_json(const std::string& type, const json::value& d) {
 
 // ---- hive ----------------------------------------------------------------------------------
 
-std::unique_ptr<qr::hive> open_hive(const args& a) {
+std::unique_ptr<qr::hive> open_hive(const args& a, bool create) {
     auto dir = a.need("hive", "the node's local hive directory");
     std::error_code ec;
+    if (!create && !fs::is_directory(dir, ec)) throw failure(not_found, "no hive at " + dir);
     auto h = qr::hive::open(dir, {}, ec);
     if (ec) throw failure(code_for(ec) == usage_error ? failed : code_for(ec), "cannot open hive " + dir + ": " + ec.message());
     return h;
@@ -298,7 +299,7 @@ int cmd_hive(const args& a) {
     const std::string& sub = a.pos[0];
     if (sub != "ls" && sub != "get" && sub != "set" && sub != "delete" && sub != "export" && sub != "import")
         throw usage("unknown hive command \"" + sub + "\"");
-    auto h = open_hive(a);
+    auto h = open_hive(a, sub == "set" || sub == "import");
     if (sub == "ls") {
         a.max_positional(2);
         const auto& key = a.at(1, "KEY");
