@@ -35,12 +35,14 @@ int node(const fs::path& dir, const std::string& name, const std::string& cmd, i
     }
     if (cp.checkpoints("SQL").empty()) cp.add_checkpoint("SQL", keys);
     auto report = cp.online("SQL", {.wait_for_owner = 60s}); // waits for a dead owner's lease
-    std::cout << "Port=" << local.get_value(keys, "Port").as_dword() << "\nconflicts=" << report.conflicts.size() << std::endl;
+    std::cout << "Port=" << local.get_value(keys, "Port").as_dword() << "\nconflicts=" << report.conflicts.size()
+              << std::endl;
     if (port >= 0) local.set_value(keys, "Port", qr::value::dword(static_cast<std::uint32_t>(port)));
     cp.flush("SQL");
     if (cmd == "hold") {
         std::cout << "ready" << std::endl;
-        while (true) std::this_thread::sleep_for(1s); // until kill -9
+        while (true)
+            std::this_thread::sleep_for(1s); // until kill -9
     }
     cp.offline("SQL");
     return 0;
@@ -80,10 +82,11 @@ int main(int argc, char** argv) {
     a2->finish(120s);
     expect(a2->value_of("Port") == "1434" && a2->value_of("conflicts") == "1",
            "A's offline edit (9999) is kept as a conflict; A runs with B's Port=1434");
-    run("B", "run", 0)->finish(120s);     // a bad edit
-    run("B", "restore")->finish(120s);    // rolled back to the previous generation
+    run("B", "run", 0)->finish(120s);  // a bad edit
+    run("B", "restore")->finish(120s); // rolled back to the previous generation
     auto c = run("C", "run");
     c->finish(120s);
-    expect(c->value_of("Port") == "1434", "the bad edit Port=0 was rolled back: C reads Port=" + c->value_of("Port").value_or("?"));
+    expect(c->value_of("Port") == "1434",
+           "the bad edit Port=0 was rolled back: C reads Port=" + c->value_of("Port").value_or("?"));
     return failed ? 1 : 0;
 }

@@ -39,9 +39,9 @@ namespace {
 
 // ---- node side: one command per process ------------------------------------------------------
 
-constexpr const char* sql = "SQL";                    // the failover resource of scenario 1
+constexpr const char* sql = "SQL";                       // the failover resource of scenario 1
 constexpr const char* sql_keys = "Software/Contoso/SQL"; // its checkpointed subtree
-constexpr auto lease = 1500ms;                        // short, so failover is quick to watch
+constexpr auto lease = 1500ms;                           // short, so failover is quick to watch
 
 void say(const std::string& line) {
     std::printf("%s\n", line.c_str());
@@ -79,14 +79,16 @@ int run_node(const std::string& spec, const fs::path& hive_dir, const std::strin
         local.set_value(sql_keys, "Port", qr::value::dword(static_cast<std::uint32_t>(std::stoul(args.at(1)))));
         cp.flush(sql);
         say("ready");
-        while (true) std::this_thread::sleep_for(1s);
+        while (true)
+            std::this_thread::sleep_for(1s);
     }
     if (cmd == "cp-run") { // bring SQL online here, report, optionally set Port, take it offline
         qr::checkpoint_manager cp(local, *store, cp_options(node));
         auto t0 = std::chrono::steady_clock::now();
         auto rep = cp.online(sql, {.policy = qr::offline_edit_policy::preserve, .wait_for_owner = 60s});
-        say("online_ms=" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               std::chrono::steady_clock::now() - t0).count()));
+        say("online_ms=" +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
         say("Port=" + std::to_string(local.get_value(sql_keys, "Port").as_dword()));
         say("conflicts=" + std::to_string(rep.conflicts.size()));
         for (auto& c : rep.conflicts) { // read the preserved copy back: nothing was dropped
@@ -126,7 +128,8 @@ int run_node(const std::string& spec, const fs::path& hive_dir, const std::strin
             auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
             say("event=" + std::to_string(ms.count()) + "ms " + e.service + " " + qr::to_string(e.to));
             if (e.service == "name_mapping" && e.to == qr::service_state::online)
-                say(std::string("mapping_first=") + (ctl.state("cluster") == qr::service_state::offline ? "yes" : "no"));
+                say(std::string("mapping_first=") +
+                    (ctl.state("cluster") == qr::service_state::offline ? "yes" : "no"));
         });
         qr::service_definition mapping;
         mapping.start = [&] {
@@ -144,11 +147,13 @@ int run_node(const std::string& spec, const fs::path& hive_dir, const std::strin
         std::size_t seen = 0;
         while (std::chrono::steady_clock::now() < deadline) {
             seen = 0;
-            for (auto& u : everyone) seen += names.get("name_mapping/" + u).has_value();
+            for (auto& u : everyone)
+                seen += names.get("name_mapping/" + u).has_value();
             if (seen == everyone.size()) break;
             std::this_thread::sleep_for(20ms);
         }
-        for (auto& u : everyone) say("sees=" + u + ":" + names.get("name_mapping/" + u).value_or("(missing)"));
+        for (auto& u : everyone)
+            say("sees=" + u + ":" + names.get("name_mapping/" + u).value_or("(missing)"));
         say("seen=" + std::to_string(seen));
         say("conflicts=" + std::to_string(names.conflicts().size()));
         ctl.stop("cluster");
@@ -187,12 +192,16 @@ int run_node(const std::string& spec, const fs::path& hive_dir, const std::strin
         qr::monitor_controller ctl(types, mo);
         ctl.add_resource({"cache1", "Contoso.Cache", args.at(2)});
         ctl.online("cache1");
-        if (!ctl.wait_for("cache1", qr::resource_state::online, 90s)) throw std::runtime_error("cache1 did not come online");
+        if (!ctl.wait_for("cache1", qr::resource_state::online, 90s))
+            throw std::runtime_error("cache1 did not come online");
         int first = ctl.status("cache1").monitor_pid;
         say("monitor_pid=" + std::to_string(first));
-        bool back = ctl.wait_until("cache1", [&](const qr::resource_status& s) {
-            return s.recoveries >= 1 && s.state == qr::resource_state::online && s.monitor_pid != first;
-        }, 120s);
+        bool back = ctl.wait_until(
+            "cache1",
+            [&](const qr::resource_status& s) {
+                return s.recoveries >= 1 && s.state == qr::resource_state::online && s.monitor_pid != first;
+            },
+            120s);
         auto s = ctl.status("cache1");
         say("recovered=" + std::string(back ? "yes" : "no"));
         say("type=" + s.type);
@@ -264,7 +273,8 @@ void checkpoint_failover(narrator& n) {
     n.scenario("1. Q174070: checkpointed registry keys follow a resource from node to node");
     auto a = n.start("node1", {"cp-hold", "1433"});
     bool ready = a->wait_for("ready", 120s).has_value();
-    n.step("node1 registered checkpoint SQL -> " + std::string(sql_keys) + ", brought SQL online, set Port=1433, flushed");
+    n.step("node1 registered checkpoint SQL -> " + std::string(sql_keys) +
+           ", brought SQL online, set Port=1433, flushed");
     n.check(ready, "node1 reports the change durable in the quorum store");
     a->kill(SIGKILL);
     a->finish(30s);
@@ -273,7 +283,8 @@ void checkpoint_failover(narrator& n) {
     auto b = n.run("node2", {"cp-run", "1434"});
     n.step("node2 took SQL over once node1's " + std::to_string(lease.count()) + " ms lease expired (online in " +
            get(*b, "online_ms") + " ms), then set Port=1434");
-    n.check(get(*b, "Port") == "1433", "node2 restored Port=1433, node1's last flushed value (read " + get(*b, "Port") + ")");
+    n.check(get(*b, "Port") == "1433",
+            "node2 restored Port=1433, node1's last flushed value (read " + get(*b, "Port") + ")");
 
     {
         qr::hive node1(n.root() / "node1"); // an administrator edits node1's registry while SQL is elsewhere
@@ -293,15 +304,18 @@ void checkpoint_failover(narrator& n) {
     n.step("node3 restored the generation before the bad edit (generation " + get(*r, "restored") + ")");
     auto d = n.run("node2", {"cp-run"});
     n.step("node2 brought SQL online");
-    n.check(get(*d, "Port") == "1434", "the bad edit is rolled back on every node: node2 reads Port=" + get(*d, "Port"));
+    n.check(get(*d, "Port") == "1434",
+            "the bad edit is rolled back on every node: node2 reads Port=" + get(*d, "Port"));
 }
 
 void start_order(narrator& n) {
-    n.scenario("2. Q320331: a name-mapping service starts before the cluster service; its writes still reach every node");
+    n.scenario(
+        "2. Q320331: a name-mapping service starts before the cluster service; its writes still reach every node");
     const std::vector<std::pair<std::string, std::string>> users{{"alice", "1000"}, {"bob", "1001"}, {"carol", "1002"}};
     std::vector<std::unique_ptr<qr_demo::node_process>> nodes;
     for (std::size_t i = 0; i < users.size(); ++i)
-        nodes.push_back(n.start("node" + std::to_string(i + 1), {"names", users[i].first, users[i].second, "alice,bob,carol"}));
+        nodes.push_back(
+            n.start("node" + std::to_string(i + 1), {"names", users[i].first, users[i].second, "alice,bob,carol"}));
     n.step("started name_mapping then cluster on node1, node2 and node3 at the same time");
     for (std::size_t i = 0; i < nodes.size(); ++i) {
         auto& p = *nodes[i];
@@ -309,9 +323,11 @@ void start_order(narrator& n) {
         std::string node = "node" + std::to_string(i + 1);
         n.step(node + ": name_mapping wrote " + users[i].first + "=" + users[i].second +
                " before the cluster service was up (journaled: " + get(p, "journaled") + " write)");
-        n.check(get(p, "mapping_first") == "yes", node + ": name_mapping was online while the cluster service was still offline");
+        n.check(get(p, "mapping_first") == "yes",
+                node + ": name_mapping was online while the cluster service was still offline");
         n.check(rc == 0 && get(p, "journaled") == "1" && get(p, "pending") == "0",
-                node + ": the journal was replayed when the cluster service came online (pending now " + get(p, "pending") + ")");
+                node + ": the journal was replayed when the cluster service came online (pending now " +
+                    get(p, "pending") + ")");
         n.check(get(p, "seen") == "3" && get(p, "conflicts") == "0",
                 node + " sees all three mappings (" + get(p, "seen") + " of 3), no conflicts");
     }
@@ -343,7 +359,8 @@ void resource_dll_tracking(narrator& n, const std::string& plugin) {
     n.step("reason recorded: " + get(*h, "last_failure"));
     auto rep = n.run("node3", {"type-report", plugin});
     n.step("per-node report of the plugin read from the store by node3");
-    n.check(get(*rep, "nodes_ok") == "3", "all three nodes hold the registered plugin (" + get(*rep, "nodes_ok") + " of 3)");
+    n.check(get(*rep, "nodes_ok") == "3",
+            "all three nodes hold the registered plugin (" + get(*rep, "nodes_ok") + " of 3)");
 }
 
 int usage(FILE* to) {
@@ -373,8 +390,10 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--help" || a == "-h") return usage(stdout);
-        if (a == "--store" && i + 1 < argc) store = argv[++i];
-        else if (a.rfind("--store=", 0) == 0) store = a.substr(8);
+        if (a == "--store" && i + 1 < argc)
+            store = argv[++i];
+        else if (a.rfind("--store=", 0) == 0)
+            store = a.substr(8);
         else {
             std::fprintf(stderr, "quorumreg_demo: unknown argument \"%s\"\n", a.c_str());
             return usage(stderr);
@@ -391,13 +410,15 @@ int main(int argc, char** argv) {
         std::string spec;
         if (store == "dir") {
             spec = "dir:" + (tmp.path() / "quorum").string();
-            std::printf("quorumreg demo: three node processes sharing the quorum directory %s\n", (tmp.path() / "quorum").c_str());
+            std::printf("quorumreg demo: three node processes sharing the quorum directory %s\n",
+                        (tmp.path() / "quorum").c_str());
         } else {
             std::printf("quorumreg demo: starting a 3-member etcd cluster on 127.0.0.1 ...\n");
             std::fflush(stdout);
             etcd.emplace(3);
             spec = "etcd:";
-            for (auto& u : etcd->client_urls()) spec += (spec.size() > 5 ? "," : "") + u;
+            for (auto& u : etcd->client_urls())
+                spec += (spec.size() > 5 ? "," : "") + u;
             std::printf("quorumreg demo: three node processes using etcd at %s (ready in %.2f s)\n", spec.c_str() + 5,
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         }

@@ -207,7 +207,8 @@ public:
             m.log_file = root_ / (m.name + ".log");
             members_.push_back(m);
         }
-        for (int i = 0; i < n; ++i) start(i);
+        for (int i = 0; i < n; ++i)
+            start(i);
         if (!wait_ready(ready_timeout)) {
             std::string logs = tail_logs();
             teardown();
@@ -230,7 +231,8 @@ public:
     }
     std::vector<std::string> client_urls() const {
         std::vector<std::string> v;
-        for (std::size_t i = 0; i < members_.size(); ++i) v.push_back(client_url(i));
+        for (std::size_t i = 0; i < members_.size(); ++i)
+            v.push_back(client_url(i));
         return v;
     }
     /// Index of the member listening on `port`, or -1.
@@ -261,7 +263,8 @@ public:
         auto end = std::chrono::steady_clock::now() + timeout;
         while (std::chrono::steady_clock::now() < end) {
             bool all = true;
-            for (std::size_t i = 0; i < members_.size() && all; ++i) all = healthy(i);
+            for (std::size_t i = 0; i < members_.size() && all; ++i)
+                all = healthy(i);
             if (all) return true;
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
@@ -293,7 +296,8 @@ public:
             std::string s;
             char buf[4096];
             std::size_t n;
-            while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+            while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+                s.append(buf, n);
             std::fclose(f);
             if (s.size() > max_bytes) s = s.substr(s.size() - max_bytes);
             out += "--- " + m.name + " ---\n" + s + "\n";
@@ -314,24 +318,37 @@ private:
         std::string p = "http://127.0.0.1:" + std::to_string(m.peer_port);
         std::string metrics = "http://127.0.0.1:" + std::to_string(m.metrics_port);
         std::vector<std::string> args = {"/usr/bin/etcd",
-                                         "--name", m.name,
-                                         "--data-dir", m.data_dir.string(),
-                                         "--listen-client-urls", c,
-                                         "--advertise-client-urls", c,
-                                         "--listen-peer-urls", p,
-                                         "--initial-advertise-peer-urls", p,
-                                         "--initial-cluster", cluster,
-                                         "--initial-cluster-state", "new",
-                                         "--initial-cluster-token", token_,
-                                         "--listen-metrics-urls", metrics,
-                                         "--logger=zap", "--log-outputs=stderr", "--log-level=warn"};
+                                         "--name",
+                                         m.name,
+                                         "--data-dir",
+                                         m.data_dir.string(),
+                                         "--listen-client-urls",
+                                         c,
+                                         "--advertise-client-urls",
+                                         c,
+                                         "--listen-peer-urls",
+                                         p,
+                                         "--initial-advertise-peer-urls",
+                                         p,
+                                         "--initial-cluster",
+                                         cluster,
+                                         "--initial-cluster-state",
+                                         "new",
+                                         "--initial-cluster-token",
+                                         token_,
+                                         "--listen-metrics-urls",
+                                         metrics,
+                                         "--logger=zap",
+                                         "--log-outputs=stderr",
+                                         "--log-level=warn"};
         if (tls_) {
             args.insert(args.end(), {"--cert-file", tls_->cert_file, "--key-file", tls_->key_file});
             if (!tls_->trusted_ca_file.empty()) args.insert(args.end(), {"--trusted-ca-file", tls_->trusted_ca_file});
             if (tls_->client_cert_auth) args.push_back("--client-cert-auth");
         }
         std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
+        for (auto& a : args)
+            argv.push_back(a.data());
         argv.push_back(nullptr);
         pid_t parent = ::getpid();
         pid_t pid = ::fork();

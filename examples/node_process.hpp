@@ -57,7 +57,8 @@ public:
         if (pid_ == 0) {
             ::dup2(fds[1], 1);
             std::vector<char*> args;
-            for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            for (auto& a : argv)
+                args.push_back(const_cast<char*>(a.c_str()));
             args.push_back(nullptr);
             ::execv(args[0], args.data());
             ::_exit(127);
@@ -123,7 +124,8 @@ public:
         while (pos < buf_.size()) {
             auto nl = buf_.find('\n', pos);
             if (nl == std::string::npos) nl = buf_.size();
-            if (buf_.compare(pos, name.size() + 1, name + "=") == 0) v = buf_.substr(pos + name.size() + 1, nl - pos - name.size() - 1);
+            if (buf_.compare(pos, name.size() + 1, name + "=") == 0)
+                v = buf_.substr(pos + name.size() + 1, nl - pos - name.size() - 1);
             pos = nl + 1;
         }
         return v;

@@ -44,9 +44,12 @@ int main(int argc, char** argv) {
     std::cout << "cache1 online in monitor " << before.monitor_pid << "; kill -9 it\n";
     ::kill(before.monitor_pid, SIGKILL);
 
-    bool back = ctl.wait_until("cache1", [&](const qr::resource_status& s) {
-        return s.state == qr::resource_state::online && s.recoveries > before.recoveries;
-    }, 60s);
+    bool back = ctl.wait_until(
+        "cache1",
+        [&](const qr::resource_status& s) {
+            return s.state == qr::resource_state::online && s.recoveries > before.recoveries;
+        },
+        60s);
     auto after = ctl.status("cache1");
     std::cout << "cache1 " << qr::to_string(after.state) << " in monitor " << after.monitor_pid << ", type "
               << after.type << " -> " << after.library << "\n  (" << after.last_failure_reason << ")\n";

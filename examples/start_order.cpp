@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     for (int n = 0; n < 3; ++n) {
         std::string node = "node" + std::to_string(n + 1);
         hives.push_back(std::make_unique<qr::hive>(dir / node));
-        writers.push_back(std::make_unique<qr::cluster_writer>(*hives.back(), qr::cluster_writer_options{.node = node}));
+        writers.push_back(
+            std::make_unique<qr::cluster_writer>(*hives.back(), qr::cluster_writer_options{.node = node}));
         auto& names = *writers.back();
 
         qr::service_controller ctl;
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
 
         ctl.start("name_mapping"); // first, as in the KB article: the write is journaled
         std::cout << "  " << node << ": " << names.pending().size() << " write journaled before the cluster service\n";
-        ctl.start("cluster");      // the journal is replayed in order
+        ctl.start("cluster"); // the journal is replayed in order
         std::cout << "  " << node << ": " << names.pending().size() << " writes still pending\n";
         ctl.stop("cluster");
         if (!names.pending().empty()) return 1;

@@ -40,7 +40,8 @@ inline result qreg(const fs::path& cwd, std::vector<std::string> args) {
         ::dup2(o, 1);
         ::dup2(e, 2);
         std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
+        for (auto& a : args)
+            argv.push_back(a.data());
         argv.push_back(nullptr);
         ::execv(argv[0], argv.data());
         ::_exit(127);
@@ -56,7 +57,8 @@ inline result qreg(const fs::path& cwd, std::vector<std::string> args) {
 
 inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-inline void write_file(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary | std::ios::trunc) << text; }
+inline void write_file(const fs::path& p, const std::string& text) {
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+}
 
 } // namespace qr_cli
-

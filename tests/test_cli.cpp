@@ -16,273 +16,288 @@ namespace json = boost::json;
 
 TEST_SUITE("cli") {
 
-TEST_CASE("cli: help, usage errors and exit codes") {
-    qr_test::temp_dir dir("cli");
-    auto r = qreg(dir.path(), {"--help"});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "Exit codes"));
-    r = qreg(dir.path(), {});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "usage: qreg"));
-    r = qreg(dir.path(), {"frobnicate"});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "unknown command \"frobnicate\""));
-    for (const char* cmd : {"hive", "checkpoint", "type", "resource", "graph"}) {
-        r = qreg(dir.path(), {cmd, "--help"});
-        CHECK_MESSAGE(r.rc == 0, cmd);
-        CHECK_MESSAGE(has(r.out, std::string("qreg ") + cmd), cmd);
-        CHECK(r.err.empty());
-    }
-    r = qreg(dir.path(), {"hive", "ls", "Software", "--hive"});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "--hive needs a value"));
-    r = qreg(dir.path(), {"hive", "ls", "Software", "--colour", "red"});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "unknown option \"--colour\""));
-    r = qreg(dir.path(), {"hive", "ls", "Software"});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "missing --hive"));
-    r = qreg(dir.path(), {"hive", "ls", "Software", "--hive", "no-such-hive"});
-    CHECK(r.rc == 3);
-    CHECK(has(r.err, "no hive at no-such-hive"));
-    CHECK_FALSE(fs::exists(dir.path() / "no-such-hive")); // reading never creates a hive
-}
-
-TEST_CASE("cli: hive set/get/ls/delete with typed values, export and import") {
-    qr_test::temp_dir dir("cli");
-    auto h = (dir.path() / "hive").string();
-    CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Port", "8080", "--type", "dword", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Epoch", "0x10", "--type", "qword", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Hosts", "a.example", "b.example", "--type", "multi_string", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Key", "01ff", "--type", "binary", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Path", "%ProgramFiles%", "--type", "expand_string", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "set", "Software/App/Sub", "Name", "Contoso", "--hive", h}).rc == 0);
-
-    auto r = qreg(dir.path(), {"hive", "get", "software/app", "PORT", "--hive", h});
-    CHECK(r.rc == 0);
-    CHECK(r.out == "8080\n");
-    r = qreg(dir.path(), {"hive", "get", "Software/App", "Epoch", "--hive", h, "--json"});
-    CHECK(json::parse(r.out).at("data").to_number<std::uint64_t>() == 16);
-    CHECK(json::parse(r.out).at("type").as_string() == "qword");
-
-    r = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "NAME"));
-    CHECK(has(r.out, "Sub/"));
-    CHECK(has(r.out, "\"a.example\" \"b.example\""));
-    CHECK(has(r.out, "01ff"));
-    r = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h, "--json"});
-    auto doc = json::parse(r.out).as_object();
-    CHECK(doc.at("subkeys").as_array().size() == 1);
-    CHECK(doc.at("values").as_array().size() == 5);
-
-    // Errors name what was wrong and leave the hive as it was.
-    r = qreg(dir.path(), {"hive", "get", "Software/App", "Missing", "--hive", h});
-    CHECK(r.rc == 3);
-    CHECK(has(r.err, "Missing"));
-    r = qreg(dir.path(), {"hive", "set", "Software/App", "Port", "4294967296", "--type", "dword", "--hive", h});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "not a valid dword"));
-    r = qreg(dir.path(), {"hive", "set", "Software/App", "Key", "abc", "--type", "binary", "--hive", h});
-    CHECK(r.rc == 2);
-    r = qreg(dir.path(), {"hive", "set", "Software/App", "Port", "1", "--type", "float", "--hive", h});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "unknown --type \"float\""));
-    CHECK(qreg(dir.path(), {"hive", "get", "Software/App", "Port", "--hive", h}).out == "8080\n");
-
-    // Export, import elsewhere, compare.
-    r = qreg(dir.path(), {"hive", "export", "Software", "--hive", h, "--output", "app.json"});
-    CHECK(r.rc == 0);
-    auto h2 = (dir.path() / "hive2").string();
-    r = qreg(dir.path(), {"hive", "import", "app.json", "Backup/Software", "--hive", h2});
-    CHECK(r.rc == 0);
-    auto a = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h, "--json"});
-    auto b = qreg(dir.path(), {"hive", "ls", "Backup/Software/App", "--hive", h2, "--json"});
-    CHECK(json::parse(a.out).at("values") == json::parse(b.out).at("values"));
-    CHECK(qreg(dir.path(), {"hive", "get", "Backup/Software/App/Sub", "Name", "--hive", h2}).out == "Contoso\n");
-
-    // A malformed import changes nothing.
-    write_file(dir.path() / "bad.json", R"({"format":"qreg-hive-export/1","key":"X","tree":{"values":{"P":{"type":"dword","data":"oops"}}}})");
-    r = qreg(dir.path(), {"hive", "import", "bad.json", "--hive", h2});
-    CHECK(r.rc == 1);
-    CHECK(has(r.err, "bad.json"));
-    CHECK(qreg(dir.path(), {"hive", "ls", "X", "--hive", h2}).rc == 3);
-    write_file(dir.path() / "notjson.json", "{");
-    r = qreg(dir.path(), {"hive", "import", "notjson.json", "--hive", h2});
-    CHECK(r.rc == 1);
-    CHECK(has(r.err, "not a qreg hive export"));
-    CHECK(qreg(dir.path(), {"hive", "import", "nosuch.json", "--hive", h2}).rc == 3);
-
-    // Delete a value, then a key.
-    CHECK(qreg(dir.path(), {"hive", "delete", "Software/App", "Port", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "get", "Software/App", "Port", "--hive", h}).rc == 3);
-    CHECK(qreg(dir.path(), {"hive", "delete", "Software/App/Sub", "--hive", h}).rc == 0);
-    CHECK(qreg(dir.path(), {"hive", "ls", "Software/App/Sub", "--hive", h}).rc == 3);
-}
-
-TEST_CASE("cli: checkpoints and resources on a directory store") {
-    qr_test::temp_dir dir("cli");
-    auto h = (dir.path() / "node1").string();
-    auto store = "dir:" + (dir.path() / "quorum").string();
-    REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc == 0);
-
-    auto r = qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "missing --hive"));
-    r = qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h, "--node", "node1"});
-    CHECK(r.rc == 0);
-    r = qreg(dir.path(), {"checkpoint", "list", "--store", store});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "SQL"));
-    CHECK(has(r.out, "(offline)"));
-    r = qreg(dir.path(), {"checkpoint", "list", "SQL", "--store", store, "--json"});
-    auto arr = json::parse(r.out).as_array();
-    REQUIRE(arr.size() == 1);
-    CHECK(arr[0].at("generation").to_number<int>() == 1);
-    CHECK(arr[0].at("writer").as_string() == "node1");
-
-    // An edit made in node1's hive while SQL was offline: bringing SQL online keeps it as a conflict.
-    REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "9999", "--type", "dword", "--hive", h}).rc == 0);
-    {
-        quorumreg::hive local(h);
-        quorumreg::directory_store ds(dir.path() / "quorum");
-        quorumreg::checkpoint_manager cp(local, ds, {.node = "node1"});
-        cp.online("SQL");
-        CHECK(local.get_value("Software/SQL", "Port").as_dword() == 1433);
-        local.set_value("Software/SQL", "Port", quorumreg::value::dword(1)); // generation 2
-        cp.flush("SQL");
-        r = qreg(dir.path(), {"resource", "status", "SQL", "--store", store, "--json"});
-        CHECK(json::parse(r.out).at("owner").as_string() == "node1");
-        CHECK(json::parse(r.out).at("state").as_string() == "online");
-        cp.offline("SQL");
-    }
-    r = qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store, "--json"});
-    CHECK(r.rc == 0);
-    auto conflicts = json::parse(r.out);
-    REQUIRE(conflicts.as_array().size() == 1);
-    CHECK(conflicts.as_array()[0].at("node").as_string() == "node1");
-    CHECK(has(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store}).out, "Software"));
-
-    r = qreg(dir.path(), {"checkpoint", "history", "SQL", "Software/SQL", "--store", store, "--json"});
-    CHECK(r.rc == 0);
-    CHECK(json::parse(r.out).as_array().size() == 2);
-    r = qreg(dir.path(), {"checkpoint", "restore", "SQL", "Software/SQL", "99", "--store", store});
-    CHECK(r.rc == 3);
-    CHECK(has(r.err, "generation 99"));
-    r = qreg(dir.path(), {"checkpoint", "restore", "SQL", "Software/SQL", "1", "--store", store, "--node", "admin"});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "restored generation 1 of Software/SQL as generation 3"));
-    {
-        quorumreg::hive other(dir.path() / "node2");
-        quorumreg::directory_store ds(dir.path() / "quorum");
-        quorumreg::checkpoint_manager cp(other, ds, {.node = "node2"});
-        cp.online("SQL");
-        CHECK(other.get_value("Software/SQL", "Port").as_dword() == 1433); // generation 1 is current again
-        cp.offline("SQL");
+    TEST_CASE("cli: help, usage errors and exit codes") {
+        qr_test::temp_dir dir("cli");
+        auto r = qreg(dir.path(), {"--help"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "Exit codes"));
+        r = qreg(dir.path(), {});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "usage: qreg"));
+        r = qreg(dir.path(), {"frobnicate"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "unknown command \"frobnicate\""));
+        for (const char* cmd : {"hive", "checkpoint", "type", "resource", "graph"}) {
+            r = qreg(dir.path(), {cmd, "--help"});
+            CHECK_MESSAGE(r.rc == 0, cmd);
+            CHECK_MESSAGE(has(r.out, std::string("qreg ") + cmd), cmd);
+            CHECK(r.err.empty());
+        }
+        r = qreg(dir.path(), {"hive", "ls", "Software", "--hive"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "--hive needs a value"));
+        r = qreg(dir.path(), {"hive", "ls", "Software", "--colour", "red"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "unknown option \"--colour\""));
+        r = qreg(dir.path(), {"hive", "ls", "Software"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "missing --hive"));
+        r = qreg(dir.path(), {"hive", "ls", "Software", "--hive", "no-such-hive"});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "no hive at no-such-hive"));
+        CHECK_FALSE(fs::exists(dir.path() / "no-such-hive")); // reading never creates a hive
     }
 
-    r = qreg(dir.path(), {"resource", "list", "--store", store, "--json"});
-    CHECK(r.rc == 0);
-    arr = json::parse(r.out).as_array();
-    REQUIRE(arr.size() == 1);
-    CHECK(arr[0].at("resource").as_string() == "SQL");
-    CHECK(arr[0].at("state").as_string() == "offline");
-    r = qreg(dir.path(), {"resource", "status", "SQL", "--store", store});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "Software/SQL"));
-    r = qreg(dir.path(), {"resource", "status", "Nope", "--store", store});
-    CHECK(r.rc == 3);
-    CHECK(has(r.err, "\"Nope\""));
+    TEST_CASE("cli: hive set/get/ls/delete with typed values, export and import") {
+        qr_test::temp_dir dir("cli");
+        auto h = (dir.path() / "hive").string();
+        CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Port", "8080", "--type", "dword", "--hive", h}).rc ==
+              0);
+        CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Epoch", "0x10", "--type", "qword", "--hive", h}).rc ==
+              0);
+        CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Hosts", "a.example", "b.example", "--type",
+                                "multi_string", "--hive", h})
+                  .rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "set", "Software/App", "Key", "01ff", "--type", "binary", "--hive", h}).rc ==
+              0);
+        CHECK(qreg(dir.path(),
+                   {"hive", "set", "Software/App", "Path", "%ProgramFiles%", "--type", "expand_string", "--hive", h})
+                  .rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "set", "Software/App/Sub", "Name", "Contoso", "--hive", h}).rc == 0);
 
-    r = qreg(dir.path(), {"checkpoint", "remove", "SQL", "Software/SQL", "--store", store, "--hive", h});
-    CHECK(r.rc == 0);
-    CHECK(qreg(dir.path(), {"checkpoint", "list", "SQL", "--store", store}).rc == 3);
-}
+        auto r = qreg(dir.path(), {"hive", "get", "software/app", "PORT", "--hive", h});
+        CHECK(r.rc == 0);
+        CHECK(r.out == "8080\n");
+        r = qreg(dir.path(), {"hive", "get", "Software/App", "Epoch", "--hive", h, "--json"});
+        CHECK(json::parse(r.out).at("data").to_number<std::uint64_t>() == 16);
+        CHECK(json::parse(r.out).at("type").as_string() == "qword");
 
-TEST_CASE("cli: store selection errors") {
-    qr_test::temp_dir dir("cli");
-    auto r = qreg(dir.path(), {"checkpoint", "list", "--store", "ftp:nowhere"});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "ftp:nowhere"));
-    r = qreg(dir.path(), {"checkpoint", "list"});
-    CHECK(r.rc == 2);
-    CHECK(has(r.err, "missing --store"));
-    r = qreg(dir.path(), {"type", "list", "--store", "etcd:http://127.0.0.1:1", "--timeout", "1000"});
-    CHECK(r.rc == 4);
-    CHECK(has(r.err, "127.0.0.1:1"));
-}
+        r = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "NAME"));
+        CHECK(has(r.out, "Sub/"));
+        CHECK(has(r.out, "\"a.example\" \"b.example\""));
+        CHECK(has(r.out, "01ff"));
+        r = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h, "--json"});
+        auto doc = json::parse(r.out).as_object();
+        CHECK(doc.at("subkeys").as_array().size() == 1);
+        CHECK(doc.at("values").as_array().size() == 5);
 
-TEST_CASE("cli: resource types: add, list, verify per node, remove") {
-    qr_test::temp_dir dir("cli");
-    auto store = "dir:" + (dir.path() / "quorum").string();
-    fs::create_directories(dir.path() / "plugins");
-    auto lib = dir.path() / "plugins" / "good.so";
-    fs::copy_file(QR_CLI_PLUGIN, lib);
+        // Errors name what was wrong and leave the hive as it was.
+        r = qreg(dir.path(), {"hive", "get", "Software/App", "Missing", "--hive", h});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "Missing"));
+        r = qreg(dir.path(), {"hive", "set", "Software/App", "Port", "4294967296", "--type", "dword", "--hive", h});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "not a valid dword"));
+        r = qreg(dir.path(), {"hive", "set", "Software/App", "Key", "abc", "--type", "binary", "--hive", h});
+        CHECK(r.rc == 2);
+        r = qreg(dir.path(), {"hive", "set", "Software/App", "Port", "1", "--type", "float", "--hive", h});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "unknown --type \"float\""));
+        CHECK(qreg(dir.path(), {"hive", "get", "Software/App", "Port", "--hive", h}).out == "8080\n");
 
-    auto r = qreg(dir.path(), {"type", "add", "GoodType", lib.string(), "--store", store, "--node", "n1"});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "registered GoodType"));
-    r = qreg(dir.path(), {"type", "add", "GoodType", lib.string(), "--store", store, "--node", "n1"});
-    CHECK(r.rc == 1);
-    CHECK(has(r.err, "GoodType"));
-    r = qreg(dir.path(), {"type", "add", "Other", lib.string(), "--store", store, "--plugin-dir", (dir.path() / "elsewhere").string()});
-    CHECK(r.rc == 1);
-    CHECK(has(r.err, "Other"));
-    r = qreg(dir.path(), {"type", "list", "--store", store, "--json"});
-    auto arr = json::parse(r.out).as_array();
-    REQUIRE(arr.size() == 1);
-    CHECK(arr[0].at("library").as_string() == lib.string());
+        // Export, import elsewhere, compare.
+        r = qreg(dir.path(), {"hive", "export", "Software", "--hive", h, "--output", "app.json"});
+        CHECK(r.rc == 0);
+        auto h2 = (dir.path() / "hive2").string();
+        r = qreg(dir.path(), {"hive", "import", "app.json", "Backup/Software", "--hive", h2});
+        CHECK(r.rc == 0);
+        auto a = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h, "--json"});
+        auto b = qreg(dir.path(), {"hive", "ls", "Backup/Software/App", "--hive", h2, "--json"});
+        CHECK(json::parse(a.out).at("values") == json::parse(b.out).at("values"));
+        CHECK(qreg(dir.path(), {"hive", "get", "Backup/Software/App/Sub", "Name", "--hive", h2}).out == "Contoso\n");
 
-    r = qreg(dir.path(), {"type", "verify", "goodtype", "--store", store, "--node", "n2"});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "n1"));
-    CHECK(has(r.out, "n2"));
-    // The library changes on disk on node n3: verification names the mismatch, exit 5.
-    { std::ofstream(lib, std::ios::app) << "tampered"; }
-    r = qreg(dir.path(), {"type", "verify", "GoodType", "--store", store, "--node", "n3", "--json"});
-    CHECK(r.rc == 5);
-    bool n3_bad = false;
-    auto report = json::parse(r.out);
-    for (auto& v : report.as_array())
-        if (v.at("node").as_string() == "n3") n3_bad = !v.at("ok").as_bool();
-    CHECK(n3_bad);
+        // A malformed import changes nothing.
+        write_file(
+            dir.path() / "bad.json",
+            R"({"format":"qreg-hive-export/1","key":"X","tree":{"values":{"P":{"type":"dword","data":"oops"}}}})");
+        r = qreg(dir.path(), {"hive", "import", "bad.json", "--hive", h2});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "bad.json"));
+        CHECK(qreg(dir.path(), {"hive", "ls", "X", "--hive", h2}).rc == 3);
+        write_file(dir.path() / "notjson.json", "{");
+        r = qreg(dir.path(), {"hive", "import", "notjson.json", "--hive", h2});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "not a qreg hive export"));
+        CHECK(qreg(dir.path(), {"hive", "import", "nosuch.json", "--hive", h2}).rc == 3);
 
-    CHECK(qreg(dir.path(), {"type", "remove", "GoodType", "--store", store}).rc == 0);
-    r = qreg(dir.path(), {"type", "remove", "GoodType", "--store", store});
-    CHECK(r.rc == 3);
-    CHECK(has(r.err, "GoodType"));
-    CHECK(qreg(dir.path(), {"type", "verify", "GoodType", "--store", store}).rc == 3);
-}
+        // Delete a value, then a key.
+        CHECK(qreg(dir.path(), {"hive", "delete", "Software/App", "Port", "--hive", h}).rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "get", "Software/App", "Port", "--hive", h}).rc == 3);
+        CHECK(qreg(dir.path(), {"hive", "delete", "Software/App/Sub", "--hive", h}).rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "ls", "Software/App/Sub", "--hive", h}).rc == 3);
+    }
 
-TEST_CASE("cli: dependency graph check and DOT") {
-    qr_test::temp_dir dir("cli");
-    write_file(dir.path() / "ok.graph", "# services\nname_mapping -> cluster\nweb -> (db_primary | db_replica)\nbackup after web\nlonely\n");
-    auto r = qreg(dir.path(), {"graph", "check", "ok.graph"});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "no cycle: 7 services"));
-    r = qreg(dir.path(), {"graph", "check", "ok.graph", "--json"});
-    auto check = json::parse(r.out);
-    CHECK(check.at("ok").as_bool());
-    CHECK(check.at("start_waves").as_array().at(0).as_array().size() == 4);
-    r = qreg(dir.path(), {"graph", "--dot", "ok.graph"});
-    CHECK(r.rc == 0);
-    CHECK(has(r.out, "digraph"));
-    CHECK(has(r.out, "db_replica"));
-    CHECK(qreg(dir.path(), {"graph", "--dot", "ok.graph", "--output", "ok.dot"}).rc == 0);
-    CHECK(has(slurp(dir.path() / "ok.dot"), "digraph"));
+    TEST_CASE("cli: checkpoints and resources on a directory store") {
+        qr_test::temp_dir dir("cli");
+        auto h = (dir.path() / "node1").string();
+        auto store = "dir:" + (dir.path() / "quorum").string();
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
+                0);
 
-    write_file(dir.path() / "cycle.graph", "a -> b\nb -> (c | d)\nc -> a\n");
-    r = qreg(dir.path(), {"graph", "check", "cycle.graph"});
-    CHECK(r.rc == 5);
-    CHECK(has(r.out, "cycle: c -> a -> b -> c"));
-    CHECK(has(r.err, "cycle.graph:3"));
-    CHECK(qreg(dir.path(), {"graph", "--dot", "cycle.graph"}).rc == 5);
+        auto r = qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "missing --hive"));
+        r = qreg(dir.path(),
+                 {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h, "--node", "node1"});
+        CHECK(r.rc == 0);
+        r = qreg(dir.path(), {"checkpoint", "list", "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "SQL"));
+        CHECK(has(r.out, "(offline)"));
+        r = qreg(dir.path(), {"checkpoint", "list", "SQL", "--store", store, "--json"});
+        auto arr = json::parse(r.out).as_array();
+        REQUIRE(arr.size() == 1);
+        CHECK(arr[0].at("generation").to_number<int>() == 1);
+        CHECK(arr[0].at("writer").as_string() == "node1");
 
-    write_file(dir.path() / "bad.graph", "a -> (b | )\n");
-    r = qreg(dir.path(), {"graph", "check", "bad.graph"});
-    CHECK(r.rc == 1);
-    CHECK(has(r.err, "bad.graph:1"));
-    CHECK(qreg(dir.path(), {"graph", "check", "missing.graph"}).rc == 3);
-    CHECK(qreg(dir.path(), {"graph", "explode"}).rc == 2);
-}
+        // An edit made in node1's hive while SQL was offline: bringing SQL online keeps it as a conflict.
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "9999", "--type", "dword", "--hive", h}).rc ==
+                0);
+        {
+            quorumreg::hive local(h);
+            quorumreg::directory_store ds(dir.path() / "quorum");
+            quorumreg::checkpoint_manager cp(local, ds, {.node = "node1"});
+            cp.online("SQL");
+            CHECK(local.get_value("Software/SQL", "Port").as_dword() == 1433);
+            local.set_value("Software/SQL", "Port", quorumreg::value::dword(1)); // generation 2
+            cp.flush("SQL");
+            r = qreg(dir.path(), {"resource", "status", "SQL", "--store", store, "--json"});
+            CHECK(json::parse(r.out).at("owner").as_string() == "node1");
+            CHECK(json::parse(r.out).at("state").as_string() == "online");
+            cp.offline("SQL");
+        }
+        r = qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store, "--json"});
+        CHECK(r.rc == 0);
+        auto conflicts = json::parse(r.out);
+        REQUIRE(conflicts.as_array().size() == 1);
+        CHECK(conflicts.as_array()[0].at("node").as_string() == "node1");
+        CHECK(has(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store}).out, "Software"));
+
+        r = qreg(dir.path(), {"checkpoint", "history", "SQL", "Software/SQL", "--store", store, "--json"});
+        CHECK(r.rc == 0);
+        CHECK(json::parse(r.out).as_array().size() == 2);
+        r = qreg(dir.path(), {"checkpoint", "restore", "SQL", "Software/SQL", "99", "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "generation 99"));
+        r = qreg(dir.path(),
+                 {"checkpoint", "restore", "SQL", "Software/SQL", "1", "--store", store, "--node", "admin"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "restored generation 1 of Software/SQL as generation 3"));
+        {
+            quorumreg::hive other(dir.path() / "node2");
+            quorumreg::directory_store ds(dir.path() / "quorum");
+            quorumreg::checkpoint_manager cp(other, ds, {.node = "node2"});
+            cp.online("SQL");
+            CHECK(other.get_value("Software/SQL", "Port").as_dword() == 1433); // generation 1 is current again
+            cp.offline("SQL");
+        }
+
+        r = qreg(dir.path(), {"resource", "list", "--store", store, "--json"});
+        CHECK(r.rc == 0);
+        arr = json::parse(r.out).as_array();
+        REQUIRE(arr.size() == 1);
+        CHECK(arr[0].at("resource").as_string() == "SQL");
+        CHECK(arr[0].at("state").as_string() == "offline");
+        r = qreg(dir.path(), {"resource", "status", "SQL", "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "Software/SQL"));
+        r = qreg(dir.path(), {"resource", "status", "Nope", "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "\"Nope\""));
+
+        r = qreg(dir.path(), {"checkpoint", "remove", "SQL", "Software/SQL", "--store", store, "--hive", h});
+        CHECK(r.rc == 0);
+        CHECK(qreg(dir.path(), {"checkpoint", "list", "SQL", "--store", store}).rc == 3);
+    }
+
+    TEST_CASE("cli: store selection errors") {
+        qr_test::temp_dir dir("cli");
+        auto r = qreg(dir.path(), {"checkpoint", "list", "--store", "ftp:nowhere"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "ftp:nowhere"));
+        r = qreg(dir.path(), {"checkpoint", "list"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "missing --store"));
+        r = qreg(dir.path(), {"type", "list", "--store", "etcd:http://127.0.0.1:1", "--timeout", "1000"});
+        CHECK(r.rc == 4);
+        CHECK(has(r.err, "127.0.0.1:1"));
+    }
+
+    TEST_CASE("cli: resource types: add, list, verify per node, remove") {
+        qr_test::temp_dir dir("cli");
+        auto store = "dir:" + (dir.path() / "quorum").string();
+        fs::create_directories(dir.path() / "plugins");
+        auto lib = dir.path() / "plugins" / "good.so";
+        fs::copy_file(QR_CLI_PLUGIN, lib);
+
+        auto r = qreg(dir.path(), {"type", "add", "GoodType", lib.string(), "--store", store, "--node", "n1"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "registered GoodType"));
+        r = qreg(dir.path(), {"type", "add", "GoodType", lib.string(), "--store", store, "--node", "n1"});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "GoodType"));
+        r = qreg(dir.path(), {"type", "add", "Other", lib.string(), "--store", store, "--plugin-dir",
+                              (dir.path() / "elsewhere").string()});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "Other"));
+        r = qreg(dir.path(), {"type", "list", "--store", store, "--json"});
+        auto arr = json::parse(r.out).as_array();
+        REQUIRE(arr.size() == 1);
+        CHECK(arr[0].at("library").as_string() == lib.string());
+
+        r = qreg(dir.path(), {"type", "verify", "goodtype", "--store", store, "--node", "n2"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "n1"));
+        CHECK(has(r.out, "n2"));
+        // The library changes on disk on node n3: verification names the mismatch, exit 5.
+        { std::ofstream(lib, std::ios::app) << "tampered"; }
+        r = qreg(dir.path(), {"type", "verify", "GoodType", "--store", store, "--node", "n3", "--json"});
+        CHECK(r.rc == 5);
+        bool n3_bad = false;
+        auto report = json::parse(r.out);
+        for (auto& v : report.as_array())
+            if (v.at("node").as_string() == "n3") n3_bad = !v.at("ok").as_bool();
+        CHECK(n3_bad);
+
+        CHECK(qreg(dir.path(), {"type", "remove", "GoodType", "--store", store}).rc == 0);
+        r = qreg(dir.path(), {"type", "remove", "GoodType", "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "GoodType"));
+        CHECK(qreg(dir.path(), {"type", "verify", "GoodType", "--store", store}).rc == 3);
+    }
+
+    TEST_CASE("cli: dependency graph check and DOT") {
+        qr_test::temp_dir dir("cli");
+        write_file(dir.path() / "ok.graph",
+                   "# services\nname_mapping -> cluster\nweb -> (db_primary | db_replica)\nbackup after web\nlonely\n");
+        auto r = qreg(dir.path(), {"graph", "check", "ok.graph"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "no cycle: 7 services"));
+        r = qreg(dir.path(), {"graph", "check", "ok.graph", "--json"});
+        auto check = json::parse(r.out);
+        CHECK(check.at("ok").as_bool());
+        CHECK(check.at("start_waves").as_array().at(0).as_array().size() == 4);
+        r = qreg(dir.path(), {"graph", "--dot", "ok.graph"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "digraph"));
+        CHECK(has(r.out, "db_replica"));
+        CHECK(qreg(dir.path(), {"graph", "--dot", "ok.graph", "--output", "ok.dot"}).rc == 0);
+        CHECK(has(slurp(dir.path() / "ok.dot"), "digraph"));
+
+        write_file(dir.path() / "cycle.graph", "a -> b\nb -> (c | d)\nc -> a\n");
+        r = qreg(dir.path(), {"graph", "check", "cycle.graph"});
+        CHECK(r.rc == 5);
+        CHECK(has(r.out, "cycle: c -> a -> b -> c"));
+        CHECK(has(r.err, "cycle.graph:3"));
+        CHECK(qreg(dir.path(), {"graph", "--dot", "cycle.graph"}).rc == 5);
+
+        write_file(dir.path() / "bad.graph", "a -> (b | )\n");
+        r = qreg(dir.path(), {"graph", "check", "bad.graph"});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "bad.graph:1"));
+        CHECK(qreg(dir.path(), {"graph", "check", "missing.graph"}).rc == 3);
+        CHECK(qreg(dir.path(), {"graph", "explode"}).rc == 2);
+    }
 }

@@ -59,7 +59,7 @@ int code_for(const std::error_code& ec) {
 // ---- command line --------------------------------------------------------------------------
 
 struct args {
-    std::vector<std::string> pos;              ///< positional words after the command
+    std::vector<std::string> pos;                        ///< positional words after the command
     std::map<std::string, std::vector<std::string>> opt; ///< --name VALUE (repeatable)
     bool json = false, help = false;
 
@@ -82,25 +82,33 @@ struct args {
     }
 };
 
-const std::vector<std::string> valued_options{"store", "hive", "type", "node", "plugin-dir", "output", "timeout", "dot"};
+const std::vector<std::string> valued_options{"store",      "hive",   "type",    "node",
+                                              "plugin-dir", "output", "timeout", "dot"};
 
 args parse(int argc, char** argv, int from) {
     args a;
     for (int i = from; i < argc; ++i) {
         std::string w = argv[i];
-        if (w == "--json") a.json = true;
-        else if (w == "--help" || w == "-h") a.help = true;
+        if (w == "--json")
+            a.json = true;
+        else if (w == "--help" || w == "-h")
+            a.help = true;
         else if (w == "--") {
-            for (++i; i < argc; ++i) a.pos.emplace_back(argv[i]);
+            for (++i; i < argc; ++i)
+                a.pos.emplace_back(argv[i]);
         } else if (w.rfind("--", 0) == 0 && w.size() > 2) {
             auto eq = w.find('=');
             std::string name = w.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
             if (std::find(valued_options.begin(), valued_options.end(), name) == valued_options.end())
                 throw usage("unknown option \"--" + name + "\"");
-            if (eq != std::string::npos) a.opt[name].push_back(w.substr(eq + 1));
-            else if (i + 1 < argc) a.opt[name].emplace_back(argv[++i]);
-            else throw usage("option --" + name + " needs a value");
-        } else a.pos.push_back(w);
+            if (eq != std::string::npos)
+                a.opt[name].push_back(w.substr(eq + 1));
+            else if (i + 1 < argc)
+                a.opt[name].emplace_back(argv[++i]);
+            else
+                throw usage("option --" + name + " needs a value");
+        } else
+            a.pos.push_back(w);
     }
     return a;
 }
@@ -113,9 +121,11 @@ struct table {
     std::vector<std::vector<std::string>> rows;
     void print() const {
         std::vector<std::size_t> w(head.size());
-        for (std::size_t c = 0; c < head.size(); ++c) w[c] = head[c].size();
+        for (std::size_t c = 0; c < head.size(); ++c)
+            w[c] = head[c].size();
         for (auto& r : rows)
-            for (std::size_t c = 0; c < r.size(); ++c) w[c] = std::max(w[c], r[c].size());
+            for (std::size_t c = 0; c < r.size(); ++c)
+                w[c] = std::max(w[c], r[c].size());
         auto line = [&](const std::vector<std::string>& r) {
             std::string s;
             for (std::size_t c = 0; c < r.size(); ++c) {
@@ -125,7 +135,8 @@ struct table {
             std::cout << s << "\n";
         };
         line(head);
-        for (auto& r : rows) line(r);
+        for (auto& r : rows)
+            line(r);
     }
 };
 
@@ -158,7 +169,8 @@ json::value value_json(const qr::value& v) {
     case qr::value_type::expand_string: return json::value(v.as_string());
     case qr::value_type::multi_string: {
         json::array a;
-        for (auto& s : v.as_multi_string()) a.emplace_back(s);
+        for (auto& s : v.as_multi_string())
+            a.emplace_back(s);
         return a;
     }
     case qr::value_type::dword: return json::value(v.as_dword());
@@ -176,7 +188,8 @@ std::string value_text(const qr::value& v) {
     case qr::value_type::expand_string: return v.as_string();
     case qr::value_type::multi_string: {
         std::string s;
-        for (auto& x : v.as_multi_string()) s += (s.empty() ? "" : " ") + std::string(json::serialize(json::value(x)));
+        for (auto& x : v.as_multi_string())
+            s += (s.empty() ? "" : " ") + std::string(json::serialize(json::value(x)));
         return s;
     }
     case qr::value_type::dword: return std::to_string(v.as_dword());
@@ -238,7 +251,8 @@ qr::value make_value(const std::string& type, const std::vector<std::string>& da
 qr::value value_from_json(const std::string& type, const json::value& d) {
     if (type == "multi_string") {
         std::vector<std::string> v;
-        for (auto& x : d.as_array()) v.emplace_back(x.as_string());
+        for (auto& x : d.as_array())
+            v.emplace_back(x.as_string());
         return make_value(type, v);
     }
     if (type == "dword" || type == "qword") return make_value(type, {std::to_string(d.to_number<std::uint64_t>())});
@@ -252,7 +266,9 @@ std::unique_ptr<qr::hive> open_hive(const args& a, bool create) {
     std::error_code ec;
     if (!create && !fs::is_directory(dir, ec)) throw failure(not_found, "no hive at " + dir);
     auto h = qr::hive::open(dir, {}, ec);
-    if (ec) throw failure(code_for(ec) == usage_error ? failed : code_for(ec), "cannot open hive " + dir + ": " + ec.message());
+    if (ec)
+        throw failure(code_for(ec) == usage_error ? failed : code_for(ec),
+                      "cannot open hive " + dir + ": " + ec.message());
     return h;
 }
 
@@ -267,7 +283,8 @@ json::object export_key(const qr::hive& h, const std::string& path) {
     }
     o["values"] = std::move(vals);
     json::object subs;
-    for (auto& s : h.subkeys(path)) subs[s] = export_key(h, path + "/" + s);
+    for (auto& s : h.subkeys(path))
+        subs[s] = export_key(h, path + "/" + s);
     o["subkeys"] = std::move(subs);
     return o;
 }
@@ -278,7 +295,8 @@ void import_key(qr::transaction& t, const std::string& path, const json::object&
         for (auto& [name, e] : v->as_object())
             t.set_value(path, name, value_from_json(std::string(e.at("type").as_string()), e.at("data")));
     if (auto* s = o.if_contains("subkeys"))
-        for (auto& [name, sub] : s->as_object()) import_key(t, path + "/" + std::string(name), sub.as_object());
+        for (auto& [name, sub] : s->as_object())
+            import_key(t, path + "/" + std::string(name), sub.as_object());
 }
 
 const char* hive_help =
@@ -309,27 +327,34 @@ int cmd_hive(const args& a) {
             json::object o;
             o["key"] = key;
             json::array sk;
-            for (auto& s : subs) sk.emplace_back(s);
+            for (auto& s : subs)
+                sk.emplace_back(s);
             o["subkeys"] = std::move(sk);
             json::array va;
             for (auto& v : vals)
-                va.emplace_back(json::object{{"name", v.name}, {"type", std::string(qr::to_string(v.data.type()))},
+                va.emplace_back(json::object{{"name", v.name},
+                                             {"type", std::string(qr::to_string(v.data.type()))},
                                              {"data", value_json(v.data)}});
             o["values"] = std::move(va);
             print_json(o);
             return ok;
         }
         table t{{"NAME", "TYPE", "DATA"}, {}};
-        for (auto& s : subs) t.rows.push_back({s + "/", "key", ""});
-        for (auto& v : vals) t.rows.push_back({v.name, std::string(qr::to_string(v.data.type())), value_text(v.data)});
+        for (auto& s : subs)
+            t.rows.push_back({s + "/", "key", ""});
+        for (auto& v : vals)
+            t.rows.push_back({v.name, std::string(qr::to_string(v.data.type())), value_text(v.data)});
         t.print();
         return ok;
     }
     if (sub == "get") {
         a.max_positional(3);
         auto v = h->get_value(a.at(1, "KEY"), a.at(2, "NAME"));
-        if (a.json) print_json(json::object{{"name", a.pos[2]}, {"type", std::string(qr::to_string(v.type()))}, {"data", value_json(v)}});
-        else std::cout << value_text(v) << "\n";
+        if (a.json)
+            print_json(json::object{
+                {"name", a.pos[2]}, {"type", std::string(qr::to_string(v.type()))}, {"data", value_json(v)}});
+        else
+            std::cout << value_text(v) << "\n";
         return ok;
     }
     if (sub == "set") {
@@ -342,8 +367,10 @@ int cmd_hive(const args& a) {
     }
     if (sub == "delete") {
         a.max_positional(3);
-        if (a.pos.size() == 3) h->delete_value(a.at(1, "KEY"), a.pos[2]);
-        else h->delete_key(a.at(1, "KEY"));
+        if (a.pos.size() == 3)
+            h->delete_value(a.at(1, "KEY"), a.pos[2]);
+        else
+            h->delete_key(a.at(1, "KEY"));
         return ok;
     }
     if (sub == "export") {
@@ -354,7 +381,8 @@ int cmd_hive(const args& a) {
             std::ofstream f(*out, std::ios::binary | std::ios::trunc);
             f << text << "\n";
             if (!f.flush()) throw failure(failed, "cannot write " + *out);
-        } else std::cout << text << "\n";
+        } else
+            std::cout << text << "\n";
         return ok;
     }
     // import
@@ -391,7 +419,8 @@ std::unique_ptr<qr::quorum_store> open_store(const args& a) {
     std::error_code ec;
     std::chrono::milliseconds deadline(parse_number(a.get("timeout").value_or("5000"), 3600000, "--timeout (ms)"));
     auto s = qr::open_store(spec, ec, deadline);
-    if (ec == qr::errc::invalid_argument) throw usage("bad --store \"" + spec + "\" (expected dir:PATH or etcd:URL[,URL...])");
+    if (ec == qr::errc::invalid_argument)
+        throw usage("bad --store \"" + spec + "\" (expected dir:PATH or etcd:URL[,URL...])");
     if (ec) throw failure(code_for(ec), "cannot open store " + spec + ": " + ec.message());
     return s;
 }
@@ -410,7 +439,8 @@ std::string unescape(std::string_view s) {
             std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
             out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
             i += 2;
-        } else out.push_back(s[i]);
+        } else
+            out.push_back(s[i]);
     }
     return out;
 }
@@ -452,17 +482,20 @@ int cmd_checkpoint(const args& a) {
     }
     const std::string& sub = a.pos[0];
     static const std::vector<std::string> subs{"list", "add", "remove", "history", "restore", "conflicts"};
-    if (std::find(subs.begin(), subs.end(), sub) == subs.end()) throw usage("unknown checkpoint command \"" + sub + "\"");
+    if (std::find(subs.begin(), subs.end(), sub) == subs.end())
+        throw usage("unknown checkpoint command \"" + sub + "\"");
     bool needs_hive = sub == "add" || sub == "remove";
     if (needs_hive) a.need("hive", "the node's local hive directory, source of the checkpointed keys");
     auto store = open_store(a);
     // Read-only commands and offline restores never touch local keys: a scratch hive serves.
     std::optional<std::string> scratch;
     std::string hive_dir;
-    if (auto h = a.get("hive")) hive_dir = *h;
+    if (auto h = a.get("hive"))
+        hive_dir = *h;
     else {
         auto tmpl = (fs::temp_directory_path() / "qreg-hive-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw failure(failed, "cannot create a scratch hive in " + fs::temp_directory_path().string());
+        if (!::mkdtemp(tmpl.data()))
+            throw failure(failed, "cannot create a scratch hive in " + fs::temp_directory_path().string());
         scratch = hive_dir = tmpl;
     }
     struct cleanup {
@@ -486,13 +519,15 @@ int cmd_checkpoint(const args& a) {
                 auto subtrees = cp.checkpoints(r);
                 auto conflicts = cp.conflicts(r);
                 auto owner = owner_of(*store, r);
-                arr.emplace_back(json::object{{"resource", r}, {"owner", owner}, {"subtrees", subtrees.size()},
-                                              {"conflicts", conflicts.size()}});
+                arr.emplace_back(json::object{
+                    {"resource", r}, {"owner", owner}, {"subtrees", subtrees.size()}, {"conflicts", conflicts.size()}});
                 t.rows.push_back({r, owner.empty() ? "(offline)" : owner, std::to_string(subtrees.size()),
                                   std::to_string(conflicts.size())});
             }
-            if (a.json) print_json(arr);
-            else t.print();
+            if (a.json)
+                print_json(arr);
+            else
+                t.print();
             return ok;
         }
         const auto& res = a.pos[1];
@@ -507,30 +542,40 @@ int cmd_checkpoint(const args& a) {
             arr.emplace_back(json::object{{"subtree", s}, {"generation", g}, {"writer", w}, {"time", tm}});
             t.rows.push_back({s, std::to_string(g), w, tm});
         }
-        if (a.json) print_json(arr);
-        else t.print();
+        if (a.json)
+            print_json(arr);
+        else
+            t.print();
         return ok;
     }
     if (sub == "add" || sub == "remove") {
         a.max_positional(3);
-        if (sub == "add") cp.add_checkpoint(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
-        else cp.remove_checkpoint(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
+        if (sub == "add")
+            cp.add_checkpoint(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
+        else
+            cp.remove_checkpoint(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
         return ok;
     }
     if (sub == "history") {
         a.max_positional(3);
         auto h = cp.history(a.at(1, "RESOURCE"), a.at(2, "SUBTREE"));
-        if (h.empty()) throw failure(not_found, "no checkpoint of \"" + a.pos[2] + "\" for resource \"" + a.pos[1] + "\"");
+        if (h.empty())
+            throw failure(not_found, "no checkpoint of \"" + a.pos[2] + "\" for resource \"" + a.pos[1] + "\"");
         json::array arr;
         table t{{"GENERATION", "WRITER", "TIME", "SHA256"}, {}};
         for (auto& g : h) {
-            arr.emplace_back(json::object{{"generation", g.generation}, {"writer", g.writer}, {"time", iso_time(g.time)},
-                                          {"sha256", g.sha256}, {"absent", g.absent}});
+            arr.emplace_back(json::object{{"generation", g.generation},
+                                          {"writer", g.writer},
+                                          {"time", iso_time(g.time)},
+                                          {"sha256", g.sha256},
+                                          {"absent", g.absent}});
             t.rows.push_back({std::to_string(g.generation), g.writer, iso_time(g.time),
                               g.absent ? "(subtree absent)" : g.sha256.substr(0, 16)});
         }
-        if (a.json) print_json(arr);
-        else t.print();
+        if (a.json)
+            print_json(arr);
+        else
+            t.print();
         return ok;
     }
     if (sub == "restore") {
@@ -540,8 +585,8 @@ int cmd_checkpoint(const args& a) {
         const auto& subtree = a.at(2, "SUBTREE");
         auto h = cp.history(res, subtree);
         if (std::none_of(h.begin(), h.end(), [&](auto& x) { return x.generation == gen; }))
-            throw failure(not_found, "generation " + std::to_string(gen) + " of \"" + subtree + "\" (resource \"" + res +
-                                         "\") is not in the store; see qreg checkpoint history");
+            throw failure(not_found, "generation " + std::to_string(gen) + " of \"" + subtree + "\" (resource \"" +
+                                         res + "\") is not in the store; see qreg checkpoint history");
         cp.restore(res, subtree, gen);
         auto after = cp.history(res, subtree);
         std::cout << "restored generation " << gen << " of " << subtree << " as generation "
@@ -554,12 +599,14 @@ int cmd_checkpoint(const args& a) {
     json::array arr;
     table t{{"ID", "SUBTREE", "NODE", "TIME", "SHA256"}, {}};
     for (auto& c : cs) {
-        arr.emplace_back(json::object{{"id", c.id}, {"subtree", c.subtree}, {"node", c.node}, {"time", iso_time(c.time)},
-                                      {"sha256", c.sha256}});
+        arr.emplace_back(json::object{
+            {"id", c.id}, {"subtree", c.subtree}, {"node", c.node}, {"time", iso_time(c.time)}, {"sha256", c.sha256}});
         t.rows.push_back({c.id, c.subtree, c.node, iso_time(c.time), c.sha256.substr(0, 16)});
     }
-    if (a.json) print_json(arr);
-    else t.print();
+    if (a.json)
+        print_json(arr);
+    else
+        t.print();
     return ok;
 }
 
@@ -568,8 +615,10 @@ int cmd_checkpoint(const args& a) {
 qr::type_registry_options type_options(const args& a, const std::string& library = {}) {
     qr::type_registry_options o;
     if (auto it = a.opt.find("plugin-dir"); it != a.opt.end())
-        for (auto& d : it->second) o.plugin_directories.emplace_back(d);
-    else if (!library.empty()) o.plugin_directories.push_back(fs::path(library).parent_path());
+        for (auto& d : it->second)
+            o.plugin_directories.emplace_back(d);
+    else if (!library.empty())
+        o.plugin_directories.push_back(fs::path(library).parent_path());
     o.node_id = node_name(a);
     o.monitor_command = {"/proc/self/exe"}; // qreg is its own registration probe
     return o;
@@ -604,7 +653,8 @@ int cmd_type(const args& a) {
         return a.help ? ok : usage_error;
     }
     const std::string& sub = a.pos[0];
-    if (sub != "list" && sub != "add" && sub != "remove" && sub != "verify") throw usage("unknown type command \"" + sub + "\"");
+    if (sub != "list" && sub != "add" && sub != "remove" && sub != "verify")
+        throw usage("unknown type command \"" + sub + "\"");
     if (sub == "add") {
         a.max_positional(3);
         a.at(2, "LIBRARY");
@@ -619,8 +669,10 @@ int cmd_type(const args& a) {
             arr.push_back(type_json(ti));
             t.rows.push_back({ti.name, ti.library, ti.sha256.substr(0, 16), ti.registered_by});
         }
-        if (a.json) print_json(arr);
-        else t.print();
+        if (a.json)
+            print_json(arr);
+        else
+            t.print();
         return ok;
     }
     if (sub == "add") {
@@ -630,8 +682,11 @@ int cmd_type(const args& a) {
         ti.name = a.pos[1];
         ti.library = lib;
         auto stored = types.register_type(ti);
-        if (a.json) print_json(type_json(stored));
-        else std::cout << "registered " << stored.name << " -> " << stored.library << " (sha256 " << stored.sha256 << ")\n";
+        if (a.json)
+            print_json(type_json(stored));
+        else
+            std::cout << "registered " << stored.name << " -> " << stored.library << " (sha256 " << stored.sha256
+                      << ")\n";
         return ok;
     }
     a.max_positional(2);
@@ -653,14 +708,21 @@ int cmd_type(const args& a) {
     for (auto& v : report) {
         all = all && v.ok();
         auto when = iso_time(std::chrono::system_clock::time_point(std::chrono::milliseconds(v.checked_at_ms)));
-        std::string result = v.ok() ? "ok" : (!v.current && !v.result ? "stale (checked an older registration)" : v.message);
-        arr.emplace_back(json::object{{"node", v.node}, {"ok", v.ok()}, {"current", v.current}, {"message", v.message},
-                                      {"observed_sha256", v.observed_sha256}, {"registered_sha256", v.registered_sha256},
+        std::string result =
+            v.ok() ? "ok" : (!v.current && !v.result ? "stale (checked an older registration)" : v.message);
+        arr.emplace_back(json::object{{"node", v.node},
+                                      {"ok", v.ok()},
+                                      {"current", v.current},
+                                      {"message", v.message},
+                                      {"observed_sha256", v.observed_sha256},
+                                      {"registered_sha256", v.registered_sha256},
                                       {"checked", when}});
         t.rows.push_back({v.node, result, v.observed_sha256.substr(0, 16), when});
     }
-    if (a.json) print_json(arr);
-    else t.print();
+    if (a.json)
+        print_json(arr);
+    else
+        t.print();
     if (!mine.ok()) std::cerr << "qreg: this node (" << mine.node << "): " << mine.message << "\n";
     return all ? ok : check_failed;
 }
@@ -700,13 +762,18 @@ int cmd_resource(const args& a) {
         for (auto& r : checkpoint_resources(*store)) {
             auto owner = owner_of(*store, r);
             auto n = cp.checkpoints(r).size(), c = cp.conflicts(r).size();
-            arr.emplace_back(json::object{{"resource", r}, {"state", owner.empty() ? "offline" : "online"}, {"owner", owner},
-                                          {"subtrees", n}, {"conflicts", c}});
+            arr.emplace_back(json::object{{"resource", r},
+                                          {"state", owner.empty() ? "offline" : "online"},
+                                          {"owner", owner},
+                                          {"subtrees", n},
+                                          {"conflicts", c}});
             t.rows.push_back({r, owner.empty() ? "offline" : "online", owner.empty() ? "-" : owner, std::to_string(n),
                               std::to_string(c)});
         }
-        if (a.json) print_json(arr);
-        else t.print();
+        if (a.json)
+            print_json(arr);
+        else
+            t.print();
         return ok;
     }
     a.max_positional(2);
@@ -725,8 +792,11 @@ int cmd_resource(const args& a) {
                                        {"generations_kept", h.size()}});
     }
     if (a.json) {
-        print_json(json::object{{"resource", res}, {"state", owner.empty() ? "offline" : "online"}, {"owner", owner},
-                                {"subtrees", sarr}, {"conflicts", conflicts.size()}});
+        print_json(json::object{{"resource", res},
+                                {"state", owner.empty() ? "offline" : "online"},
+                                {"owner", owner},
+                                {"subtrees", sarr},
+                                {"conflicts", conflicts.size()}});
         return ok;
     }
     std::cout << "resource   " << res << "\nstate      " << (owner.empty() ? "offline" : "online") << "\nowner      "
@@ -744,15 +814,14 @@ int cmd_resource(const args& a) {
 
 // ---- dependency graph ---------------------------------------------------------------------------
 
-const char* graph_help =
-    "usage: qreg graph --dot FILE [--output OUT]   the graph in FILE as Graphviz DOT\n"
-    "       qreg graph check FILE [--json]         check for cycles; print the start order\n"
-    "FILE, one statement per line ('#' starts a comment):\n"
-    "  a -> b            a requires b (b starts first; starting a pulls b in)\n"
-    "  a -> (b | c)      a requires one of b, c (tried in that order)\n"
-    "  a after b         order only: a starts after b when both start\n"
-    "  a                 a service with no dependencies\n"
-    "Exit 5 if the graph has a cycle (the cycle is printed), 1 if FILE is malformed.\n";
+const char* graph_help = "usage: qreg graph --dot FILE [--output OUT]   the graph in FILE as Graphviz DOT\n"
+                         "       qreg graph check FILE [--json]         check for cycles; print the start order\n"
+                         "FILE, one statement per line ('#' starts a comment):\n"
+                         "  a -> b            a requires b (b starts first; starting a pulls b in)\n"
+                         "  a -> (b | c)      a requires one of b, c (tried in that order)\n"
+                         "  a after b         order only: a starts after b when both start\n"
+                         "  a                 a service with no dependencies\n"
+                         "Exit 5 if the graph has a cycle (the cycle is printed), 1 if FILE is malformed.\n";
 
 struct graph_file {
     qr::dependency_graph<std::string> g;
@@ -768,7 +837,8 @@ std::string trim(std::string s) {
 }
 
 bool valid_name(const std::string& s) {
-    return !s.empty() && std::none_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '(' || c == ')' || c == '|'; });
+    return !s.empty() && std::none_of(s.begin(), s.end(),
+                                      [](char c) { return c == ' ' || c == '\t' || c == '(' || c == ')' || c == '|'; });
 }
 
 graph_file load_graph(const std::string& path) {
@@ -780,7 +850,9 @@ graph_file load_graph(const std::string& path) {
         if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
         line = trim(line);
         if (line.empty()) continue;
-        auto bad = [&](const std::string& why) { return failure(failed, path + ":" + std::to_string(n) + ": " + why + ": \"" + line + "\""); };
+        auto bad = [&](const std::string& why) {
+            return failure(failed, path + ":" + std::to_string(n) + ": " + why + ": \"" + line + "\"");
+        };
         std::error_code ec;
         std::vector<std::string> cyc;
         std::string lhs, rhs;
@@ -811,8 +883,10 @@ graph_file load_graph(const std::string& path) {
             gf.g.add_any_of(lhs, members, ec, &cyc);
         } else {
             if (!valid_name(rhs)) throw bad("bad service name \"" + rhs + "\"");
-            if (order) gf.g.add_order_after(lhs, rhs, ec, &cyc);
-            else gf.g.add_dependency(lhs, rhs, ec, &cyc);
+            if (order)
+                gf.g.add_order_after(lhs, rhs, ec, &cyc);
+            else
+                gf.g.add_dependency(lhs, rhs, ec, &cyc);
         }
         if (ec == qr::errc::dependency_cycle) {
             gf.cycle = cyc;
@@ -841,7 +915,8 @@ int cmd_graph(const args& a) {
             std::ofstream f(*out, std::ios::trunc);
             f << text;
             if (!f.flush()) throw failure(failed, "cannot write " + *out);
-        } else std::cout << text;
+        } else
+            std::cout << text;
         return ok;
     }
     if (a.pos.empty()) {
@@ -856,10 +931,13 @@ int cmd_graph(const args& a) {
         auto text = gf.g.format_cycle(gf.cycle);
         if (a.json) {
             json::array c;
-            for (auto& s : gf.cycle) c.emplace_back(s);
+            for (auto& s : gf.cycle)
+                c.emplace_back(s);
             print_json(json::object{{"ok", false}, {"cycle", c}, {"line", gf.cycle_line}});
-        } else std::cout << "cycle: " << text << "\n";
-        std::cerr << "qreg: " << file << ":" << gf.cycle_line << ": \"" << gf.cycle_text << "\" closes the cycle " << text << "\n";
+        } else
+            std::cout << "cycle: " << text << "\n";
+        std::cerr << "qreg: " << file << ":" << gf.cycle_line << ": \"" << gf.cycle_text << "\" closes the cycle "
+                  << text << "\n";
         return check_failed;
     }
     auto waves = gf.g.start_waves();
@@ -867,7 +945,8 @@ int cmd_graph(const args& a) {
         json::array w;
         for (auto& wave : waves) {
             json::array x;
-            for (auto& s : wave) x.emplace_back(s);
+            for (auto& s : wave)
+                x.emplace_back(s);
             w.emplace_back(std::move(x));
         }
         print_json(json::object{{"ok", true}, {"services", gf.g.nodes().size()}, {"start_waves", w}});
@@ -876,7 +955,8 @@ int cmd_graph(const args& a) {
     std::cout << "no cycle: " << gf.g.nodes().size() << " services start in " << waves.size() << " waves\n";
     for (std::size_t i = 0; i < waves.size(); ++i) {
         std::cout << "  " << i + 1 << ":";
-        for (auto& s : waves[i]) std::cout << " " << s;
+        for (auto& s : waves[i])
+            std::cout << " " << s;
         std::cout << "\n";
     }
     return ok;

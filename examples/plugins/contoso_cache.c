@@ -41,9 +41,16 @@ static int cache_alive(quorumreg_resource_t r) { return access(((cache*)r)->mark
 
 QUORUMREG_RESOURCE_EXPORT const quorumreg_resource_functions*
 quorumreg_resource_startup(uint32_t api_version, const char* type_name, const quorumreg_monitor_services* services) {
-    static const quorumreg_resource_functions table = {
-        sizeof(quorumreg_resource_functions), QUORUMREG_RESOURCE_API_VERSION,
-        cache_open, cache_close, cache_online, cache_offline, cache_terminate, cache_alive, cache_alive, NULL};
+    static const quorumreg_resource_functions table = {sizeof(quorumreg_resource_functions),
+                                                       QUORUMREG_RESOURCE_API_VERSION,
+                                                       cache_open,
+                                                       cache_close,
+                                                       cache_online,
+                                                       cache_offline,
+                                                       cache_terminate,
+                                                       cache_alive,
+                                                       cache_alive,
+                                                       NULL};
     (void)services;
     if (api_version < 1 || strcasecmp(type_name, "Contoso.Cache") != 0) return NULL;
     return &table;
