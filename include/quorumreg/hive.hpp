@@ -539,7 +539,7 @@ private:
         meta_generation().store(gen_);
         publish_end();
         meta_seq().fetch_add(1);
-        seen_seq_ = meta_seq().load();
+        seen_seq_.store(meta_seq().load(), std::memory_order_release);
     }
 
     /// Publishes how far the current journal holds acknowledged records; readers in other
@@ -630,7 +630,9 @@ private:
         return detail::crc32c(data.data() + pos + detail::record_header_size, len) == crc;
     }
 
-    bool changed_elsewhere() const noexcept { return meta_ && meta_seq().load(std::memory_order_acquire) != seen_seq_; }
+    bool changed_elsewhere() const noexcept {
+        return meta_ && meta_seq().load(std::memory_order_acquire) != seen_seq_.load(std::memory_order_acquire);
+    }
 
     /// Applies other processes' commits (reader mode, no file lock).
     void refresh(std::error_code& ec, std::string& why) {
@@ -669,7 +671,7 @@ private:
             if ((ec = open_journal(gen_, fd, nullptr, why))) break;
             set_journal(fd);
         }
-        if (!ec) seen_seq_ = seq;
+        if (!ec) seen_seq_.store(seq, std::memory_order_release);
         std::unique_lock lk(mu_); // enqueue in revision order relative to local commits
         events_.enqueue(std::move(events));
     }
@@ -765,7 +767,7 @@ private:
             events_.enqueue(std::move(events));
         }
         meta_seq().fetch_add(1, std::memory_order_release);
-        seen_seq_ = meta_seq().load();
+        seen_seq_.store(meta_seq().load(), std::memory_order_release);
         if (offset_ >= opts_.snapshot_threshold) {
             std::error_code cec;
             std::string cwhy;
@@ -819,7 +821,7 @@ private:
         meta_generation().store(gen_, std::memory_order_release); // before the new end: see read_records
         publish_end();
         meta_seq().fetch_add(1, std::memory_order_release);
-        seen_seq_ = meta_seq().load();
+        seen_seq_.store(meta_seq().load(), std::memory_order_release);
         // Keep one previous generation as the fallback for a corrupt newest snapshot.
         std::vector<std::uint64_t> snaps, journals;
         scan(snaps, journals);
@@ -886,7 +888,7 @@ private:
     boost::interprocess::file_mapping meta_file_;
     boost::interprocess::mapped_region meta_region_;
     detail::hive_meta* meta_ = nullptr;
-    std::uint64_t seen_seq_ = 0;
+    std::atomic<std::uint64_t> seen_seq_{0}; // written under io_mu_, read lock-free by changed_elsewhere()
     int journal_fd_ = -1;
     std::uint64_t gen_ = 0;
     std::uint64_t offset_ = 0;
