@@ -72,8 +72,8 @@ std::set<std::string> dir_entries(const fs::path& p) {
     return out;
 }
 
-/// dir_io whose calls fail on demand with a chosen errno.
-struct faulty_io : detail::dir_io {
+/// file_io whose calls fail on demand with a chosen errno.
+struct faulty_io : detail::file_io {
     std::atomic<int> write_errno{0}, fsync_errno{0}, rename_errno{0}, truncate_errno{0};
     std::atomic<int> fsync_failures{1 << 30}; ///< with fsync_errno: fail this many fsyncs
     std::atomic<int> writes_before_fault{0};  ///< let this many pwrite calls through first
@@ -85,28 +85,28 @@ struct faulty_io : detail::dir_io {
             errno = write_errno;
             return -1;
         }
-        return detail::dir_io::pwrite(fd, buf, n, off);
+        return detail::file_io::pwrite(fd, buf, n, off);
     }
     int fsync(int fd) override {
         if (fsync_errno && fsync_failures-- > 0) {
             errno = fsync_errno;
             return -1;
         }
-        return detail::dir_io::fsync(fd);
+        return detail::file_io::fsync(fd);
     }
     int rename(const char* a, const char* b) override {
         if (rename_errno) {
             errno = rename_errno;
             return -1;
         }
-        return detail::dir_io::rename(a, b);
+        return detail::file_io::rename(a, b);
     }
     int ftruncate(int fd, off_t len) override {
         if (truncate_errno) {
             errno = truncate_errno;
             return -1;
         }
-        return detail::dir_io::ftruncate(fd, len);
+        return detail::file_io::ftruncate(fd, len);
     }
 };
 

@@ -42,8 +42,6 @@
 #include <quorumreg/error.hpp>
 #include <quorumreg/registry.hpp>
 
-#include <boost/interprocess/file_mapping.hpp>
-#include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/sync/file_lock.hpp>
 
 #include <algorithm>
@@ -265,7 +263,7 @@ private:
             }
             registered_ = true;
         }
-        // Lock and meta files: created 0600 before Boost maps or locks them.
+        // Lock and meta files: created 0600 before Boost locks one and we map the other.
         for (const char* name : {"hive.lock", "hive.meta"}) {
             auto p = path_of(name);
             int fd = io().open(p.c_str(), O_CREAT | O_RDWR, 0600);
@@ -273,27 +271,36 @@ private:
                 ec = detail::io_failure(errno, "open", p, &why);
                 return;
             }
-            struct stat st {};
-            if (std::string_view(name) == "hive.meta" && ::fstat(fd, &st) == 0 &&
-                st.st_size < static_cast<off_t>(sizeof(detail::hive_meta)) && io().ftruncate(fd, 4096) != 0) {
-                ec = detail::io_failure(errno, "size", p, &why);
-                io().close(fd);
-                return;
+            if (std::string_view(name) == "hive.meta") {
+                struct stat st {};
+                if (io().fstat(fd, &st) != 0)
+                    ec = detail::io_failure(errno, "stat", p, &why);
+                else if (st.st_size < static_cast<off_t>(sizeof(detail::hive_meta)) && io().ftruncate(fd, 4096) != 0)
+                    ec = detail::io_failure(errno, "size", p, &why);
+                if (!ec) {
+                    void* a = io().mmap_shared(fd, sizeof(detail::hive_meta));
+                    if (a == MAP_FAILED)
+                        ec = detail::io_failure(errno, "mmap", p, &why);
+                    else
+                        meta_region_ = detail::shared_mapping(a, sizeof(detail::hive_meta));
+                }
             }
             io().close(fd);
+            if (ec) return;
         }
-        try {
-            file_lock_ = boost::interprocess::file_lock(path_of("hive.lock").c_str());
-            meta_file_ =
-                boost::interprocess::file_mapping(path_of("hive.meta").c_str(), boost::interprocess::read_write);
-            meta_region_ = boost::interprocess::mapped_region(meta_file_, boost::interprocess::read_write, 0,
-                                                              sizeof(detail::hive_meta));
-        } catch (const std::exception& e) {
-            ec = errc::lock_failed;
-            why = e.what();
+        auto lock_path = path_of("hive.lock");
+        if (io().attach_lock(lock_path.c_str()) != 0) {
+            ec = detail::io_failure(errno, "lock", lock_path, &why);
             return;
         }
-        meta_ = static_cast<detail::hive_meta*>(meta_region_.get_address());
+        try {
+            file_lock_ = boost::interprocess::file_lock(lock_path.c_str());
+        } catch (const std::exception& e) {
+            ec = errc::lock_failed;
+            why = "file_lock " + lock_path + ": " + e.what();
+            return;
+        }
+        meta_ = static_cast<detail::hive_meta*>(meta_region_.get());
         std::lock_guard lk(io_mu_);
         lock_file(ec, why);
         if (ec) return;
@@ -344,7 +351,11 @@ private:
         int fd = io().open(p.c_str(), O_RDONLY, 0);
         if (fd < 0) return detail::io_failure(errno, "open", p, &why);
         struct stat st {};
-        ::fstat(fd, &st);
+        if (io().fstat(fd, &st) != 0) {
+            auto e = detail::io_failure(errno, "stat", p, &why);
+            io().close(fd);
+            return e;
+        }
         std::string data;
         auto ec = detail::read_at(io(), fd, data, static_cast<std::size_t>(st.st_size), 0, p, &why);
         io().close(fd);
@@ -558,7 +569,7 @@ private:
     std::error_code read_records(bool writer, std::vector<change_event>& events, std::string& why) {
         auto p = path_of(detail::gen_name("journal", gen_));
         struct stat st {};
-        if (::fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
+        if (io().fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
         auto size = static_cast<std::uint64_t>(st.st_size);
         if (!writer) {
             // Only the current generation's acknowledged end; an older journal is complete.
@@ -691,7 +702,7 @@ private:
         };
         if (broken_) {
             ec = errc::closed;
-            why = "an earlier failed write could not be undone in the journal; reopen the hive";
+            why = "an earlier failed write could not be undone; reopen the hive";
             return fail_all();
         }
         lock_file(ec, why);
@@ -808,14 +819,33 @@ private:
             std::shared_lock lk(mu_);
             snap = encode_snapshot(gen_ + 1);
         }
-        if ((ec = detail::atomic_replace(io(), dir_.string(), detail::gen_name("snapshot", gen_ + 1), snap, &why)))
-            return;
-        if ((ec = create_journal(gen_ + 1, why))) {
-            io().unlink(path_of(detail::gen_name("snapshot", gen_ + 1)).c_str());
+        // A failed compaction must leave no part of generation gen_ + 1 behind: recovery
+        // prefers the newest snapshot, and commits that go on into journal.<gen_> would be
+        // lost behind it. If the half-made files cannot be removed (durably), stop writing.
+        auto undo = [&] {
+            bool removed = false;
+            for (const char* kind : {"snapshot", "journal"}) {
+                auto f = path_of(detail::gen_name(kind, gen_ + 1));
+                if (io().unlink(f.c_str()) == 0)
+                    removed = true;
+                else if (errno != ENOENT)
+                    broken_ = true;
+            }
+            if (!removed) return;
+            int dfd = io().open(dir_.c_str(), O_RDONLY | O_DIRECTORY, 0);
+            if (dfd < 0 || io().fsync(dfd) != 0) broken_ = true;
+            if (dfd >= 0) io().close(dfd);
+        };
+        if ((ec = detail::atomic_replace(io(), dir_.string(), detail::gen_name("snapshot", gen_ + 1), snap, &why)) ||
+            (ec = create_journal(gen_ + 1, why))) {
+            undo();
             return;
         }
         int fd = -1;
-        if ((ec = open_journal(gen_ + 1, fd, nullptr, why))) return;
+        if ((ec = open_journal(gen_ + 1, fd, nullptr, why))) {
+            undo();
+            return;
+        }
         ++gen_;
         set_journal(fd);
         meta_generation().store(gen_, std::memory_order_release); // before the new end: see read_records
@@ -885,8 +915,7 @@ private:
     mutable std::mutex io_mu_; // journal position, generation, file lock use
     std::mutex commit_mu_;
     boost::interprocess::file_lock file_lock_;
-    boost::interprocess::file_mapping meta_file_;
-    boost::interprocess::mapped_region meta_region_;
+    detail::shared_mapping meta_region_;
     detail::hive_meta* meta_ = nullptr;
     std::atomic<std::uint64_t> seen_seq_{0}; // written under io_mu_, read lock-free by changed_elsewhere()
     int journal_fd_ = -1;

@@ -9,6 +9,7 @@
 // descriptor open while any store object uses it; threads serialize on the mutex.
 #pragma once
 
+#include <quorumreg/detail/file_io.hpp>
 #include <quorumreg/error.hpp>
 
 #include <boost/interprocess/exceptions.hpp>
@@ -33,14 +34,16 @@ namespace quorumreg::detail {
 class dir_process_lock {
 public:
     /// The process-wide lock object for the lock file at `path`, created 0600 if missing.
-    static std::shared_ptr<dir_process_lock> get(const std::string& path, std::error_code& ec, std::string& detail) {
+    /// The file calls go through `io` (the opening store's seam).
+    static std::shared_ptr<dir_process_lock> get(file_io& io, const std::string& path, std::error_code& ec,
+                                                 std::string& detail) {
         static std::mutex registry_mu;
         static auto* registry = new std::map<std::pair<dev_t, ino_t>, std::weak_ptr<dir_process_lock>>();
         // Deliberately leaked: a forked child must never run the parent's entries' destructors
         // (closing their descriptors would be harmless, but order at exit is not ours to pick).
         std::lock_guard g(registry_mu);
         struct ::stat st {};
-        if (::stat(path.c_str(), &st) == 0) {
+        if (io.stat(path.c_str(), &st) == 0) {
             auto it = registry->find({st.st_dev, st.st_ino});
             if (it != registry->end()) {
                 auto p = it->second.lock();
@@ -49,25 +52,32 @@ public:
         }
         // Nobody in this process has the file open (or only a parent did, before fork): opening
         // it now cannot drop a lock this process holds.
-        int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        int fd = io.open(path.c_str(), O_RDWR | O_CREAT, 0600);
         if (fd < 0) {
             int e = errno;
             ec = from_errno(e);
             detail = "open " + path + ": " + std::strerror(e);
             return nullptr;
         }
-        if (::fstat(fd, &st) != 0) {
+        if (io.fstat(fd, &st) != 0) {
             int e = errno;
-            ::close(fd);
+            io.close(fd);
             ec = from_errno(e);
             detail = "stat " + path + ": " + std::strerror(e);
+            return nullptr;
+        }
+        if (io.attach_lock(path.c_str()) != 0) {
+            int e = errno;
+            io.close(fd);
+            ec = from_errno(e);
+            detail = "file_lock " + path + ": " + std::strerror(e);
             return nullptr;
         }
         std::shared_ptr<dir_process_lock> p;
         try {
             p.reset(new dir_process_lock(fd, path));
         } catch (const boost::interprocess::interprocess_exception& e) {
-            ::close(fd);
+            io.close(fd);
             ec = errc::lock_failed;
             detail = "file_lock " + path + ": " + e.what();
             return nullptr;

@@ -1,22 +1,41 @@
-// A seam over the POSIX file calls that persistence code makes, so tests can make any call
-// site fail (ENOSPC, EIO, EACCES) and check that the caller reports it and stays consistent.
+// The one seam over the POSIX file calls that persistence code makes (the hive, the directory
+// store and its lock), so tests can make any call site fail (ENOSPC, EIO, EACCES) and check
+// that the caller reports it and stays consistent. tests/test_fault.cpp enumerates the call
+// sites through it; docs/reliability.md describes the fault model.
 #pragma once
 
 #include <quorumreg/error.hpp>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 namespace quorumreg::detail {
 
 /// The calls persistence code makes. The default implementation forwards to POSIX; each
-/// returns what POSIX returns and sets errno the same way.
+/// returns what POSIX returns and sets errno the same way. Override any of them to inject
+/// faults (keep forwarding to the base class for the calls you do not fail).
+///
+/// @code
+/// struct full_disk : quorumreg::detail::file_io {
+///     ssize_t pwrite(int fd, const void* b, std::size_t n, off_t o) override {
+///         errno = ENOSPC;
+///         return -1;
+///     }
+/// };
+/// full_disk io;
+/// quorumreg::hive_options o;
+/// o.io = &io; // every journal append now fails with ENOSPC
+/// @endcode
 class file_io {
 public:
     virtual ~file_io() = default;
@@ -31,12 +50,58 @@ public:
     virtual int rename(const char* from, const char* to) { return ::rename(from, to); }
     virtual int unlink(const char* path) { return ::unlink(path); }
     virtual int mkdir(const char* path, mode_t mode) { return ::mkdir(path, mode); }
+    virtual int fstat(int fd, struct ::stat* st) { return ::fstat(fd, st); }
+    virtual int stat(const char* path, struct ::stat* st) { return ::stat(path, st); }
+    /// Maps `len` bytes of `fd` shared read/write. MAP_FAILED with errno on failure.
+    virtual void* mmap_shared(int fd, std::size_t len) {
+        return ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    }
+    /// Called just before a Boost.Interprocess file_lock is attached to `path` (Boost opens
+    /// the file itself, so this is where that open can be made to fail). 0, or -1 with errno.
+    virtual int attach_lock(const char* path) {
+        (void)path;
+        return 0;
+    }
 
     /// The process-wide POSIX implementation.
     static file_io& system() noexcept {
         static file_io io;
         return io;
     }
+    /// The same object as a (non-owning) shared_ptr, for owners that hold their seam shared.
+    static std::shared_ptr<file_io> posix() {
+        return std::shared_ptr<file_io>(std::shared_ptr<file_io>(), &system());
+    }
+};
+
+/// A shared mapping made through file_io::mmap_shared; unmapped on destruction.
+class shared_mapping {
+public:
+    shared_mapping() = default;
+    shared_mapping(void* addr, std::size_t len) noexcept : addr_(addr), len_(len) {}
+    shared_mapping(shared_mapping&& o) noexcept : addr_(o.addr_), len_(o.len_) { o.addr_ = nullptr; }
+    shared_mapping& operator=(shared_mapping&& o) noexcept {
+        if (this != &o) {
+            reset();
+            addr_ = o.addr_;
+            len_ = o.len_;
+            o.addr_ = nullptr;
+        }
+        return *this;
+    }
+    shared_mapping(const shared_mapping&) = delete;
+    shared_mapping& operator=(const shared_mapping&) = delete;
+    ~shared_mapping() { reset(); }
+
+    void* get() const noexcept { return addr_; }
+    void reset() noexcept {
+        if (addr_) ::munmap(addr_, len_);
+        addr_ = nullptr;
+    }
+
+private:
+    void* addr_ = nullptr;
+    std::size_t len_ = 0;
 };
 
 /// An error_code for errno `e` plus a message "<what> <path>: <strerror>".
@@ -45,19 +110,44 @@ inline std::error_code io_failure(int e, std::string_view what, std::string_view
     return from_errno(e);
 }
 
+/// Writes all of `n` bytes at `off`, retrying short writes and EINTR. False with errno set.
+inline bool pwrite_all(file_io& io, int fd, const char* p, std::size_t n, off_t off) {
+    while (n > 0) {
+        ssize_t w = io.pwrite(fd, p, n, off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return false;
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+        off += w;
+    }
+    return true;
+}
+
+/// Reads up to `n` bytes at `off` (fewer only at end of file). -1 with errno set on failure.
+inline ssize_t pread_all(file_io& io, int fd, char* p, std::size_t n, off_t off) {
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = io.pread(fd, p + got, n - got, off + static_cast<off_t>(got));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    return static_cast<ssize_t>(got);
+}
+
 /// Writes all of `data` at `off`, retrying short writes and EINTR.
 inline std::error_code write_all(file_io& io, int fd, std::string_view data, off_t off, std::string_view path,
                                  std::string* why) {
-    std::size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = io.pwrite(fd, data.data() + done, data.size() - done, off + static_cast<off_t>(done));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return io_failure(errno, "write", path, why);
-        }
-        if (n == 0) return io_failure(EIO, "write", path, why);
-        done += static_cast<std::size_t>(n);
-    }
+    if (!pwrite_all(io, fd, data.data(), data.size(), off)) return io_failure(errno, "write", path, why);
     return {};
 }
 
@@ -65,25 +155,23 @@ inline std::error_code write_all(file_io& io, int fd, std::string_view data, off
 inline std::error_code read_at(file_io& io, int fd, std::string& out, std::size_t n, off_t off, std::string_view path,
                                std::string* why) {
     out.resize(n);
-    std::size_t done = 0;
-    while (done < n) {
-        ssize_t r = io.pread(fd, out.data() + done, n - done, off + static_cast<off_t>(done));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            out.clear();
-            return io_failure(errno, "read", path, why);
-        }
-        if (r == 0) break;
-        done += static_cast<std::size_t>(r);
+    auto got = pread_all(io, fd, out.data(), n, off);
+    if (got < 0) {
+        int e = errno;
+        out.clear();
+        return io_failure(e, "read", path, why);
     }
-    out.resize(done);
+    out.resize(static_cast<std::size_t>(got));
     return {};
 }
 
 /// Atomically replaces `path` with `data`: write a temporary file, fsync it, rename it over
 /// `path`, fsync the directory. Either the old or the new content survives a crash.
+/// *renamed (if given) tells whether the new file took `path`'s place, which matters to a
+/// caller when only the directory fsync failed.
 inline std::error_code atomic_replace(file_io& io, const std::string& dir, const std::string& name,
-                                      std::string_view data, std::string* why) {
+                                      std::string_view data, std::string* why, bool* renamed = nullptr) {
+    if (renamed) *renamed = false;
     std::string path = dir + "/" + name;
     std::string tmp = path + ".tmp";
     int fd = io.open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
@@ -96,6 +184,7 @@ inline std::error_code atomic_replace(file_io& io, const std::string& dir, const
         io.unlink(tmp.c_str());
         return ec;
     }
+    if (renamed) *renamed = true;
     int dfd = io.open(dir.c_str(), O_RDONLY | O_DIRECTORY, 0);
     if (dfd < 0) return io_failure(errno, "open directory", dir, why);
     if (io.fsync(dfd) != 0) ec = io_failure(errno, "fsync directory", dir, why);

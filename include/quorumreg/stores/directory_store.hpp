@@ -54,7 +54,7 @@
 // @endcode
 #pragma once
 
-#include <quorumreg/detail/dir_io.hpp>
+#include <quorumreg/detail/file_io.hpp>
 #include <quorumreg/detail/dir_lock.hpp>
 #include <quorumreg/detail/dir_log.hpp>
 #include <quorumreg/detail/store_state.hpp>
@@ -90,7 +90,7 @@ struct directory_store_options {
     lease_clock clock = lease_clock::realtime;   ///< for a NEW store; an existing store keeps its own
     bool create = true;                          ///< create the directory and store if missing
     detail::store_limits limits{};               ///< key and value size limits
-    std::shared_ptr<detail::dir_io> io;          ///< I/O seam for fault injection (null: POSIX)
+    std::shared_ptr<detail::file_io> io;         ///< I/O seam for fault injection (null: POSIX)
 };
 
 /// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
@@ -336,17 +336,17 @@ private:
 
     void init(std::error_code& ec) {
         last_error_detail().clear();
-        if (!opts_.io) opts_.io = detail::dir_io::posix();
+        if (!opts_.io) opts_.io = detail::file_io::posix();
         if (opts_.keep_revisions == 0) opts_.keep_revisions = 1;
         io_ = opts_.io;
         struct ::stat st {};
-        if (::stat(dir_.c_str(), &st) != 0) {
+        if (io_->stat(dir_.c_str(), &st) != 0) {
             if (errno != ENOENT || !opts_.create) return fail_errno(ec, "stat " + dir_.string(), errno);
             if (dir_.has_parent_path()) {
                 std::error_code fec;
                 std::filesystem::create_directories(dir_.parent_path(), fec);
             }
-            if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
+            if (io_->mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
                 return fail_errno(ec, "mkdir " + dir_.string(), errno);
         } else if (!S_ISDIR(st.st_mode)) {
             ec = errc::invalid_argument;
@@ -358,7 +358,7 @@ private:
             last_error_detail() = "no store in " + dir_.string();
             return;
         }
-        plock_ = detail::dir_process_lock::get(file(lock_file_name), ec, last_error_detail());
+        plock_ = detail::dir_process_lock::get(*io_, file(lock_file_name), ec, last_error_detail());
         if (ec) return;
         auto until = std::chrono::steady_clock::now() + opts_.deadline;
         if (!plock_->lock(true, until)) {
@@ -403,7 +403,7 @@ private:
             fail_errno(ec, "create " + tmp, errno);
             return false;
         }
-        bool ok = detail::dir_write_all(*io_, fd, frame.data(), frame.size(), 0);
+        bool ok = detail::pwrite_all(*io_, fd, frame.data(), frame.size(), 0);
         if (!ok) fail_errno(ec, "write " + tmp, errno);
         if (ok && io_->fsync(fd) != 0) {
             ok = false;
@@ -442,7 +442,7 @@ private:
             return;
         }
         std::string buf(static_cast<std::size_t>(st.st_size), '\0');
-        auto n = detail::dir_read_all(*io_, fd, buf.data(), buf.size(), 0);
+        auto n = detail::pread_all(*io_, fd, buf.data(), buf.size(), 0);
         if (n < 0) {
             fail_errno(ec, "read " + path, errno);
             io_->close(fd);
@@ -501,7 +501,7 @@ private:
         if (st.st_ino != log_ino_ || st.st_dev != log_dev_) return reload(ec);
         if (static_cast<std::uint64_t>(st.st_size) <= pos_) return;
         std::string buf(static_cast<std::size_t>(st.st_size) - pos_, '\0');
-        auto n = detail::dir_read_all(*io_, log_fd_, buf.data(), buf.size(), static_cast<off_t>(pos_));
+        auto n = detail::pread_all(*io_, log_fd_, buf.data(), buf.size(), static_cast<off_t>(pos_));
         if (n < 0) return fail_errno(ec, "read " + path, errno);
         buf.resize(static_cast<std::size_t>(n));
         consume(buf, ec);
@@ -529,7 +529,7 @@ private:
                 return false;
             }
         }
-        if (!detail::dir_write_all(*io_, log_fd_, frame.data(), frame.size(), static_cast<off_t>(pos_))) {
+        if (!detail::pwrite_all(*io_, log_fd_, frame.data(), frame.size(), static_cast<off_t>(pos_))) {
             int e = errno;
             io_->ftruncate(log_fd_, static_cast<off_t>(pos_)); // best effort; a torn tail is ignored anyway
             fail_errno(ec, "write " + path, e);
@@ -660,7 +660,7 @@ private:
 
     bool log_changed() {
         struct ::stat st {};
-        if (::stat(file(log_file_name).c_str(), &st) != 0) return false;
+        if (io_->stat(file(log_file_name).c_str(), &st) != 0) return false;
         std::lock_guard lk(mu_);
         return st.st_ino != log_ino_ || st.st_dev != log_dev_ || static_cast<std::uint64_t>(st.st_size) > pos_;
     }
@@ -691,7 +691,7 @@ private:
 
     std::filesystem::path dir_;
     directory_store_options opts_;
-    std::shared_ptr<detail::dir_io> io_;
+    std::shared_ptr<detail::file_io> io_;
     std::shared_ptr<detail::dir_process_lock> plock_;
 
     mutable std::mutex mu_; // everything below
