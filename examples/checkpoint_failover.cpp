@@ -10,7 +10,7 @@
 #include <quorumreg/checkpoint.hpp>
 #include <quorumreg/stores/directory_store.hpp>
 
-#include "node_process.hpp"
+#include <quorumreg_support/child_process.hpp>
 
 #include <iostream>
 #include <thread>
@@ -54,9 +54,9 @@ int main(int argc, char** argv) {
     fs::path dir = argc > 1 ? argv[1] : "quorumreg-failover";
     fs::create_directories(dir);
     auto run = [&](const std::string& name, const std::string& cmd, int port = -1) {
-        std::vector<std::string> a{qr_demo::self_exe(), "--node", dir.string(), name, cmd};
+        std::vector<std::string> a{qr_support::self_exe(), "--node", dir.string(), name, cmd};
         if (port >= 0) a.push_back(std::to_string(port));
-        return std::make_unique<qr_demo::node_process>(a);
+        return std::make_unique<qr_support::child_process>(a);
     };
     int failed = 0;
     auto expect = [&](bool ok, const std::string& what) {

@@ -16,8 +16,8 @@
 #include <quorumreg/service_controller.hpp>
 #include <quorumreg/stores/open_store.hpp>
 
-#include "etcd_cluster.hpp"
-#include "node_process.hpp"
+#include <quorumreg_support/etcd_cluster.hpp>
+#include <quorumreg_support/child_process.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -222,13 +222,13 @@ public:
     explicit narrator(std::string spec, fs::path root) : spec_(std::move(spec)), root_(std::move(root)) {}
 
     /// Starts `node` running `args` as a separate process.
-    std::unique_ptr<qr_demo::node_process> start(const std::string& node, std::vector<std::string> args) {
-        std::vector<std::string> argv{qr_demo::self_exe(), "--node", spec_, (root_ / node).string(), node};
+    std::unique_ptr<qr_support::child_process> start(const std::string& node, std::vector<std::string> args) {
+        std::vector<std::string> argv{qr_support::self_exe(), "--node", spec_, (root_ / node).string(), node};
         argv.insert(argv.end(), args.begin(), args.end());
-        return std::make_unique<qr_demo::node_process>(argv);
+        return std::make_unique<qr_support::child_process>(argv);
     }
     /// Runs `node` to completion; a failed node is a failed check.
-    std::unique_ptr<qr_demo::node_process> run(const std::string& node, std::vector<std::string> args) {
+    std::unique_ptr<qr_support::child_process> run(const std::string& node, std::vector<std::string> args) {
         auto p = start(node, std::move(args));
         int rc = p->finish(180s);
         check(rc == 0, node + " finished its command (exit code " + std::to_string(rc) + ")", true);
@@ -267,7 +267,7 @@ private:
     int checks_ = 0, failures_ = 0;
 };
 
-std::string get(const qr_demo::node_process& p, const std::string& name) { return p.value_of(name).value_or("?"); }
+std::string get(const qr_support::child_process& p, const std::string& name) { return p.value_of(name).value_or("?"); }
 
 void checkpoint_failover(narrator& n) {
     n.scenario("1. Q174070: checkpointed registry keys follow a resource from node to node");
@@ -312,7 +312,7 @@ void start_order(narrator& n) {
     n.scenario(
         "2. Q320331: a name-mapping service starts before the cluster service; its writes still reach every node");
     const std::vector<std::pair<std::string, std::string>> users{{"alice", "1000"}, {"bob", "1001"}, {"carol", "1002"}};
-    std::vector<std::unique_ptr<qr_demo::node_process>> nodes;
+    std::vector<std::unique_ptr<qr_support::child_process>> nodes;
     for (std::size_t i = 0; i < users.size(); ++i)
         nodes.push_back(
             n.start("node" + std::to_string(i + 1), {"names", users[i].first, users[i].second, "alice,bob,carol"}));
@@ -405,8 +405,8 @@ int main(int argc, char** argv) {
     }
     try {
         auto t0 = std::chrono::steady_clock::now();
-        qr_demo::temp_folder tmp("quorumreg-demo");
-        std::optional<qr_demo::etcd_cluster> etcd;
+        qr_support::temp_folder tmp("quorumreg-demo");
+        std::optional<qr_support::etcd_cluster> etcd;
         std::string spec;
         if (store == "dir") {
             spec = "dir:" + (tmp.path() / "quorum").string();
@@ -415,7 +415,7 @@ int main(int argc, char** argv) {
         } else {
             std::printf("quorumreg demo: starting a 3-member etcd cluster on 127.0.0.1 ...\n");
             std::fflush(stdout);
-            etcd.emplace(3);
+            etcd.emplace(3, std::nullopt, std::chrono::seconds(60), tmp.path());
             spec = "etcd:";
             for (auto& u : etcd->client_urls())
                 spec += (spec.size() > 5 ? "," : "") + u;

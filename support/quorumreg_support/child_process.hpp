@@ -1,6 +1,6 @@
-// Small helpers shared by the examples and the demo: a child "node" process whose stdout is read
-// line by line, a temporary folder, and the path of the running executable (examples re-execute
-// themselves to get separate node processes).
+// Real child processes for crash tests, examples and the demo: fork + exec, the child's stdout
+// through a pipe (read raw or line by line), kill -9, reap. Shared by tests/, examples/ and
+// bench/; not installed (it is harness code, not library API).
 #pragma once
 
 #include <algorithm>
@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -20,9 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace qr_demo {
+namespace qr_support {
 
-/// The running executable (for re-executing ourselves as another node).
+/// The running executable (examples and tests re-execute themselves as other nodes).
 inline std::string self_exe() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
 
 /// A fresh directory under $TMPDIR, removed with everything in it on destruction.
@@ -45,15 +44,24 @@ private:
     std::filesystem::path path_;
 };
 
-/// A child process (fork + exec) whose stdout we read line by line; stderr is inherited, so a
-/// node's error messages reach the terminal. Killed (SIGKILL) and reaped on destruction.
-class node_process {
+/// A child process (fork + exec of argv[0]) whose stdout we read; stderr is inherited, so a
+/// child's error messages reach the terminal or the ctest log. Killed (SIGKILL) and reaped on
+/// destruction, so a failing test cannot leave it behind.
+///
+/// Two ways to read: raw (read_some/read_all into the caller's buffer) or by line through the
+/// object's own buffer (wait_for, value_of, output). Use one per process.
+class child_process {
 public:
-    explicit node_process(const std::vector<std::string>& argv) {
+    explicit child_process(const std::vector<std::string>& argv) {
         int fds[2];
         if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
         pid_ = ::fork();
-        if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
+        if (pid_ < 0) {
+            int e = errno;
+            ::close(fds[0]);
+            ::close(fds[1]);
+            throw std::system_error(e, std::generic_category(), "fork");
+        }
         if (pid_ == 0) {
             ::dup2(fds[1], 1);
             std::vector<char*> args;
@@ -66,17 +74,40 @@ public:
         ::close(fds[1]);
         out_ = fds[0];
     }
-    ~node_process() {
+    ~child_process() {
         kill(SIGKILL);
         wait();
         if (out_ >= 0) ::close(out_);
     }
-    node_process(const node_process&) = delete;
-    node_process& operator=(const node_process&) = delete;
+    child_process(const child_process&) = delete;
+    child_process& operator=(const child_process&) = delete;
 
     pid_t pid() const noexcept { return pid_; }
     void kill(int sig) {
         if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
+    }
+
+    /// Waits for exit; the status as from waitpid (-1 if it could not be reaped).
+    int wait() {
+        if (pid_ <= 0) return -1;
+        while (!reaped_) {
+            pid_t r = ::waitpid(pid_, &status_, 0);
+            if (r == pid_ || (r < 0 && errno != EINTR)) {
+                if (r < 0) status_ = -1; // already reaped elsewhere
+                reaped_ = true;
+            }
+        }
+        return status_;
+    }
+
+    /// Raw read: appends what arrives on the child's stdout within `timeout_ms` to `buffer`.
+    bool read_some(std::string& buffer, int timeout_ms) { return read_into(buffer, timeout_ms); }
+    /// Raw read: everything until EOF (after the child died).
+    void read_all(std::string& buffer) {
+        char b[65536];
+        ssize_t n;
+        while ((n = ::read(out_, b, sizeof b)) > 0)
+            buffer.append(b, static_cast<std::size_t>(n));
     }
 
     /// The next line starting with `prefix` (without the prefix), or nullopt if the process ended
@@ -92,7 +123,7 @@ public:
                 continue;
             }
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-            if (left.count() <= 0 || !read_some(static_cast<int>(left.count()))) return std::nullopt;
+            if (left.count() <= 0 || !read_into(buf_, static_cast<int>(left.count()))) return std::nullopt;
         }
     }
 
@@ -106,18 +137,18 @@ public:
                 kill(SIGKILL);
                 break;
             }
-            if (!read_some(static_cast<int>(std::min<long long>(left.count(), 200)))) ::usleep(10000);
+            if (!read_into(buf_, static_cast<int>(std::min<long long>(left.count(), 200)))) ::usleep(10000);
         }
         int st = wait();
-        while (read_some(0)) {
+        while (read_into(buf_, 0)) {
         }
         return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     }
 
-    /// Everything the process printed so far.
+    /// Everything read by line so far.
     const std::string& output() const noexcept { return buf_; }
 
-    /// Every "NAME=VALUE" line printed so far, last one wins.
+    /// The last "NAME=VALUE" line read by line so far.
     std::optional<std::string> value_of(const std::string& name) const {
         std::optional<std::string> v;
         std::size_t pos = 0;
@@ -141,25 +172,14 @@ private:
         }
         return reaped_;
     }
-    int wait() {
-        if (pid_ <= 0) return -1;
-        while (!reaped_) {
-            pid_t r = ::waitpid(pid_, &status_, 0);
-            if (r == pid_ || (r < 0 && errno != EINTR)) {
-                if (r < 0) status_ = -1;
-                reaped_ = true;
-            }
-        }
-        return status_;
-    }
-    bool read_some(int timeout_ms) {
+    bool read_into(std::string& buffer, int timeout_ms) {
         if (out_ < 0) return false;
         pollfd p{out_, POLLIN, 0};
         if (::poll(&p, 1, timeout_ms) <= 0) return false;
         char b[65536];
         auto n = ::read(out_, b, sizeof b);
         if (n <= 0) return false;
-        buf_.append(b, static_cast<std::size_t>(n));
+        buffer.append(b, static_cast<std::size_t>(n));
         return true;
     }
 
@@ -171,4 +191,4 @@ private:
     std::size_t scan_ = 0;
 };
 
-} // namespace qr_demo
+} // namespace qr_support

@@ -1,5 +1,5 @@
-// A real etcd cluster on 127.0.0.1 (Debian's /usr/bin/etcd, 3.4) for `quorumreg_demo --store etcd`.
-// A copy of tests/etcd_cluster.hpp, so the demo builds without the test tree.
+// A real etcd cluster (Debian's /usr/bin/etcd, 3.4) on 127.0.0.1, for tests, benchmarks and the
+// demo (`quorumreg_demo --store etcd`). Not installed: harness code, not library API.
 //
 // Every member gets free ports (found by binding port 0), a fresh data directory and the run's
 // unique --initial-cluster-token, so stale members of an earlier run can never join. Members are
@@ -36,7 +36,7 @@
 #include <unistd.h>
 #include <vector>
 
-namespace qr_demo {
+namespace qr_support {
 
 namespace etcd_detail {
 
@@ -151,7 +151,7 @@ inline std::string http_get(int port, const std::string& path, std::chrono::mill
 /// A running etcd cluster of `n` members on 127.0.0.1; stopped and removed on destruction.
 ///
 /// @code
-/// qr_demo::etcd_cluster c(3);          // waits until every member is healthy
+/// qr_support::etcd_cluster c(3);       // waits until every member is healthy
 /// auto urls = c.client_urls();         // "http://127.0.0.1:PORT", one per member
 /// c.kill_member(0);                    // kill -9
 /// c.restart_member(0);                 // same ports, same data dir
@@ -174,11 +174,16 @@ public:
         std::filesystem::path log_file;
     };
 
+    /// Starts `n` members and waits until all are healthy. Data and logs go to a fresh folder
+    /// under `parent` (empty: $QUORUMREG_TEST_TMP, else the system temp directory).
     explicit etcd_cluster(int n = 3, std::optional<tls_files> tls = std::nullopt,
-                          std::chrono::seconds ready_timeout = std::chrono::seconds(60))
+                          std::chrono::seconds ready_timeout = std::chrono::seconds(60),
+                          const std::filesystem::path& parent = {})
         : tls_(std::move(tls)) {
-        const char* base = std::getenv("QUORUMREG_DEMO_TMP");
-        std::filesystem::path root = base ? base : std::filesystem::temp_directory_path();
+        const char* base = std::getenv("QUORUMREG_TEST_TMP");
+        std::filesystem::path root = !parent.empty() ? parent
+                                     : base          ? std::filesystem::path(base)
+                                                     : std::filesystem::temp_directory_path();
         std::random_device rd;
         token_ = "qr-" + std::to_string(::getpid()) + "-" + std::to_string(rd()) + std::to_string(rd());
         root_ = root / ("etcd-" + token_);
@@ -428,4 +433,4 @@ private:
     std::vector<member> members_;
 };
 
-} // namespace qr_demo
+} // namespace qr_support
