@@ -396,24 +396,14 @@ public:
 
     /// Brings `name` online, its requirements first. Blocks until it is online or failed.
     /// Throws quorumreg::error with the service's error code; what() carries its reason.
-    void start(const std::string& name) {
-        std::error_code ec;
-        std::string why;
-        start_impl(name, ec, why);
-        if (ec) throw error(ec, "start \"" + name + "\"" + (why.empty() ? "" : ": " + why));
-    }
+    void start(const std::string& name) { throw_on_failure(&service_controller::start_impl, "start", name); }
     void start(const std::string& name, std::error_code& ec) {
         std::string why;
         start_impl(name, ec, why);
     }
 
     /// Takes `name` offline after everything that cannot stay online without it. Blocks.
-    void stop(const std::string& name) {
-        std::error_code ec;
-        std::string why;
-        stop_impl(name, ec, why);
-        if (ec) throw error(ec, "stop \"" + name + "\"" + (why.empty() ? "" : ": " + why));
-    }
+    void stop(const std::string& name) { throw_on_failure(&service_controller::stop_impl, "stop", name); }
     void stop(const std::string& name, std::error_code& ec) {
         std::string why;
         stop_impl(name, ec, why);
@@ -421,12 +411,7 @@ public:
 
     /// Stops `name` and what cannot stay online without it, then starts them again (only
     /// those that were online). Does not count against the restart policy.
-    void restart(const std::string& name) {
-        std::error_code ec;
-        std::string why;
-        restart_impl(name, ec, why);
-        if (ec) throw error(ec, "restart \"" + name + "\"" + (why.empty() ? "" : ": " + why));
-    }
+    void restart(const std::string& name) { throw_on_failure(&service_controller::restart_impl, "restart", name); }
     void restart(const std::string& name, std::error_code& ec) {
         std::string why;
         restart_impl(name, ec, why);
@@ -517,6 +502,16 @@ private:
     };
 
     using hub_type = detail::watch_hub<service_event, std::string>;
+
+    /// Runs one of the *_impl operations and throws quorumreg::error naming the operation, the
+    /// service and, when known, the reason (the failed service's root cause).
+    void throw_on_failure(void (service_controller::*op)(const std::string&, std::error_code&, std::string&),
+                          const char* verb, const std::string& name) {
+        std::error_code ec;
+        std::string why;
+        (this->*op)(name, ec, why);
+        if (ec) throw error(ec, std::string(verb) + " \"" + name + "\"" + (why.empty() ? "" : ": " + why));
+    }
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
     static bool& in_observer() {
