@@ -86,7 +86,8 @@ void BM_checkpoint_save_restore(benchmark::State& state) {
     state.counters["save_ratio_to_raw"] = raw_s / save_s;
     state.counters["restore_ratio_to_raw"] = raw_s / restore_s;
 }
-BENCHMARK(BM_checkpoint_save_restore)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3);
+// 1000: the smoke size (ctest); 100000: the goal row.
+BENCHMARK(BM_checkpoint_save_restore)->Arg(1000)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 void BM_checkpoint_write_through(benchmark::State& state) {
     auto dir = bench_dir();
