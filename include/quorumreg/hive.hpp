@@ -504,7 +504,9 @@ private:
             std::uint64_t rev = 0;
             std::string w;
             auto e = load_snapshot(g, root, rev, w);
-            if (e == errc::unsupported_version) {
+            // Only a checksum or format failure is evidence of corruption; an I/O error
+            // (EIO, ENOSPC, EACCES reading it) is reported, not answered by falling back.
+            if (e && e != errc::corrupt_data) {
                 ec = e;
                 why = w;
                 return;
