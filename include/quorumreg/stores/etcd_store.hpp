@@ -1049,6 +1049,7 @@ public:
             for (auto& v : *kvs) {
                 if (!v.is_object()) continue;
                 auto kv = detail::etcd::kv_from_json(v.get_object());
+                if (!core_->is_chunk_key(kv.key)) continue; // not what was asked for: never index past it
                 auto rest = std::string_view(kv.key).substr(cp.size());
                 auto id = std::string(rest.substr(0, rest.find('/')));
                 auto& newest = sets[id];
