@@ -5,6 +5,7 @@
 // a dependency graph, a node whose plugin does not verify).
 #include <quorumreg/checkpoint.hpp>
 #include <quorumreg/dependency_graph.hpp>
+#include <quorumreg/detail/graph_text.hpp>
 #include <quorumreg/detail/key_escape.hpp>
 #include <quorumreg/hive.hpp>
 #include <quorumreg/resource_monitor.hpp>
@@ -823,79 +824,14 @@ const char* graph_help = "usage: qreg graph --dot FILE [--output OUT]   the grap
                          "  a                 a service with no dependencies\n"
                          "Exit 5 if the graph has a cycle (the cycle is printed), 1 if FILE is malformed.\n";
 
-struct graph_file {
-    qr::dependency_graph<std::string> g;
-    std::vector<std::string> cycle;
-    int cycle_line = 0;
-    std::string cycle_text;
-};
-
-std::string trim(std::string s) {
-    auto b = s.find_first_not_of(" \t\r");
-    auto e = s.find_last_not_of(" \t\r");
-    return b == std::string::npos ? std::string{} : s.substr(b, e - b + 1);
-}
-
-bool valid_name(const std::string& s) {
-    return !s.empty() && std::none_of(s.begin(), s.end(),
-                                      [](char c) { return c == ' ' || c == '\t' || c == '(' || c == ')' || c == '|'; });
-}
+using graph_file = qr::detail::graph_text;
 
 graph_file load_graph(const std::string& path) {
     std::ifstream f(path);
     if (!f) throw failure(not_found, "cannot read graph file " + path);
     graph_file gf;
-    std::string line;
-    for (int n = 1; std::getline(f, line); ++n) {
-        if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
-        line = trim(line);
-        if (line.empty()) continue;
-        auto bad = [&](const std::string& why) {
-            return failure(failed, path + ":" + std::to_string(n) + ": " + why + ": \"" + line + "\"");
-        };
-        std::error_code ec;
-        std::vector<std::string> cyc;
-        std::string lhs, rhs;
-        bool order = false;
-        if (auto p = line.find("->"); p != std::string::npos) {
-            lhs = trim(line.substr(0, p));
-            rhs = trim(line.substr(p + 2));
-        } else if (auto q = line.find(" after "); q != std::string::npos) {
-            lhs = trim(line.substr(0, q));
-            rhs = trim(line.substr(q + 7));
-            order = true;
-        } else {
-            if (!valid_name(line)) throw bad("expected \"a -> b\", \"a -> (b | c)\", \"a after b\" or a name");
-            gf.g.add_node(line);
-            continue;
-        }
-        if (!valid_name(lhs)) throw bad("bad service name \"" + lhs + "\"");
-        if (!order && rhs.size() >= 2 && rhs.front() == '(' && rhs.back() == ')') {
-            std::vector<std::string> members;
-            std::stringstream ss(rhs.substr(1, rhs.size() - 2));
-            for (std::string m; std::getline(ss, m, '|');) {
-                m = trim(m);
-                if (!valid_name(m)) throw bad("bad member \"" + m + "\" in OR-group");
-                members.push_back(m);
-            }
-            if (members.size() != static_cast<std::size_t>(std::count(rhs.begin(), rhs.end(), '|')) + 1)
-                throw bad("empty member in OR-group");
-            gf.g.add_any_of(lhs, members, ec, &cyc);
-        } else {
-            if (!valid_name(rhs)) throw bad("bad service name \"" + rhs + "\"");
-            if (order)
-                gf.g.add_order_after(lhs, rhs, ec, &cyc);
-            else
-                gf.g.add_dependency(lhs, rhs, ec, &cyc);
-        }
-        if (ec == qr::errc::dependency_cycle) {
-            gf.cycle = cyc;
-            gf.cycle_line = n;
-            gf.cycle_text = line;
-            return gf;
-        }
-        if (ec) throw bad(ec.message());
-    }
+    std::string why;
+    if (qr::detail::parse_graph_text(f, path, gf, why)) throw failure(failed, why);
     return gf;
 }
 
@@ -909,8 +845,8 @@ int cmd_graph(const args& a) {
         auto gf = load_graph(*dot);
         if (!gf.cycle.empty())
             throw failure(check_failed, *dot + ":" + std::to_string(gf.cycle_line) + ": \"" + gf.cycle_text +
-                                            "\" closes the cycle " + gf.g.format_cycle(gf.cycle));
-        auto text = gf.g.to_dot();
+                                            "\" closes the cycle " + gf.graph.format_cycle(gf.cycle));
+        auto text = gf.graph.to_dot();
         if (auto out = a.get("output")) {
             std::ofstream f(*out, std::ios::trunc);
             f << text;
@@ -928,7 +864,7 @@ int cmd_graph(const args& a) {
     const auto& file = a.at(1, "FILE");
     auto gf = load_graph(file);
     if (!gf.cycle.empty()) {
-        auto text = gf.g.format_cycle(gf.cycle);
+        auto text = gf.graph.format_cycle(gf.cycle);
         if (a.json) {
             json::array c;
             for (auto& s : gf.cycle)
@@ -940,7 +876,7 @@ int cmd_graph(const args& a) {
                   << text << "\n";
         return check_failed;
     }
-    auto waves = gf.g.start_waves();
+    auto waves = gf.graph.start_waves();
     if (a.json) {
         json::array w;
         for (auto& wave : waves) {
@@ -949,10 +885,10 @@ int cmd_graph(const args& a) {
                 x.emplace_back(s);
             w.emplace_back(std::move(x));
         }
-        print_json(json::object{{"ok", true}, {"services", gf.g.nodes().size()}, {"start_waves", w}});
+        print_json(json::object{{"ok", true}, {"services", gf.graph.nodes().size()}, {"start_waves", w}});
         return ok;
     }
-    std::cout << "no cycle: " << gf.g.nodes().size() << " services start in " << waves.size() << " waves\n";
+    std::cout << "no cycle: " << gf.graph.nodes().size() << " services start in " << waves.size() << " waves\n";
     for (std::size_t i = 0; i < waves.size(); ++i) {
         std::cout << "  " << i + 1 << ":";
         for (auto& s : waves[i])
