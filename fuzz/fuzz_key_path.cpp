@@ -164,6 +164,7 @@ void check_store_key(std::string_view key) {
     static qr::memory_store store([&] { // one store for the whole run: it owns a thread
         qr::memory_store_options mo;
         mo.limits = lim;
+        mo.history_limit = 64; // it lives for millions of writes
         return mo;
     }());
     std::error_code ec;
