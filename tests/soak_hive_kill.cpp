@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     if (argc > 1) rounds = std::atol(argv[1]);
     fs::path root = argc > 2 ? fs::path(argv[2])
                              : fs::path(std::getenv("QUORUMREG_TEST_TMP") ? std::getenv("QUORUMREG_TEST_TMP")
-                                                                            : fs::temp_directory_path().string()) /
+                                                                          : fs::temp_directory_path().string()) /
                                    ("soak-hive-" + std::to_string(::getpid()));
     fs::remove_all(root);
     fs::create_directories(root);

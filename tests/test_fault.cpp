@@ -255,8 +255,8 @@ using kv_model = std::map<std::string, std::string>;
 void store_workload(const fs::path& dir, fault_io& io, run_report& rep, int err, kv_model& model) {
     directory_store_options o;
     o.io = std::shared_ptr<detail::file_io>(std::shared_ptr<detail::file_io>(), &io);
-    o.keep_revisions = 2;       // compact after more than 4 frames
-    o.poll_interval = 3600s;    // the poller only runs when woken; reaping happens in the foreground
+    o.keep_revisions = 2;    // compact after more than 4 frames
+    o.poll_interval = 3600s; // the poller only runs when woken; reaping happens in the foreground
     o.deadline = 30s;
     auto step = [&](const std::string& name, auto&& f) {
         try {

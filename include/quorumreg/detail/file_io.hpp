@@ -69,9 +69,7 @@ public:
         return io;
     }
     /// The same object as a (non-owning) shared_ptr, for owners that hold their seam shared.
-    static std::shared_ptr<file_io> posix() {
-        return std::shared_ptr<file_io>(std::shared_ptr<file_io>(), &system());
-    }
+    static std::shared_ptr<file_io> posix() { return std::shared_ptr<file_io>(std::shared_ptr<file_io>(), &system()); }
 };
 
 /// A shared mapping made through file_io::mmap_shared; unmapped on destruction.
