@@ -46,9 +46,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -332,13 +334,18 @@ private:
         std::error_code ec;
         for (auto& e : std::filesystem::directory_iterator(dir_, ec)) {
             auto name = e.path().filename().string();
-            auto parse = [&](std::string_view prefix, std::vector<std::uint64_t>& out) {
-                if (name.size() == prefix.size() + 16 && name.compare(0, prefix.size(), prefix) == 0) {
-                    out.push_back(std::stoull(name.substr(prefix.size()), nullptr, 16));
-                }
+            // Only names gen_name() writes count; any other file (stray, or "journal.zzz...")
+            // is not a generation, and must not make the open throw or misread a number.
+            auto parse = [&](const char* kind, std::vector<std::uint64_t>& out) {
+                const std::size_t prefix = std::strlen(kind) + 1;
+                if (name.size() != prefix + 16 || name.compare(0, prefix - 1, kind) != 0) return;
+                std::uint64_t g = 0;
+                auto [end, err] = std::from_chars(name.data() + prefix, name.data() + name.size(), g, 16);
+                if (err == std::errc() && end == name.data() + name.size() && name == detail::gen_name(kind, g))
+                    out.push_back(g);
             };
-            parse("snapshot.", snapshots);
-            parse("journal.", journals);
+            parse("snapshot", snapshots);
+            parse("journal", journals);
         }
         std::sort(snapshots.begin(), snapshots.end());
         std::sort(journals.begin(), journals.end());
