@@ -14,6 +14,8 @@
 //               journal.0000000000000001 starting at that revision
 //   bit 2    (mode 2) corrupt the CRC of the last framed record, as a torn write would
 //   bit 3    append the remaining bytes after the framed records (mode 2) as a raw tail
+//   bit 4    the rest starts with a file name and '\n': a stray file of that name (say
+//            "journal.zzzzzzzzzzzzzzzz") is put into the directory too
 // Invariants:
 // - open either succeeds or fails with a quorumreg code among corrupt_data,
 //   unsupported_version, path_too_deep, value_too_large, name_too_long, invalid_path —
@@ -95,6 +97,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 1 || size > 64 * 1024) return 0;
     const std::uint8_t mode = data[0];
     std::string_view rest = qr_fuzz::as_view(data + 1, size - 1);
+    std::string stray;
+    if (mode & 16) {
+        auto nl = rest.find('\n');
+        stray = std::string(rest.substr(0, std::min<std::size_t>(nl, 64)));
+        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+        if (stray.empty() || stray == "." || stray == ".." ||
+            stray.find_first_of(std::string_view("/\0", 2)) != std::string::npos)
+            stray.clear();
+    }
     const fs::path dir = base_dir() / "h";
     fs::remove_all(dir);
     fs::create_directories(dir);
@@ -149,6 +160,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
     }
     }
+    if (!stray.empty() && !fs::exists(dir / stray)) spit(dir / stray, "x");
     const std::string before = watched.empty() ? std::string() : slurp(watched);
 
     qr::hive_options opts;
