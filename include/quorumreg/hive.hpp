@@ -203,22 +203,37 @@ public:
         if (ops.empty()) return this->revision();
         pending me{&ops};
         {
+            // Group commit: one leader writes and syncs everything queued so far; the rest wait
+            // on their own condition variable. The leader wakes exactly the members of its
+            // batch and hands leadership to the first one queued meanwhile, so a batch costs
+            // one wake-up per member instead of waking every waiter (32 writers on 2 cores
+            // spent their time in that herd).
             std::unique_lock lk(queue_mu_);
             queue_.push_back(&me);
+            if (!leader_active_) {
+                leader_active_ = true;
+                me.lead = true;
+            }
             while (!me.done) {
-                if (!leader_active_) {
-                    leader_active_ = true;
+                if (me.lead) {
+                    me.lead = false;
                     std::vector<pending*> batch;
                     batch.swap(queue_);
                     lk.unlock();
                     run_batch(batch);
                     lk.lock();
-                    for (auto* p : batch)
+                    for (auto* p : batch) {
                         p->done = true;
-                    leader_active_ = false;
-                    queue_cv_.notify_all();
+                        if (p != &me) p->cv.notify_one();
+                    }
+                    if (queue_.empty()) {
+                        leader_active_ = false;
+                    } else {
+                        queue_.front()->lead = true;
+                        queue_.front()->cv.notify_one();
+                    }
                 } else {
-                    queue_cv_.wait(lk);
+                    me.cv.wait(lk);
                 }
             }
         }
@@ -240,7 +255,9 @@ private:
         std::error_code ec{};
         std::string why{};
         std::uint64_t revision = 0;
-        bool done = false;
+        bool done = false;            ///< under queue_mu_
+        bool lead = false;            ///< under queue_mu_: run the next batch
+        std::condition_variable cv{}; ///< signalled when done or lead is set
     };
 
     detail::file_io& io() const noexcept { return opts_.io ? *opts_.io : detail::file_io::system(); }
@@ -936,7 +953,6 @@ private:
     std::chrono::steady_clock::time_point last_sync_{};
 
     std::mutex queue_mu_;
-    std::condition_variable queue_cv_;
     std::vector<pending*> queue_;
     bool leader_active_ = false;
 
