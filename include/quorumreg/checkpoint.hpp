@@ -116,14 +116,19 @@ struct checkpoint_blob {
     std::string writer;
     std::uint64_t time_ms = 0;
     bool absent = false;
-    std::string content; ///< registry subtree encoding (empty when absent)
+    std::string content;        ///< registry subtree encoding (empty when absent)
+    digest256 content_sha256{}; ///< SHA-256 of content, set by decode_checkpoint (saves hashing it again)
 };
 
 inline constexpr std::string_view checkpoint_magic = "QRCP";
 inline constexpr std::uint8_t checkpoint_format_version = 1;
 
-inline std::string encode_checkpoint(const checkpoint_blob& b, std::string_view cluster_key) {
+/// `content_digest`: SHA-256 of b.content when the caller already has it (hashing megabytes
+/// twice per save is measurable); nullptr computes it.
+inline std::string encode_checkpoint(const checkpoint_blob& b, std::string_view cluster_key,
+                                     const digest256* content_digest = nullptr) {
     std::string out;
+    out.reserve(b.content.size() + b.resource.size() + b.subtree.size() + b.writer.size() + 128);
     byte_writer w(out);
     w.raw(checkpoint_magic);
     w.u8(checkpoint_format_version);
@@ -133,7 +138,7 @@ inline std::string encode_checkpoint(const checkpoint_blob& b, std::string_view 
     w.varint(b.generation);
     w.str(b.writer);
     w.u64le(b.time_ms);
-    auto digest = sha256(b.content);
+    auto digest = content_digest ? *content_digest : sha256(b.content);
     w.raw(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
     w.str(b.content);
     if (!cluster_key.empty()) {
@@ -199,6 +204,7 @@ inline std::error_code decode_checkpoint(std::string_view in, std::string_view c
             return errc::checkpoint_corrupt;
         }
     }
+    b.content_sha256 = actual;
     if (sha_hex) *sha_hex = hex_encode(actual);
     return {};
 }
@@ -618,9 +624,10 @@ private:
         b.time_ms = now_ms();
         b.absent = !exists;
         b.content = exists ? content : std::string();
+        const auto digest = detail::sha256(b.content); // once, not once per attempt and again after
         for (int attempt = 0; attempt < 5; ++attempt) {
             b.generation = s.generation + 1;
-            auto blob = detail::encode_checkpoint(b, opts_.cluster_key);
+            auto blob = detail::encode_checkpoint(b, opts_.cluster_key, &digest);
             store_txn t;
             t.compares.push_back(key_compare::create_revision_is(owner_key(r), token));
             t.compares.push_back(s.latest_mod ? key_compare::mod_revision_is(latest_key(r, s), s.latest_mod)
@@ -640,7 +647,7 @@ private:
                     if (!rec && g && g->value == blob) {
                         s.generation = b.generation;
                         s.latest_mod = latest->mod_revision;
-                        s.hash = detail::sha256(b.content);
+                        s.hash = digest;
                         s.absent = b.absent;
                         return {};
                     }
@@ -658,7 +665,7 @@ private:
             if (res.succeeded) {
                 s.generation = b.generation;
                 s.latest_mod = res.revision;
-                s.hash = detail::sha256(b.content);
+                s.hash = digest;
                 s.absent = b.absent;
                 return {};
             }
@@ -927,7 +934,7 @@ private:
                 report.adopted.push_back(s.path);
                 continue;
             }
-            auto quorum_hash = detail::sha256(blob->content);
+            auto quorum_hash = blob->content_sha256; // verified by decode_checkpoint
             s.hash = quorum_hash;
             s.absent = blob->absent;
             bool same = local[i].exists == !blob->absent && local[i].hash == quorum_hash;

@@ -14,8 +14,35 @@
 
 namespace quorumreg::detail {
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QUORUMREG_CRC32C_SSE42 1
+/// CRC-32C with the SSE 4.2 crc32 instruction (about 20x the table-driven loop: checkpoints and
+/// snapshots of megabytes are checksummed on every save and restore). Same polynomial and
+/// reflection as the portable path; the caller applies the initial value and final xor.
+__attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42(std::uint32_t crc, const unsigned char* p,
+                                                                    std::size_t n) noexcept {
+    std::uint64_t c = crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        std::uint64_t v;
+        std::memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    auto c32 = static_cast<std::uint32_t>(c);
+    for (; n > 0; --n)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32;
+}
+inline bool cpu_has_sse42() noexcept {
+    static const bool has = __builtin_cpu_supports("sse4.2");
+    return has;
+}
+#endif
+
 /// CRC-32C (Castagnoli), the checksum used by journal records and encoded subtrees.
 inline std::uint32_t crc32c(const void* data, std::size_t size) noexcept {
+#ifdef QUORUMREG_CRC32C_SSE42
+    if (cpu_has_sse42()) return ~crc32c_sse42(0xFFFFFFFFu, static_cast<const unsigned char*>(data), size);
+#endif
     boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
     crc.process_bytes(data, size);
     return crc.checksum();
