@@ -145,7 +145,7 @@ public:
     /// null, stores the cycle there as [dependent, dependency, ..., dependent].
     bool add_dependency(const Id& dependent, const Id& dependency, dependency_kind kind, std::error_code& ec,
                         std::vector<Id>* cycle = nullptr) {
-        return add_group(dependent, {&dependency, 1}, kind, ec, cycle);
+        return add_one(dependent, dependency, kind, ec, cycle);
     }
     bool add_dependency(const Id& dependent, const Id& dependency, std::error_code& ec,
                         std::vector<Id>* cycle = nullptr) {
@@ -597,6 +597,32 @@ private:
         for (detail::node_index x = 0; x < core_.slots(); ++x)
             if (seen[x]) out.push_back(ids_[x]);
         return out;
+    }
+
+    /// add_dependency between two existing nodes, the hot case: the same steps as add_group
+    /// for one member, without its bookkeeping vectors (two allocations per edge).
+    bool add_one(const Id& dependent, const Id& dependency, dependency_kind kind, std::error_code& ec,
+                 std::vector<Id>* cycle) {
+        const auto a = find(dependent);
+        const auto b = a == detail::no_node || dependent == dependency ? detail::no_node : find(dependency);
+        if (b == detail::no_node) return add_group(dependent, {&dependency, 1}, kind, ec, cycle);
+        ec.clear();
+        const detail::node_index one[1] = {b};
+        if (has_group(a, one, kind)) return false;
+        const auto g = core_.new_group(a);
+        auto path = core_.order_for_edge(a, b);
+        if (!path.empty()) {
+            ec = make_error_code(errc::dependency_cycle);
+            if (cycle) { // as in add_group: a -> b -> ... -> a in "depends on" direction
+                cycle->clear();
+                cycle->push_back(ids_[a]);
+                for (auto it = path.rbegin(); it != path.rend(); ++it)
+                    cycle->push_back(ids_[*it]);
+            }
+            return false;
+        }
+        core_.push_edge(a, b, g, kind);
+        return true;
     }
 
     bool add_group(const Id& dependent, std::span<const Id> members, dependency_kind kind, std::error_code& ec,
