@@ -10,6 +10,9 @@
 // — and prints the same as an aligned table on stdout (progress goes to stderr).
 //
 //   quorumreg_bench_compare [--repetitions N] [--out FILE] [--filter REGEX] [--bench-dir DIR] [--list]
+//                           [--markdown FILE]
+//
+// --markdown FILE also writes the table as Markdown (for docs/benchmarks.md and the README).
 //
 // Exit status: 0 when every selected row was measured (met or not), 1 when a binary failed or a
 // row's numbers are missing, 2 on bad usage. Goals that are missed do not fail the run: the
@@ -384,7 +387,7 @@ std::string fmt_goal(const std::string& op, double g) {
 
 void usage() {
     std::cerr << "usage: quorumreg_bench_compare [--repetitions N] [--out FILE] [--filter REGEX] [--bench-dir DIR]"
-                 " [--list]\n";
+                 " [--list] [--markdown FILE]\n";
 }
 
 } // namespace
@@ -399,6 +402,7 @@ int main(int argc, char** argv) {
     std::string filter;
     fs::path dir = fs::read_symlink("/proc/self/exe").parent_path();
     bool list = false;
+    std::string markdown;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -420,6 +424,8 @@ int main(int argc, char** argv) {
             filter = next();
         } else if (a == "--bench-dir") {
             dir = next();
+        } else if (a == "--markdown") {
+            markdown = next();
         } else if (a == "--list") {
             list = true;
         } else {
@@ -513,6 +519,17 @@ int main(int argc, char** argv) {
     }
 
     line head{"metric", "unit", "ours", "peer", "peer value", "ratio", "goal", "met"};
+    if (!markdown.empty()) {
+        std::ofstream mdf(markdown);
+        auto md = [&](const line& l) {
+            mdf << "| " << l.metric << " | " << l.unit << " | " << l.ours << " | " << l.peer << " | " << l.peer_value
+                << " | " << l.ratio << " | " << l.goal << " | " << l.met << " |\n";
+        };
+        md(head);
+        mdf << "|---|---|---:|---|---:|---:|---|---|\n";
+        for (auto& l : table)
+            md(l);
+    }
     std::vector<std::size_t> w(8, 0);
     auto widths = [&](const line& l) {
         const std::string* f[] = {&l.metric, &l.unit, &l.ours, &l.peer, &l.peer_value, &l.ratio, &l.goal, &l.met};
