@@ -40,16 +40,25 @@ using qr::errc;
 
 namespace {
 
+/// This process's scratch directory (QR_FUZZ_TMP, else /dev/shm, else the temp directory),
+/// removed at exit; after a crash it stays, with the hive of the crashing input in it.
 const fs::path& base_dir() {
-    static const fs::path dir = [] {
-        fs::path root = std::getenv("QR_FUZZ_TMP")     ? fs::path(std::getenv("QR_FUZZ_TMP"))
-                        : fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
-                                                       : fs::temp_directory_path();
-        auto d = root / ("qr-fuzz-journal-" + std::to_string(::getpid()));
-        fs::create_directories(d);
-        return d;
-    }();
-    return dir;
+    struct scratch {
+        fs::path dir;
+        scratch() {
+            fs::path root = std::getenv("QR_FUZZ_TMP")     ? fs::path(std::getenv("QR_FUZZ_TMP"))
+                            : fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
+                                                           : fs::temp_directory_path();
+            dir = root / ("qr-fuzz-journal-" + std::to_string(::getpid()));
+            fs::create_directories(dir);
+        }
+        ~scratch() {
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+        }
+    };
+    static const scratch s;
+    return s.dir;
 }
 
 void spit(const fs::path& p, std::string_view bytes) {
