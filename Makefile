@@ -15,9 +15,10 @@ CORE_PKGS  := cmake g++ make ninja-build ccache libboost1.81-dev libboost-filesy
 ETCD_PKGS  := etcd-server etcd-client
 DEMO_PKGS  := $(CORE_PKGS) $(if $(filter etcd,$(STORE)),$(ETCD_PKGS))
 TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev $(ETCD_PKGS) openssl
+FUZZ_PKGS  := $(CORE_PKGS) clang libclang-rt-14-dev
 BENCH_PKGS := $(CORE_PKGS) libbenchmark-dev libsqlite3-dev liblmdb-dev etcd-server etcd-client
 
-.PHONY: all deps-core deps-demo deps-test deps-bench configure build demo test bench clean
+.PHONY: all deps-core deps-demo deps-test deps-bench deps-fuzz configure build demo test bench soak fuzz clean
 
 all: build
 
@@ -37,6 +38,8 @@ deps-test:
 	$(call install_missing,$(TEST_PKGS))
 deps-bench:
 	$(call install_missing,$(BENCH_PKGS))
+deps-fuzz:
+	$(call install_missing,$(FUZZ_PKGS))
 
 configure:
 	cmake -S . -B $(BUILD) $(call GENERATOR,$(BUILD)) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
@@ -58,5 +61,23 @@ bench: deps-bench
 	@set -e; for b in $(BUILD)-bench/bench/bench_*; do \
 	  [ -x "$$b" ] || continue; echo "== $$b"; "$$b" $(BENCH_ARGS); done
 
+# Soak loops (not in CI; docs/reliability.md): each ends with "acked=N lost=0 corrupt=0".
+SOAK_HIVE_ROUNDS     ?= 10000
+SOAK_FAILOVER_ROUNDS ?= 500
+SOAK_ETCD_ROUNDS     ?= 200
+soak: deps-test configure
+	cmake --build $(BUILD) --target quorumreg_soak_all
+	@rc=0; \
+	$(BUILD)/tests/soak_hive_kill $(SOAK_HIVE_ROUNDS) || rc=1; \
+	$(BUILD)/tests/soak_checkpoint_failover $(SOAK_FAILOVER_ROUNDS) || rc=1; \
+	$(BUILD)/tests/soak_etcd_members $(SOAK_ETCD_ROUNDS) || rc=1; \
+	exit $$rc
+
+# make fuzz: every libFuzzer target FUZZ_SECONDS each (FUZZ_TARGETS: a subset, e.g. "journal subtree").
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+fuzz: deps-fuzz
+	FUZZ_BUILD=$(BUILD)-fuzz fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-bench
+	rm -rf $(BUILD) $(BUILD)-bench $(BUILD)-fuzz
