@@ -14,7 +14,8 @@ CORE_PKGS  := cmake g++ make ninja-build ccache libboost1.81-dev libboost-filesy
               libboost-json1.81-dev libssl-dev doctest-dev
 ETCD_PKGS  := etcd-server etcd-client
 DEMO_PKGS  := $(CORE_PKGS) $(if $(filter etcd,$(STORE)),$(ETCD_PKGS))
-TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev $(ETCD_PKGS) openssl
+TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev $(ETCD_PKGS) openssl \
+              libbenchmark-dev libsqlite3-dev liblmdb-dev
 FUZZ_PKGS  := $(CORE_PKGS) clang libclang-rt-14-dev
 BENCH_PKGS := $(CORE_PKGS) libbenchmark-dev libsqlite3-dev liblmdb-dev etcd-server etcd-client
 
@@ -51,15 +52,16 @@ demo: deps-demo configure
 	cmake --build $(BUILD) --target quorumreg_demo
 	$(BUILD)/examples/quorumreg_demo --store $(STORE)
 
-test: deps-test configure
+# The test build includes the benchmarks: ctest runs each once at a tiny size (label bench_smoke).
+test: deps-test
+	cmake -S . -B $(BUILD) $(call GENERATOR,$(BUILD)) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DQUORUMREG_BUILD_BENCH=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD)
 	cd $(BUILD) && ctest --output-on-failure --timeout 900 $(CTEST_ARGS)
 
 bench: deps-bench
 	cmake -S . -B $(BUILD)-bench $(call GENERATOR,$(BUILD)-bench) -DCMAKE_BUILD_TYPE=Release -DQUORUMREG_BUILD_BENCH=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD)-bench --target quorumreg_bench_all
-	@set -e; for b in $(BUILD)-bench/bench/bench_*; do \
-	  [ -x "$$b" ] || continue; echo "== $$b"; "$$b" $(BENCH_ARGS); done
+	$(BUILD)-bench/bench/quorumreg_bench_compare $(BENCH_ARGS)
 
 # Soak loops (not in CI; docs/reliability.md): each ends with "acked=N lost=0 corrupt=0".
 SOAK_HIVE_ROUNDS     ?= 10000
