@@ -7,14 +7,16 @@
 //   set NAME VALUE        online, set a dword, flush, offline
 //   dump [POLICY]         online (waiting for the owner), print "report conflicts=C restored=R",
 //                         then "NAME=VALUE" for every dword, offline. POLICY: preserve|reject|adopt_local
-//   stale                 online, print "ready", detect being paused past the TTL, then write and
-//                         flush: print "fenced" or "accepted"
+//   stale GO_FILE         online, print "ready", wait until GO_FILE exists (the test creates it
+//                         after pausing this process past its lease), then write and flush:
+//                         print "fenced" or "accepted"
 #include <quorumreg/checkpoint.hpp>
 #include <quorumreg/stores/open_store.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <thread>
@@ -81,19 +83,17 @@ int main(int argc, char** argv) {
             for (auto& v : local.values(sub, ec))
                 if (v.data.type() == value_type::dword) say(v.name + "=" + std::to_string(v.data.as_dword()));
             cp.offline(res);
-        } else if (cmd == "stale") {
+        } else if (cmd == "stale" && argc >= 7) {
             cp.online(res, {.policy = offline_edit_policy::preserve, .wait_for_owner = seconds(30)});
             local.set_value(sub, "owner", value::dword(1));
             cp.flush(res);
             say("ready");
-            auto ttl = milliseconds(std::atoi(argv[4]));
-            auto last = steady_clock::now();
-            while (true) {
+            // Told, not guessed: timing the pause from in here missed pauses barely longer than
+            // the time another node needed to take over (the lease may expire before the TTL
+            // has passed since the pause began).
+            std::error_code fs_ec;
+            while (!std::filesystem::exists(argv[6], fs_ec))
                 std::this_thread::sleep_for(milliseconds(5));
-                auto now = steady_clock::now();
-                if (now - last > ttl) break; // we were paused past our lease
-                last = now;
-            }
             local.set_value(sub, "owner", value::dword(666));
             std::error_code ec;
             cp.flush(res, seconds(10), ec);

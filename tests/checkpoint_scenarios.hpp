@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
@@ -127,7 +128,8 @@ inline void checkpoint_offline_edit_policies(const std::string& spec, const std:
 /// A's write is rejected (fenced) and B's data is intact.
 inline void checkpoint_stale_owner(const std::string& spec, const std::filesystem::path& root, int ttl_ms) {
     REQUIRE(run_node(spec, root / "A", "A", ttl_ms, {"register"}).status == 0);
-    child_process a(node_argv(spec, root / "A", "A", ttl_ms, {"stale"}));
+    const auto go = root / "A-resume";
+    child_process a(node_argv(spec, root / "A", "A", ttl_ms, {"stale", go.string()}));
     std::string out;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (out.find("ready") == std::string::npos && std::chrono::steady_clock::now() < deadline)
@@ -136,6 +138,7 @@ inline void checkpoint_stale_owner(const std::string& spec, const std::filesyste
     a.kill(SIGSTOP);
     auto b = run_node(spec, root / "B", "B", ttl_ms, {"set", "owner", "2"}); // waits for A's lease to expire
     CHECK(b.status == 0);
+    std::ofstream{go}; // A writes as soon as it runs again
     a.kill(SIGCONT);
     deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (out.find("fenced") == std::string::npos && out.find("accepted") == std::string::npos &&
