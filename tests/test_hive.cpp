@@ -3,9 +3,11 @@
 #include "process_util.hpp"
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -162,7 +164,37 @@ TEST_SUITE("hive") {
                 h.set_value("K", "v", value::dword(i));
         }
         auto j = newest(dir.path() / "h", "journal");
-        auto data = slurp(j);
+        auto file = slurp(j);
+        // The records end where the zero-filled tail begins: walk them by their length fields.
+        std::size_t end = detail::journal_header_size;
+        while (end + detail::record_header_size <= file.size() && file.compare(end, 4, "QRJR") == 0) {
+            std::uint32_t len = 0;
+            std::memcpy(&len, file.data() + end + 4, 4);
+            end += detail::record_header_size + len;
+        }
+        CHECK(file.find_first_not_of('\0', end) == std::string::npos); // a clean zero tail
+        {
+            hive h(dir.path() / "h"); // the zero tail is the end of the journal, not a torn write
+            CHECK(h.revision() == 10);
+        }
+        CHECK(slurp(j) == file); // nothing truncated or rewritten
+        // A torn record followed by the zero tail is still a torn tail (its lost bytes read as
+        // the tail's zeros; each cut covers a non-zero byte of the last record, dword 10).
+        for (std::size_t cut : {std::size_t{4}, std::size_t{5}, std::size_t{13}}) {
+            auto torn = file;
+            std::fill(torn.begin() + static_cast<std::ptrdiff_t>(end - cut),
+                      torn.begin() + static_cast<std::ptrdiff_t>(end), '\0');
+            spit(j, torn);
+            {
+                hive h(dir.path() / "h");
+                CHECK(h.revision() == 9);
+                CHECK(h.get_value("K", "v").as_dword() == 9);
+                h.set_value("K", "v", value::dword(10)); // commits over the cut record
+            }
+            hive h(dir.path() / "h");
+            CHECK(h.revision() == 10);
+        }
+        auto data = file.substr(0, end); // a journal without a zero tail (as older builds wrote)
         auto full = data.size();
         for (std::size_t cut : {std::size_t{1}, std::size_t{5}, std::size_t{13}}) {
             spit(j, data.substr(0, full - cut)); // the last record is torn

@@ -34,6 +34,13 @@
 //
 // Layout: hive.lock, hive.meta (mapped counters), snapshot.<gen> (state at the start of
 // generation gen), journal.<gen> (records of generation gen).
+//
+// Journal tail: a journal is kept zero-filled ahead of its write position (written zeros,
+// extended a chunk at a time with one sync), so a steady-state commit overwrites blocks that
+// are already allocated and inside the file size, and its fdatasync has no inode size to
+// commit. The records end where the first record header is invalid; when every byte from
+// there to the end of the file is zero that is the clean end, not a torn write. Non-zero bytes
+// there are a torn tail (truncated, as before) or, followed by a valid record, corruption.
 #pragma once
 
 #include <quorumreg/detail/codec.hpp>
@@ -93,7 +100,15 @@ struct hive_meta {
     std::uint64_t commit_seq; ///< bumped after each durable commit or generation change
     std::uint64_t generation;
     std::uint64_t journal_end; ///< end of acknowledged records in journal.<generation>
+    /// How far a writer may have written into journal.<generation> (>= journal_end; more
+    /// only after a writer died mid-commit). The next writer reads up to here instead of
+    /// scanning the zero tail to the end of the file.
+    std::uint64_t write_end;
 };
+
+/// Size of one zero-filled extension of a journal's tail (see the header comment).
+inline constexpr std::uint64_t journal_prealloc_max = 1024 * 1024;
+inline constexpr std::uint64_t journal_prealloc_min = 64 * 1024;
 
 inline std::set<std::string>& open_hives() {
     static std::set<std::string> s;
@@ -485,9 +500,41 @@ private:
         return {};
     }
 
+    /// Bytes a journal's zero tail grows by at a time: small hives (a low snapshot
+    /// threshold) do not pay for a megabyte of zeros per generation.
+    std::uint64_t prealloc_chunk() const noexcept {
+        return std::clamp(opts_.snapshot_threshold, detail::journal_prealloc_min, detail::journal_prealloc_max);
+    }
+
+    /// A new journal is born with its zero tail, written and synced with the header.
     std::error_code create_journal(std::uint64_t gen, std::string& why) {
-        return detail::atomic_replace(io(), dir_.string(), detail::gen_name("journal", gen),
-                                      journal_header(gen, tree_.revision()), &why);
+        auto data = journal_header(gen, tree_.revision());
+        data.resize(static_cast<std::size_t>(prealloc_chunk()), '\0');
+        return detail::atomic_replace(io(), dir_.string(), detail::gen_name("journal", gen), data, &why);
+    }
+
+    /// Makes sure `n` bytes at offset_ land inside the zero-filled tail: if not, writes zeros
+    /// from the end of the file to the next chunk boundary and syncs them (file size included),
+    /// once per chunk. Only bytes past the end of the file are written, never records.
+    std::error_code ensure_room(std::size_t n, const std::string& p, std::string& why) {
+        if (offset_ + n <= alloc_end_) return {};
+        struct stat st {};
+        if (io().fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
+        alloc_end_ = static_cast<std::uint64_t>(st.st_size);
+        if (offset_ + n <= alloc_end_) return {};
+        auto chunk = prealloc_chunk();
+        auto target = ((offset_ + n) / chunk + 1) * chunk;
+        static const std::string zeros(64 * 1024, '\0');
+        for (auto at = alloc_end_; at < target;) {
+            auto len = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), target - at));
+            if (auto ec = detail::write_all(io(), journal_fd_, std::string_view(zeros.data(), len),
+                                            static_cast<off_t>(at), p, &why))
+                return ec;
+            at += len;
+        }
+        if (io().fdatasync(journal_fd_) != 0) return detail::io_failure(errno, "fdatasync", p, &why);
+        alloc_end_ = target;
+        return {};
     }
 
     /// Full recovery under the exclusive file lock: newest good snapshot, then every journal
@@ -564,7 +611,7 @@ private:
             }
             set_journal(fd);
             std::vector<change_event> ignored;
-            if ((ec = read_records(true, ignored, why))) return;
+            if ((ec = read_records(true, ignored, why, true))) return;
             if (gen_ >= newest) break;
             ++gen_;
         }
@@ -574,35 +621,48 @@ private:
         }
         meta_->magic = 0x4154454D48525100ull;
         meta_generation().store(gen_);
-        publish_end();
+        publish_end(true);
         meta_seq().fetch_add(1);
         seen_seq_.store(meta_seq().load(), std::memory_order_release);
     }
 
     /// Publishes how far the current journal holds acknowledged records; readers in other
     /// processes never read past it (so they never see a record whose sync failed).
-    void publish_end() { std::atomic_ref<std::uint64_t>(meta_->journal_end).store(offset_, std::memory_order_release); }
+    /// `reset_write`: also declare nothing written past it (a new generation, or recovery
+    /// having cut or verified the tail).
+    void publish_end(bool reset_write = false) {
+        if (reset_write) std::atomic_ref<std::uint64_t>(meta_->write_end).store(offset_, std::memory_order_release);
+        std::atomic_ref<std::uint64_t>(meta_->journal_end).store(offset_, std::memory_order_release);
+    }
 
     void set_journal(int fd) {
         if (journal_fd_ >= 0) io().close(journal_fd_);
         journal_fd_ = fd;
         offset_ = detail::journal_header_size;
+        alloc_end_ = 0; // unknown until the next commit needs it
     }
 
     /// Reads records from offset_ to the end of the current journal, applying each. In writer
     /// mode (exclusive lock held) a torn tail is truncated; in reader mode reading just stops
-    /// there (a writer may be appending).
-    std::error_code read_records(bool writer, std::vector<change_event>& events, std::string& why) {
+    /// there (a writer may be appending). For the current generation the limit comes from the
+    /// shared counters (no stat, and the zero tail is not read); `full` (recovery, when the
+    /// counters may be stale after a power loss) reads to the end of the file.
+    std::error_code read_records(bool writer, std::vector<change_event>& events, std::string& why, bool full = false) {
         auto p = path_of(detail::gen_name("journal", gen_));
-        struct stat st {};
-        if (io().fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
-        auto size = static_cast<std::uint64_t>(st.st_size);
-        if (!writer) {
-            // Only the current generation's acknowledged end; an older journal is complete.
-            auto g1 = meta_generation().load(std::memory_order_acquire);
-            auto end = std::atomic_ref<std::uint64_t>(meta_->journal_end).load(std::memory_order_acquire);
-            auto g2 = meta_generation().load(std::memory_order_acquire);
-            if (g1 == gen_ && g2 == gen_) size = std::min(size, end);
+        std::uint64_t size = 0;
+        auto g1 = meta_generation().load(std::memory_order_acquire);
+        auto end = std::atomic_ref<std::uint64_t>(meta_->journal_end).load(std::memory_order_acquire);
+        auto wend = std::atomic_ref<std::uint64_t>(meta_->write_end).load(std::memory_order_acquire);
+        auto g2 = meta_generation().load(std::memory_order_acquire);
+        if (!full && g1 == gen_ && g2 == gen_) {
+            // Only the acknowledged end for readers; a writer also takes what a writer that
+            // died mid-commit left past it (applied if valid, cut if torn, as in recovery).
+            size = writer ? std::max(end, wend) : end;
+        } else {
+            // An older journal is complete; recovery trusts only the file.
+            struct stat st {};
+            if (io().fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
+            size = static_cast<std::uint64_t>(st.st_size);
         }
         if (size <= offset_) return {};
         std::string data;
@@ -637,7 +697,9 @@ private:
             }
             pos += detail::record_header_size + len;
         }
-        if (pos < data.size() && writer) {
+        const bool zero_tail =
+            std::all_of(data.begin() + static_cast<std::ptrdiff_t>(pos), data.end(), [](char c) { return c == '\0'; });
+        if (pos < data.size() && writer && !zero_tail) {
             // A bad record. If any valid record follows, this is corruption inside the journal,
             // not a torn write: refuse rather than silently drop committed transactions.
             for (std::size_t q = pos + 1; q + detail::record_header_size <= data.size(); ++q) {
@@ -650,6 +712,7 @@ private:
             }
             if (io().ftruncate(journal_fd_, static_cast<off_t>(offset_ + pos)) != 0 || io().fsync(journal_fd_) != 0)
                 return detail::io_failure(errno, "truncate torn tail of", p, &why);
+            alloc_end_ = offset_ + pos; // the zero tail went with it; the next commit regrows it
         }
         offset_ += pos;
         return {};
@@ -762,7 +825,14 @@ private:
         }
         // Pass 2: make the records durable; readers keep reading meanwhile.
         auto p = path_of(detail::gen_name("journal", gen_));
-        ec = detail::write_all(io(), journal_fd_, records, static_cast<off_t>(offset_), p, &why);
+        ec = ensure_room(records.size(), p, why);
+        if (!ec) {
+            // Declared before writing, so if this process dies mid-write the next writer reads
+            // (and applies or cuts) these bytes rather than leave them behind its own records.
+            auto we = std::atomic_ref<std::uint64_t>(meta_->write_end);
+            we.store(std::max(we.load(std::memory_order_relaxed), offset_ + records.size()), std::memory_order_release);
+            ec = detail::write_all(io(), journal_fd_, records, static_cast<off_t>(offset_), p, &why);
+        }
         if (!ec) {
             dirty_ = true;
             if (sync_due()) {
@@ -774,7 +844,8 @@ private:
         }
         if (ec) {
             // Nothing of this batch was acknowledged: cut the journal back so a later reader
-            // can never see these records.
+            // can never see these records (the zero tail goes too; the next commit regrows it).
+            alloc_end_ = std::min(alloc_end_, offset_);
             if (io().ftruncate(journal_fd_, static_cast<off_t>(offset_)) != 0) {
                 // Could not cut it back: invalidate the first record's magic instead, so no
                 // process ever applies it; if even that fails, stop writing.
@@ -875,7 +946,7 @@ private:
         ++gen_;
         set_journal(fd);
         meta_generation().store(gen_, std::memory_order_release); // before the new end: see read_records
-        publish_end();
+        publish_end(true);
         meta_seq().fetch_add(1, std::memory_order_release);
         seen_seq_.store(meta_seq().load(), std::memory_order_release);
         // Keep one previous generation as the fallback for a corrupt newest snapshot.
@@ -947,6 +1018,7 @@ private:
     int journal_fd_ = -1;
     std::uint64_t gen_ = 0;
     std::uint64_t offset_ = 0;
+    std::uint64_t alloc_end_ = 0; // zero-filled journal bytes known to exist (0: ask fstat)
     bool dirty_ = false;
     bool broken_ = false;
     bool registered_ = false;
