@@ -173,6 +173,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string before = watched.empty() ? std::string() : slurp(watched);
 
     qr::hive_options opts;
+    opts.snapshot_threshold = 64 * 1024; // the smallest preallocated tail: keeps each run cheap
     std::error_code ec;
     auto h = qr::hive::open(dir, opts, ec);
     QR_FUZZ_CHECK(bool(h) != bool(ec), "open returned both a hive and an error, or neither");
