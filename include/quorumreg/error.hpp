@@ -33,11 +33,13 @@ enum class errc {
     corrupt_data = 20,        ///< checksum mismatch, truncated or malformed bytes
     unsupported_version = 21, ///< written by a newer, unknown format version
     // Local storage.
-    io_error = 30,      ///< read/write/fsync/rename failed; see the message for errno
-    no_space = 31,      ///< ENOSPC
-    access_denied = 32, ///< EACCES/EPERM on a file the library owns
-    lock_failed = 33,   ///< a file lock could not be taken
-    closed = 34,        ///< object used after close or after a fatal error
+    io_error = 30,               ///< read/write/fsync/rename failed; see the message for errno
+    no_space = 31,               ///< ENOSPC
+    access_denied = 32,          ///< EACCES/EPERM on a file the library owns
+    lock_failed = 33,            ///< a file lock could not be taken
+    closed = 34,                 ///< object used after close or after a fatal error
+    read_only = 35,              ///< a write through an object opened read-only
+    unsupported_filesystem = 36, ///< the file system cannot give the store's guarantees (the message names it)
     // Quorum stores.
     compare_failed = 40,     ///< compare-and-swap / transaction compare did not hold
     quorum_unavailable = 41, ///< the store cannot reach a quorum
@@ -49,8 +51,9 @@ enum class errc {
     permission_denied = 47,
     not_found = 48, ///< a named object (key in a store, resource, service, type) is absent
     already_exists = 49,
-    backend_error = 50,  ///< the backend reported an error; its own text is in the message
-    watch_canceled = 51, ///< a watch ended (e.g. history compacted); resynchronise
+    backend_error = 50,     ///< the backend reported an error; its own text is in the message
+    watch_canceled = 51,    ///< a watch ended (e.g. history compacted); resynchronise
+    identity_mismatch = 52, ///< the store is not the one this node recorded (replaced or re-created)
     // Checkpoints.
     checkpoint_conflict = 60, ///< offline edits diverge from the checkpoint (policy = reject)
     checkpoint_corrupt = 61,  ///< the checkpoint fails its checksum or format checks
@@ -120,6 +123,8 @@ inline std::string error_category_impl::message(int ev) const {
     case errc::access_denied: return "access denied";
     case errc::lock_failed: return "could not take a file lock";
     case errc::closed: return "object is closed";
+    case errc::read_only: return "opened read-only";
+    case errc::unsupported_filesystem: return "the file system cannot give the store's guarantees";
     case errc::compare_failed: return "compare failed (the key changed)";
     case errc::quorum_unavailable: return "quorum unavailable";
     case errc::deadline_exceeded: return "deadline exceeded";
@@ -132,6 +137,7 @@ inline std::string error_category_impl::message(int ev) const {
     case errc::already_exists: return "already exists";
     case errc::backend_error: return "backend error";
     case errc::watch_canceled: return "watch canceled";
+    case errc::identity_mismatch: return "store identity changed";
     case errc::checkpoint_conflict: return "local edits conflict with the checkpoint";
     case errc::checkpoint_corrupt: return "checkpoint is corrupt";
     case errc::not_online: return "resource is not online on this node";
