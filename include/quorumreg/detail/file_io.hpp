@@ -12,7 +12,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -55,6 +57,27 @@ public:
     /// Maps `len` bytes of `fd` shared read/write. MAP_FAILED with errno on failure.
     virtual void* mmap_shared(int fd, std::size_t len) {
         return ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    }
+    /// Maps `len` bytes of `fd` shared read-only (read-only opens). MAP_FAILED with errno.
+    virtual void* mmap_shared_readonly(int fd, std::size_t len) {
+        return ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);
+    }
+    /// The names in directory `path` (without "." and ".."). 0, or -1 with errno: a listing
+    /// that fails must never be taken for an empty directory.
+    virtual int list_directory(const char* path, std::vector<std::string>& names) {
+        names.clear();
+        DIR* d = ::opendir(path);
+        if (!d) return -1;
+        errno = 0;
+        while (auto* e = ::readdir(d)) {
+            std::string_view n(e->d_name);
+            if (n != "." && n != "..") names.emplace_back(n);
+            errno = 0;
+        }
+        int e = errno;
+        ::closedir(d);
+        errno = e;
+        return e == 0 ? 0 : -1;
     }
     /// Called just before a Boost.Interprocess file_lock is attached to `path` (Boost opens
     /// the file itself, so this is where that open can be made to fail). 0, or -1 with errno.
