@@ -1,4 +1,5 @@
 #include <quorumreg/hive.hpp>
+#include <quorumreg/detail/hive_recovery.hpp>
 
 #include "process_util.hpp"
 #include "test_support.hpp"
@@ -167,13 +168,14 @@ TEST_SUITE("hive") {
         }
         auto j = newest(dir.path() / "h", "journal");
         auto file = slurp(j);
-        // The records end where the zero-filled tail begins: walk them by their length fields.
-        std::size_t end = detail::journal_header_size;
-        while (end + detail::record_header_size <= file.size() && file.compare(end, 4, "QRJR") == 0) {
-            std::uint32_t len = 0;
-            std::memcpy(&len, file.data() + end + 4, 4);
-            end += detail::record_header_size + len;
-        }
+        // The frames end where the zero-filled tail begins.
+        detail::journal_header_info jh;
+        std::string w;
+        REQUIRE(!detail::decode_journal_header(file, jh, w));
+        const auto hsize = detail::journal_header_size_of(jh.version);
+        auto scanned = detail::scan_journal(jh.version, jh.salt, std::string_view(file).substr(hsize));
+        REQUIRE(scanned.frames.size() == 10);
+        std::size_t end = hsize + scanned.end;
         CHECK(file.find_first_not_of('\0', end) == std::string::npos); // a clean zero tail
         {
             hive h(dir.path() / "h"); // the zero tail is the end of the journal, not a torn write
@@ -294,12 +296,13 @@ TEST_SUITE("hive") {
         }
         auto j = newest(dir.path() / "h", "journal");
         auto data = slurp(j);
-        data[4] = 2; // version byte
+        data[4] = detail::hive_format_version + 1; // version byte
         // Re-seal the header checksum so only the version differs.
-        std::string hdr = data.substr(0, detail::journal_header_size - 4);
+        const auto hsize = detail::journal_header_size_v2;
+        std::string hdr = data.substr(0, hsize - 4);
         std::string crc;
         detail::byte_writer(crc).u32le(detail::crc32c(hdr));
-        data.replace(detail::journal_header_size - 4, 4, crc);
+        data.replace(hsize - 4, 4, crc);
         spit(j, data);
         std::error_code ec;
         hive::open(dir.path() / "h", {}, ec);
@@ -691,5 +694,358 @@ TEST_SUITE("hive") {
             ++files;
         }
         CHECK(files > 0);
+    }
+}
+
+namespace {
+
+/// Counts the calls that could change a file or directory; fails a directory listing on demand.
+class write_watch_io : public detail::file_io {
+public:
+    int writes = 0;
+    bool fail_listing = false;
+    int open(const char* p, int f, mode_t m) override {
+        if (f & (O_CREAT | O_WRONLY | O_RDWR | O_TRUNC)) ++writes;
+        return file_io::open(p, f, m);
+    }
+    ssize_t pwrite(int fd, const void* b, std::size_t n, off_t o) override {
+        ++writes;
+        return file_io::pwrite(fd, b, n, o);
+    }
+    int ftruncate(int fd, off_t l) override {
+        ++writes;
+        return file_io::ftruncate(fd, l);
+    }
+    int rename(const char* a, const char* b) override {
+        ++writes;
+        return file_io::rename(a, b);
+    }
+    int unlink(const char* p) override {
+        ++writes;
+        return file_io::unlink(p);
+    }
+    int mkdir(const char* p, mode_t m) override {
+        ++writes;
+        return file_io::mkdir(p, m);
+    }
+    int fsync(int fd) override {
+        ++writes;
+        return file_io::fsync(fd);
+    }
+    int fdatasync(int fd) override {
+        ++writes;
+        return file_io::fdatasync(fd);
+    }
+    void* mmap_shared(int fd, std::size_t len) override {
+        ++writes;
+        return file_io::mmap_shared(fd, len);
+    }
+    int list_directory(const char* p, std::vector<std::string>& names) override {
+        if (fail_listing) {
+            errno = EIO;
+            return -1;
+        }
+        return file_io::list_directory(p, names);
+    }
+};
+
+std::map<std::string, std::string> dir_bytes(const fs::path& d) {
+    std::map<std::string, std::string> out;
+    for (auto& e : fs::directory_iterator(d))
+        out[e.path().filename().string()] = slurp(e.path());
+    return out;
+}
+
+} // namespace
+
+TEST_SUITE("hive") {
+
+    TEST_CASE("defect 3: a directory listing that fails at open is reported; nothing is re-created") {
+        qr_test::temp_dir dir("hive");
+        auto hd = dir.path() / "h";
+        {
+            hive h(hd);
+            h.set_value("K", "v", value::dword(1));
+        }
+        auto before = dir_bytes(hd);
+        write_watch_io io;
+        io.fail_listing = true;
+        hive_options o;
+        o.io = &io;
+        std::error_code ec;
+        auto h = hive::open(hd, o, ec);
+        CHECK(ec == errc::io_error);
+        CHECK(h == nullptr);
+        CHECK(dir_bytes(hd) == before); // journal.0 was not re-created over the data
+        try {
+            hive again(hd, o);
+        } catch (const error& e) {
+            CHECK(std::string(e.what()).find("list directory") != std::string::npos);
+        }
+    }
+
+    TEST_CASE("defect 8: a read-only open never writes, reports a torn tail and works on a read-only copy") {
+        qr_test::temp_dir dir("hive");
+        auto hd = dir.path() / "h";
+        {
+            hive h(hd);
+            for (int i = 1; i <= 5; ++i)
+                h.set_value("K", "v", value::dword(i));
+            h.compact();
+            h.set_value("K", "w", value::dword(6));
+        }
+        auto j = newest(hd, "journal");
+        auto s = last_record(hd, j); // revision 7
+        auto torn = s.after;
+        std::fill(torn.begin() + static_cast<std::ptrdiff_t>(s.end - 3),
+                  torn.begin() + static_cast<std::ptrdiff_t>(s.end),
+                  '\x5a'); // the last frame is damaged, nothing follows: a torn tail
+        spit(j, torn);
+        auto before = dir_bytes(hd);
+        write_watch_io io;
+        hive_options o;
+        o.read_only = true;
+        o.io = &io;
+        {
+            hive h(hd, o);
+            CHECK(h.read_only());
+            CHECK(h.revision() == 6);
+            CHECK(h.get_value("K", "w").as_dword() == 6);
+            CHECK(h.torn_tail() > 0);
+            std::error_code ec;
+            h.set_value("K", "x", value::dword(1), ec);
+            CHECK(ec == errc::read_only);
+            h.compact(ec);
+            CHECK(ec == errc::read_only);
+            h.refresh(ec);
+            CHECK(!ec);
+        }
+        CHECK(io.writes == 0);
+        CHECK(dir_bytes(hd) == before);
+        // A copy with every write bit removed (root ignores permission bits, hence the seam
+        // count above; the copy shows nothing needs a writable file or directory).
+        auto copy = dir.path() / "copy";
+        fs::copy(hd, copy);
+        for (auto& e : fs::directory_iterator(copy))
+            fs::permissions(e.path(), fs::perms::owner_read);
+        fs::permissions(copy, fs::perms::owner_read | fs::perms::owner_exec);
+        {
+            hive h(copy, o);
+            CHECK(h.revision() == 6);
+        }
+        fs::permissions(copy, fs::perms::owner_all);
+        // A missing hive is not_found, and nothing is created.
+        std::error_code ec;
+        auto none = hive::open(dir.path() / "typo", o, ec);
+        CHECK(ec == errc::not_found);
+        CHECK(!fs::exists(dir.path() / "typo"));
+        hive_options no_create;
+        no_create.create = false;
+        hive::open(dir.path() / "typo", no_create, ec);
+        CHECK(ec == errc::not_found);
+        CHECK(!fs::exists(dir.path() / "typo"));
+        // The writer's open cuts the torn tail.
+        hive w(hd);
+        CHECK(w.revision() == 6);
+        CHECK(w.torn_tail() == 0);
+    }
+
+    TEST_CASE("defect 8: a read-only open follows a live writer's commits") {
+        qr_test::temp_dir dir("hive");
+        auto hd = dir.path() / "h";
+        {
+            hive w(hd);
+            w.set_value("Theirs", "a", value::dword(1));
+        }
+        hive_options o;
+        o.read_only = true;
+        hive r(hd, o);
+        CHECK(r.get_value("Theirs", "a").as_dword() == 1);
+        qr_test::child_process child({QUORUMREG_HIVE_CHILD, "set", hd.string(), "Theirs", "b", "2"});
+        REQUIRE(child.wait() == 0);
+        r.refresh();
+        CHECK(r.get_value("Theirs", "b").as_dword() == 2);
+    }
+
+    TEST_CASE("defect 9: refresh, compact and sync have error_code forms and report failures") {
+        qr_test::temp_dir dir("hive");
+        failing_io io;
+        hive_options o;
+        o.io = &io;
+        o.sync_interval = std::chrono::milliseconds(60000); // relaxed: sync() has work to do
+        hive h(dir.path() / "h", o);
+        h.set_value("K", "v", value::dword(1)); // synced: the first sync is always due
+        h.set_value("K", "v", value::dword(2)); // pending until the interval or sync()
+        std::error_code ec;
+        io.arm(failing_io::site::fdatasync, EIO);
+        h.sync(ec);
+        CHECK(ec == errc::io_error);
+        CHECK_THROWS_AS(h.sync(), error);
+        io.disarm();
+        h.sync(ec);
+        CHECK(!ec);
+        io.arm(failing_io::site::rename, ENOSPC);
+        h.compact(ec);
+        CHECK(ec == errc::no_space);
+        io.disarm();
+        h.compact(ec);
+        CHECK(!ec);
+        h.refresh(ec);
+        CHECK(!ec);
+        CHECK(h.get_value("K", "v").as_dword() == 2);
+    }
+}
+
+TEST_SUITE("hive_parts") {
+
+    TEST_CASE("format: a frame's checksum covers its header; the salt is part of it") {
+        detail::batch_builder b;
+        b.add(1, transaction().set_value("K", "v", value::dword(1)).operations());
+        std::string f;
+        detail::append_frame(f, 42, 0, 0, b.payload());
+        detail::journal_frame out;
+        CHECK(detail::parse_frame(f, 0, 42, out));
+        CHECK(out.seq == 0);
+        CHECK_FALSE(detail::parse_frame(f, 0, 43, out)); // another journal's salt
+        for (std::size_t i = 4; i < detail::frame_header_size; ++i) {
+            auto bad = f;
+            bad[i] ^= 1;
+            CAPTURE(i);
+            CHECK_FALSE(detail::parse_frame(bad, 0, 42, out));
+        }
+        std::string magic_only = f.substr(0, 4) + std::string(f.size() - 4, '\0');
+        CHECK_FALSE(detail::parse_frame(magic_only, 0, 42, out));
+        // v1 headers: a zero-length record is never valid (CRC-32C of nothing is 0).
+        std::string v1(4, '\0');
+        std::memcpy(v1.data(), &detail::record_magic, 4);
+        v1 += std::string(8, '\0');
+        CHECK_FALSE(detail::parse_record_v1(v1, 0, out));
+        detail::journal_header_info h;
+        h.generation = 3;
+        h.base_revision = 9;
+        h.salt = 77;
+        detail::journal_header_info back;
+        std::string why;
+        CHECK(!detail::decode_journal_header(detail::encode_journal_header(h), back, why));
+        CHECK(back.salt == 77);
+        CHECK(back.generation == 3);
+        CHECK(detail::parse_gen_name(detail::gen_name("journal", 0x1f), "journal", h.generation));
+        CHECK(h.generation == 0x1f);
+        std::uint64_t g = 0;
+        CHECK_FALSE(detail::parse_gen_name("journal.zzzzzzzzzzzzzzzz", "journal", g));
+    }
+
+    TEST_CASE("recovery: torn tails are cut, durable damage is refused, relaxed batches may tear in any order") {
+        auto frame = [](std::uint64_t seq, std::uint64_t synced) {
+            detail::batch_builder b;
+            b.add(seq + 1, transaction().set_value("K", "v", value::string(std::string(600, 'a'))).operations());
+            std::string f;
+            detail::append_frame(f, 5, seq, synced, b.payload());
+            return f;
+        };
+        std::string strict = frame(0, 0) + frame(1, 1) + frame(2, 2);
+        auto s = detail::scan_journal(2, 5, strict + std::string(100, '\0'));
+        CHECK(s.frames.size() == 3);
+        CHECK(s.tail == detail::journal_tail::clean);
+        // The last frame lost its first sector: torn.
+        auto f2 = frame(2, 2);
+        std::string lost_first = frame(0, 0) + frame(1, 1) + std::string(512, '\0') + f2.substr(512);
+        s = detail::scan_journal(2, 5, lost_first);
+        CHECK(s.frames.size() == 2);
+        CHECK(s.tail == detail::journal_tail::torn);
+        // Frame 1 damaged while frame 2 (written after frame 1's sync) is intact: refused.
+        auto f1 = frame(1, 1);
+        f1[40] ^= 1;
+        s = detail::scan_journal(2, 5, frame(0, 0) + f1 + frame(2, 2));
+        CHECK(s.tail == detail::journal_tail::corrupt);
+        // Relaxed mode: frames 1 and 2 were written before any sync (synced = 1): losing frame 1
+        // but keeping frame 2 is a torn tail, not corruption.
+        s = detail::scan_journal(2, 5, frame(0, 0) + std::string(f1.size(), '\0') + frame(2, 1));
+        CHECK(s.frames.size() == 1);
+        CHECK(s.tail == detail::journal_tail::torn);
+        // A stale frame from an earlier cut (lower seq) is not evidence.
+        s = detail::scan_journal(2, 5, frame(0, 0) + std::string(10, 'x') + frame(0, 0));
+        CHECK(s.tail == detail::journal_tail::torn);
+        // Snapshot candidates: newest first, each only with its journals present.
+        auto c = detail::recovery_candidates({2, 3}, {2, 3});
+        REQUIRE(c.size() == 2);
+        CHECK(c[0].generation == 3);
+        CHECK(c[1].generation == 2);
+        c = detail::recovery_candidates({3}, {0, 1, 2, 3});
+        REQUIRE(c.size() == 2);
+        CHECK(c[1].empty_state);
+        c = detail::recovery_candidates({4}, {2, 3}); // journal 4 missing: only the newest may be
+        REQUIRE(c.size() == 1);
+        CHECK(c[0].generation == 4);
+    }
+
+    TEST_CASE("group commit: queued writers form batches and every writer is answered once") {
+        struct item {
+            int value = 0;
+            int batch = -1;
+        };
+        detail::group_commit<item> gc;
+        std::atomic<int> batches{0};
+        std::mutex m;
+        std::vector<int> seen;
+        std::vector<std::thread> ts;
+        std::vector<item> items(32);
+        for (int i = 0; i < 32; ++i) {
+            items[static_cast<std::size_t>(i)].value = i;
+            ts.emplace_back([&, i] {
+                gc.submit(items[static_cast<std::size_t>(i)], [&](std::vector<item*>& batch) {
+                    int b = batches++;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                    std::lock_guard g(m);
+                    for (auto* it : batch) {
+                        it->batch = b;
+                        seen.push_back(it->value);
+                    }
+                });
+            });
+        }
+        for (auto& t : ts)
+            t.join();
+        std::sort(seen.begin(), seen.end());
+        CHECK(seen.size() == 32);
+        CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+        for (auto& it : items)
+            CHECK(it.batch >= 0);
+        CHECK(batches.load() < 32); // some writers shared a batch
+    }
+
+    TEST_CASE("meta: the open registry identifies directories by device and inode") {
+        auto& r = detail::open_hive_registry::instance();
+        detail::open_hive_registry::id a{1, 99999991};
+        CHECK(r.insert(a));
+        CHECK_FALSE(r.insert(a));
+        r.erase(a);
+        CHECK(r.insert(a));
+        r.erase(a);
+    }
+
+    TEST_CASE("format: a version 1 journal still opens and the writer moves on to version 2") {
+        qr_test::temp_dir dir("hive");
+        auto hd = dir.path() / "h";
+        fs::create_directories(hd);
+        detail::journal_header_info h;
+        h.version = detail::hive_format_v1;
+        std::string j = detail::encode_journal_header(h);
+        detail::append_record_v1(j, 1, transaction().create_key("Old").operations());
+        detail::append_record_v1(j, 2, transaction().set_value("Old", "v", value::dword(5)).operations());
+        spit(hd / detail::gen_name("journal", 0), j + std::string(4, '\0'));
+        {
+            hive_options ro;
+            ro.read_only = true;
+            hive r(hd, ro);
+            CHECK(r.get_value("Old", "v").as_dword() == 5);
+            CHECK(r.generation() == 0);
+        }
+        hive w(hd);
+        CHECK(w.get_value("Old", "v").as_dword() == 5);
+        CHECK(w.generation() == 1); // a fresh version 2 generation
+        w.set_value("Old", "v", value::dword(6));
+        auto nj = slurp(newest(hd, "journal"));
+        CHECK(static_cast<int>(nj[4]) == detail::hive_format_version);
     }
 }

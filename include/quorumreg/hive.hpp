@@ -2,7 +2,7 @@
 // journal and snapshots, shared by the processes of one node.
 //
 // @code
-// quorumreg::hive h("/var/lib/myapp/hive");              // creates or recovers
+// quorumreg::hive h("/var/lib/myapp/hive");              // creates (first run) or recovers
 // h.set_value("Software/App", "Port", quorumreg::value::dword(8080)); // durable on return
 // auto sub = h.watch("Software", quorumreg::watch_scope::subtree, on_change); // sees other processes too
 // @endcode
@@ -12,11 +12,17 @@
 //   committing at the same time share one write and one sync (group commit). With
 //   hive_options::sync_interval > 0 the hive syncs at most that often instead, and a power
 //   loss may lose the commits of the last interval (a process crash loses nothing).
-// - Crash consistency: reopening after kill -9 or power loss yields exactly a prefix of the
-//   committed transactions that contains every acknowledged one. Each record carries a CRC;
-//   a torn or corrupt tail is truncated; corruption followed by valid records is reported as
-//   errc::corrupt_data, never skipped. A corrupt newest snapshot falls back to the previous
-//   generation (snapshot + journals are kept for one generation).
+// - Crash consistency: reopening after kill -9 or power loss (unsynced writes lost, any
+//   512-byte sector of an unsynced write torn, in any order; unsynced renames undone) yields
+//   exactly a prefix of the committed transactions that contains every acknowledged one. Each
+//   group-commit batch is one frame whose CRC covers its header (detail/hive_format.hpp); a
+//   torn tail — bytes no acknowledged commit can have written — is cut; a damaged frame that
+//   had been durable (a later frame says so) is errc::corrupt_data, never skipped or cut. A
+//   corrupt newest snapshot falls back to the previous generation (snapshot + journals are
+//   kept for one generation). A hive whose journals were deleted is refused, not restarted.
+// - Reads never write: hive_options::read_only opens without creating, locking exclusively,
+//   cutting or rewriting anything (a torn tail is reported by torn_tail()), also on a
+//   read-only copy. hive_options::create = false makes a missing hive errc::not_found.
 // - Several processes may open the same directory. Writers are serialized by a
 //   Boost.Interprocess file_lock on `hive.lock`; before validating a transaction a writer
 //   reads every record other processes appended, so optimistic checks (require_revision)
@@ -24,7 +30,8 @@
 //   shared, memory-mapped commit counter makes the check one memory load), and watches fire
 //   for other processes' changes within hive_options::poll_interval.
 // - A directory may be opened once per process (POSIX record locks are per process, so two
-//   opens would silently share one lock): a second open reports errc::lock_failed.
+//   opens would silently share one lock): a second open, by any path (a symlink, a bind
+//   mount), reports errc::lock_failed. Directories are identified by device and inode.
 // - Files are created 0600 inside a 0700 directory. A hive written by a newer format version
 //   is refused with errc::unsupported_version. A failed write/sync/rename (ENOSPC, EIO) fails
 //   that commit with the error and leaves the hive usable with every acknowledged change.
@@ -32,19 +39,24 @@
 // Readers never wait for a sync: a commit validates against the in-memory tree, writes and
 // syncs the journal without holding the tree lock, and only then applies.
 //
-// Layout: hive.lock, hive.meta (mapped counters), snapshot.<gen> (state at the start of
-// generation gen), journal.<gen> (records of generation gen).
+// Layout: hive.lock, hive.meta (mapped counters, a cache), hive.id (the hive's identity,
+// written once its first journal is durable), snapshot.<gen> (state at the start of
+// generation gen), journal.<gen> (frames of generation gen, kept zero-filled ahead of the
+// write position: detail/hive_journal.hpp).
 //
-// Journal tail: a journal is kept zero-filled ahead of its write position (written zeros,
-// extended a chunk at a time with one sync), so a steady-state commit overwrites blocks that
-// are already allocated and inside the file size, and its fdatasync has no inode size to
-// commit. The records end where the first record header is invalid; when every byte from
-// there to the end of the file is zero that is the clean end, not a torn write. Non-zero bytes
-// there are a torn tail (truncated, as before) or, followed by a valid record, corruption.
+// Parts: detail/hive_format.hpp (bytes), detail/hive_recovery.hpp (pure recovery decisions),
+// detail/hive_journal.hpp (one journal file), detail/group_commit.hpp (the writer queue),
+// detail/hive_meta.hpp (shared counters, the per-process open registry); this file is the
+// engine that ties them together.
 #pragma once
 
 #include <quorumreg/detail/codec.hpp>
 #include <quorumreg/detail/file_io.hpp>
+#include <quorumreg/detail/group_commit.hpp>
+#include <quorumreg/detail/hive_format.hpp>
+#include <quorumreg/detail/hive_journal.hpp>
+#include <quorumreg/detail/hive_meta.hpp>
+#include <quorumreg/detail/hive_recovery.hpp>
 #include <quorumreg/detail/registry_tree.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/registry.hpp>
@@ -53,20 +65,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 namespace quorumreg {
@@ -80,59 +90,26 @@ struct hive_options {
     std::uint64_t snapshot_threshold = 16 * 1024 * 1024;
     /// How often a hive with watches checks for other processes' commits.
     std::chrono::milliseconds poll_interval{5};
+    /// Create the hive when the directory is missing or holds no hive yet (the default: an
+    /// application's own node-local state). false: a missing hive is errc::not_found.
+    bool create = true;
+    /// Open for reading only: nothing is created, locked exclusively, cut or rewritten (a torn
+    /// tail is reported by torn_tail(), not cut); works on a read-only copy; commits fail with
+    /// errc::read_only. Other processes' commits are seen while their hive.meta is readable.
+    bool read_only = false;
     /// File-call seam (tests inject failures); nullptr = POSIX.
     detail::file_io* io = nullptr;
 };
 
-namespace detail {
-
-inline constexpr std::string_view journal_magic = "QRHJ";
-inline constexpr std::string_view snapshot_magic = "QRHS";
-inline constexpr std::uint8_t hive_format_version = 1;
-inline constexpr std::uint32_t record_magic = 0x524A5251; // "QRJR" little-endian
-inline constexpr std::size_t journal_header_size = 4 + 4 + 8 + 8 + 4;
-inline constexpr std::size_t record_header_size = 12;
-inline constexpr std::uint32_t max_record_size = 1u << 30;
-
-/// Shared counters in hive.meta, mapped by every process that opens the hive.
-struct hive_meta {
-    std::uint64_t magic;
-    std::uint64_t commit_seq; ///< bumped after each durable commit or generation change
-    std::uint64_t generation;
-    std::uint64_t journal_end; ///< end of acknowledged records in journal.<generation>
-    /// How far a writer may have written into journal.<generation> (>= journal_end; more
-    /// only after a writer died mid-commit). The next writer reads up to here instead of
-    /// scanning the zero tail to the end of the file.
-    std::uint64_t write_end;
-};
-
-/// Size of one zero-filled extension of a journal's tail (see the header comment).
-inline constexpr std::uint64_t journal_prealloc_max = 1024 * 1024;
-inline constexpr std::uint64_t journal_prealloc_min = 64 * 1024;
-
-inline std::set<std::string>& open_hives() {
-    static std::set<std::string> s;
-    return s;
-}
-inline std::mutex& open_hives_mutex() {
-    static std::mutex m;
-    return m;
-}
-
-inline std::string gen_name(const char* kind, std::uint64_t gen) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%s.%016llx", kind, static_cast<unsigned long long>(gen));
-    return buf;
-}
-
-} // namespace detail
-
 template <class Traits = case_insensitive_traits> class basic_hive : public registry_api<basic_hive<Traits>, Traits> {
+    friend class registry_api<basic_hive<Traits>, Traits>;
+    friend struct detail::engine_access;
+
 public:
     using tree_type = detail::registry_tree<Traits>;
 
-    /// Opens (creating if needed) the hive in `dir`, recovering from the journal.
-    /// Throws quorumreg::error on failure.
+    /// Opens (with options.create, creating if needed) the hive in `dir`, recovering from the
+    /// journal. Throws quorumreg::error on failure.
     explicit basic_hive(const std::filesystem::path& dir, hive_options opts = {}) : opts_(opts), tree_(opts.limits) {
         std::error_code ec;
         std::string why;
@@ -161,52 +138,65 @@ public:
 
     const std::filesystem::path& directory() const noexcept { return dir_; }
     const registry_limits& limits() const noexcept { return tree_.limits(); }
+    bool read_only() const noexcept { return opts_.read_only; }
     std::uint64_t generation() const {
         std::lock_guard lk(io_mu_);
         return gen_;
     }
+    /// Bytes of a torn tail a read-only open found after the last valid frame and left in
+    /// place (a writer's open cuts them: nothing there was acknowledged). 0: none.
+    std::uint64_t torn_tail() const {
+        std::lock_guard lk(io_mu_);
+        return torn_tail_;
+    }
+    /// The hive's identity (hive.id, random, written when the hive was created); empty for a
+    /// hive made by an older build and opened read-only since.
+    const std::string& identity() const noexcept { return identity_; }
 
     /// Catches up with commits made by other processes now (reads do this implicitly).
     void refresh() {
         std::error_code ec;
         std::string why;
-        refresh(ec, why);
+        refresh_impl(ec, why);
         if (ec) throw error(ec, "refresh hive \"" + dir_.string() + "\" (" + why + ")");
+    }
+    void refresh(std::error_code& ec) {
+        std::string why;
+        refresh_impl(ec, why);
     }
 
     /// Writes a snapshot and starts a new journal generation now.
     void compact() {
         std::error_code ec;
         std::string why;
-        {
-            std::lock_guard q(commit_mu_);
-            std::lock_guard lk(io_mu_);
-            lock_file(ec, why);
-            if (!ec) {
-                catch_up(true, ec, why);
-                if (!ec) compact_locked(ec, why);
-                file_lock_.unlock();
-            }
-        }
-        events_.drain();
+        compact_impl(ec, why);
         if (ec) throw error(ec, "compact hive \"" + dir_.string() + "\" (" + why + ")");
+    }
+    void compact(std::error_code& ec) {
+        std::string why;
+        compact_impl(ec, why);
     }
 
     /// Forces pending relaxed-mode commits to disk.
     void sync() {
-        std::lock_guard lk(io_mu_);
-        if (journal_fd_ >= 0 && dirty_) {
-            if (io().fdatasync(journal_fd_) == 0) dirty_ = false;
-        }
+        std::error_code ec;
+        std::string why;
+        sync_impl(ec, why);
+        if (ec) throw error(ec, "sync hive \"" + dir_.string() + "\" (" + why + ")");
+    }
+    void sync(std::error_code& ec) {
+        std::string why;
+        sync_impl(ec, why);
     }
 
-    // ---- engine hooks for registry_api ---------------------------------------------------------
+private:
+    // ---- engine hooks for registry_api (private: the registry interface is the way in) ------
     template <class F> auto read(F&& f) const {
         auto* self = const_cast<basic_hive*>(this);
         if (self->changed_elsewhere()) {
             std::error_code ec;
             std::string why;
-            self->refresh(ec, why); // a failed catch-up leaves the last good state readable
+            self->refresh_impl(ec, why); // a failed catch-up leaves the last good state readable
             self->events_.drain();
         }
         std::shared_lock lk(mu_);
@@ -216,42 +206,13 @@ public:
     std::uint64_t do_commit(const std::vector<operation>& ops, std::error_code& ec, std::string& why) {
         ec.clear();
         if (ops.empty()) return this->revision();
-        pending me{&ops};
-        {
-            // Group commit: one leader writes and syncs everything queued so far; the rest wait
-            // on their own condition variable. The leader wakes exactly the members of its
-            // batch and hands leadership to the first one queued meanwhile, so a batch costs
-            // one wake-up per member instead of waking every waiter (32 writers on 2 cores
-            // spent their time in that herd).
-            std::unique_lock lk(queue_mu_);
-            queue_.push_back(&me);
-            if (!leader_active_) {
-                leader_active_ = true;
-                me.lead = true;
-            }
-            while (!me.done) {
-                if (me.lead) {
-                    me.lead = false;
-                    std::vector<pending*> batch;
-                    batch.swap(queue_);
-                    lk.unlock();
-                    run_batch(batch);
-                    lk.lock();
-                    for (auto* p : batch) {
-                        p->done = true;
-                        if (p != &me) p->cv.notify_one();
-                    }
-                    if (queue_.empty()) {
-                        leader_active_ = false;
-                    } else {
-                        queue_.front()->lead = true;
-                        queue_.front()->cv.notify_one();
-                    }
-                } else {
-                    me.cv.wait(lk);
-                }
-            }
+        if (opts_.read_only) {
+            ec = errc::read_only;
+            why = "hive \"" + dir_.string() + "\" was opened read-only";
+            return 0;
         }
+        pending me{&ops};
+        group_.submit(me, [this](std::vector<pending*>& batch) { run_batch(batch); });
         events_.drain();
         ec = me.ec;
         why = me.why;
@@ -264,39 +225,74 @@ public:
         return s;
     }
 
-private:
     struct pending {
         const std::vector<operation>* ops;
         std::error_code ec{};
         std::string why{};
         std::uint64_t revision = 0;
-        bool done = false;            ///< under queue_mu_
-        bool lead = false;            ///< under queue_mu_: run the next batch
-        std::condition_variable cv{}; ///< signalled when done or lead is set
     };
 
     detail::file_io& io() const noexcept { return opts_.io ? *opts_.io : detail::file_io::system(); }
     std::string path_of(const std::string& name) const { return (dir_ / name).string(); }
+    bool writer() const noexcept { return !opts_.read_only; }
 
-    // ---- open / recovery -----------------------------------------------------------------------
+    // ---- open ---------------------------------------------------------------------------------
 
     void init(const std::filesystem::path& dir, std::error_code& ec, std::string& why) {
         namespace fs = std::filesystem;
         dir_ = fs::absolute(dir).lexically_normal();
-        if (io().mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
-            ec = detail::io_failure(errno, "create directory", dir_.string(), &why);
-            return;
-        }
-        ::chmod(dir_.c_str(), 0700);
-        {
-            std::lock_guard lk(detail::open_hives_mutex());
-            if (!detail::open_hives().insert(dir_.string()).second) {
-                ec = errc::lock_failed;
-                why = "already open in this process; share the hive object";
+        struct stat st {};
+        if (io().stat(dir_.c_str(), &st) != 0) {
+            // Only "does not exist" means absent; any other failure is reported as it is.
+            if (errno != ENOENT) {
+                ec = detail::io_failure(errno, "stat", dir_.string(), &why);
                 return;
             }
-            registered_ = true;
+            if (opts_.read_only || !opts_.create) {
+                ec = errc::not_found;
+                why = "no hive at " + dir_.string();
+                return;
+            }
+            if (io().mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+                ec = detail::io_failure(errno, "create directory", dir_.string(), &why);
+                return;
+            }
+            if (io().stat(dir_.c_str(), &st) != 0) {
+                ec = detail::io_failure(errno, "stat", dir_.string(), &why);
+                return;
+            }
         }
+        if (!S_ISDIR(st.st_mode)) {
+            ec = errc::invalid_argument;
+            why = dir_.string() + " is not a directory";
+            return;
+        }
+        dir_id_ = {st.st_dev, st.st_ino};
+        if (!detail::open_hive_registry::instance().insert(dir_id_)) {
+            ec = errc::lock_failed;
+            why = "already open in this process (perhaps by another path); share the hive object";
+            return;
+        }
+        registered_ = true;
+        if (!opts_.create || opts_.read_only) {
+            // Decide before creating hive.lock or hive.meta in a directory that holds no hive.
+            std::vector<std::uint64_t> snaps, journals;
+            bool has_id = false;
+            if ((ec = scan(snaps, journals, has_id, why))) return;
+            if (snaps.empty() && journals.empty() && !has_id) {
+                ec = errc::not_found;
+                why = "no hive at " + dir_.string();
+                return;
+            }
+        }
+        if (opts_.read_only)
+            open_read_only(ec, why);
+        else
+            open_writer(ec, why);
+    }
+
+    void open_writer(std::error_code& ec, std::string& why) {
+        ::chmod(dir_.c_str(), 0700);
         // Lock and meta files: created 0600 before Boost locks one and we map the other.
         for (const char* name : {"hive.lock", "hive.meta"}) {
             auto p = path_of(name);
@@ -309,7 +305,7 @@ private:
                 struct stat st {};
                 if (io().fstat(fd, &st) != 0)
                     ec = detail::io_failure(errno, "stat", p, &why);
-                else if (st.st_size < static_cast<off_t>(sizeof(detail::hive_meta)) && io().ftruncate(fd, 4096) != 0)
+                else if (st.st_size < 4096 && io().ftruncate(fd, 4096) != 0)
                     ec = detail::io_failure(errno, "size", p, &why);
                 if (!ec) {
                     void* a = io().mmap_shared(fd, sizeof(detail::hive_meta));
@@ -334,7 +330,7 @@ private:
             why = "file_lock " + lock_path + ": " + e.what();
             return;
         }
-        meta_ = static_cast<detail::hive_meta*>(meta_region_.get());
+        meta_ = detail::hive_counters(static_cast<detail::hive_meta*>(meta_region_.get()));
         std::lock_guard lk(io_mu_);
         lock_file(ec, why);
         if (ec) return;
@@ -343,11 +339,41 @@ private:
         if (!ec && opts_.sync_interval.count() > 0) start_poller();
     }
 
-    std::atomic_ref<std::uint64_t> meta_generation() const noexcept {
-        return std::atomic_ref<std::uint64_t>(meta_->generation);
-    }
-    std::atomic_ref<std::uint64_t> meta_seq() const noexcept {
-        return std::atomic_ref<std::uint64_t>(meta_->commit_seq);
+    void open_read_only(std::error_code& ec, std::string& why) {
+        // Other processes' counters, if their hive.meta can be read; else a private copy (a
+        // snapshot of the hive as it is now).
+        auto mp = path_of("hive.meta");
+        int mfd = io().open(mp.c_str(), O_RDONLY, 0);
+        if (mfd >= 0) {
+            struct stat st {};
+            if (io().fstat(mfd, &st) == 0 && st.st_size >= static_cast<off_t>(sizeof(detail::hive_meta))) {
+                void* a = io().mmap_shared_readonly(mfd, sizeof(detail::hive_meta));
+                if (a != MAP_FAILED) meta_region_ = detail::shared_mapping(a, sizeof(detail::hive_meta));
+            }
+            io().close(mfd);
+        }
+        if (!meta_region_.get()) private_meta_ = std::make_unique<detail::hive_meta>();
+        meta_ = detail::hive_counters(meta_region_.get() ? static_cast<detail::hive_meta*>(meta_region_.get())
+                                                         : private_meta_.get());
+        // A shared open-file-description lock on hive.lock keeps a writer's recovery (which
+        // may cut a tail) out while we load; without a readable lock file we read unlocked.
+        auto lp = path_of("hive.lock");
+        int lfd = io().open(lp.c_str(), O_RDONLY, 0);
+        struct flock fl {};
+        fl.l_type = F_RDLCK;
+        fl.l_whence = SEEK_SET;
+        bool locked = false;
+        if (lfd >= 0) {
+            while (!(locked = ::fcntl(lfd, F_OFD_SETLKW, &fl) == 0) && errno == EINTR) {
+            }
+        }
+        std::lock_guard lk(io_mu_);
+        recover(ec, why);
+        if (locked) {
+            fl.l_type = F_UNLCK;
+            ::fcntl(lfd, F_OFD_SETLK, &fl);
+        }
+        if (lfd >= 0) io().close(lfd);
     }
 
     void lock_file(std::error_code& ec, std::string& why) {
@@ -359,28 +385,26 @@ private:
         }
     }
 
-    /// Generations present on disk, by kind.
-    void scan(std::vector<std::uint64_t>& snapshots, std::vector<std::uint64_t>& journals) const {
+    /// Generations present on disk, by kind, and whether hive.id exists. A listing that fails
+    /// is an error: taking it for an empty directory would start the hive afresh.
+    std::error_code scan(std::vector<std::uint64_t>& snapshots, std::vector<std::uint64_t>& journals, bool& has_id,
+                         std::string& why) const {
         snapshots.clear();
         journals.clear();
-        std::error_code ec;
-        for (auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-            auto name = e.path().filename().string();
-            // Only names gen_name() writes count; any other file (stray, or "journal.zzz...")
-            // is not a generation, and must not make the open throw or misread a number.
-            auto parse = [&](const char* kind, std::vector<std::uint64_t>& out) {
-                const std::size_t prefix = std::strlen(kind) + 1;
-                if (name.size() != prefix + 16 || name.compare(0, prefix - 1, kind) != 0) return;
-                std::uint64_t g = 0;
-                auto [end, err] = std::from_chars(name.data() + prefix, name.data() + name.size(), g, 16);
-                if (err == std::errc() && end == name.data() + name.size() && name == detail::gen_name(kind, g))
-                    out.push_back(g);
-            };
-            parse("snapshot", snapshots);
-            parse("journal", journals);
+        has_id = false;
+        std::vector<std::string> names;
+        if (io().list_directory(dir_.c_str(), names) != 0)
+            return detail::io_failure(errno, "list directory", dir_.string(), &why);
+        for (const auto& name : names) {
+            // Only names gen_name() writes count; any other file is not a generation.
+            std::uint64_t g = 0;
+            if (detail::parse_gen_name(name, "snapshot", g)) snapshots.push_back(g);
+            if (detail::parse_gen_name(name, "journal", g)) journals.push_back(g);
+            if (name == "hive.id") has_id = true;
         }
         std::sort(snapshots.begin(), snapshots.end());
         std::sort(journals.begin(), journals.end());
+        return {};
     }
 
     /// Loads snapshot `gen` into a fresh tree node. Returns the revision it holds.
@@ -399,105 +423,25 @@ private:
         auto ec = detail::read_at(io(), fd, data, static_cast<std::size_t>(st.st_size), 0, p, &why);
         io().close(fd);
         if (ec) return ec;
-        if (data.size() < 4 + 4 + 8 + 8 + 4 || std::string_view(data).substr(0, 4) != detail::snapshot_magic) {
-            why = p + ": not a snapshot";
-            return errc::corrupt_data;
-        }
-        detail::byte_reader crc(std::string_view(data).substr(data.size() - 4));
-        if (detail::crc32c(data.data(), data.size() - 4) != crc.u32le()) {
-            why = p + ": checksum mismatch";
-            return errc::corrupt_data;
-        }
-        detail::byte_reader r(std::string_view(data).substr(0, data.size() - 4));
-        r.raw(4);
-        auto version = r.u8();
-        r.raw(3);
-        if (version != detail::hive_format_version) {
-            why = p + ": format version " + std::to_string(version);
-            return errc::unsupported_version;
-        }
-        auto file_gen = r.u64le();
-        revision = r.u64le();
-        if (file_gen != gen) {
-            why = p + ": generation mismatch";
-            return errc::corrupt_data;
+        std::string_view body;
+        std::string w;
+        if ((ec = detail::decode_snapshot(data, gen, revision, body, w))) {
+            why = p + ": " + w;
+            return ec;
         }
         root = std::make_unique<typename tree_type::node>();
-        auto body = r.raw(r.remaining());
-        if (auto e = tree_.decode_subtree(body, *root, 0, why)) {
-            why = p + ": " + why;
+        if (auto e = tree_.decode_subtree(body, *root, 0, w)) {
+            why = p + ": " + w;
             return e == errc::unsupported_version ? e : make_error_code(errc::corrupt_data);
         }
         return {};
     }
 
     std::string encode_snapshot(std::uint64_t gen) const {
-        std::string out;
-        detail::byte_writer w(out);
-        w.raw(detail::snapshot_magic);
-        w.u8(detail::hive_format_version);
-        w.raw(std::string_view("\0\0\0", 3));
-        w.u64le(gen);
-        w.u64le(tree_.revision());
-        w.raw(tree_type::encode_subtree(tree_.root(), true));
-        w.u32le(detail::crc32c(out));
+        std::string out = detail::encode_snapshot_header(gen, tree_.revision());
+        out += tree_type::encode_subtree(tree_.root(), true);
+        detail::byte_writer(out).u32le(detail::crc32c(out));
         return out;
-    }
-
-    static std::string journal_header(std::uint64_t gen, std::uint64_t base_revision) {
-        std::string out;
-        detail::byte_writer w(out);
-        w.raw(detail::journal_magic);
-        w.u8(detail::hive_format_version);
-        w.raw(std::string_view("\0\0\0", 3));
-        w.u64le(gen);
-        w.u64le(base_revision);
-        w.u32le(detail::crc32c(out));
-        return out;
-    }
-
-    /// Opens journal `gen` and checks its header. *missing = true if it does not exist.
-    std::error_code open_journal(std::uint64_t gen, int& fd, bool* missing, std::string& why) {
-        auto p = path_of(detail::gen_name("journal", gen));
-        fd = io().open(p.c_str(), O_RDWR, 0);
-        if (fd < 0) {
-            if (missing && errno == ENOENT) {
-                *missing = true;
-                return {};
-            }
-            return detail::io_failure(errno, "open", p, &why);
-        }
-        if (missing) *missing = false;
-        std::string hdr;
-        if (auto ec = detail::read_at(io(), fd, hdr, detail::journal_header_size, 0, p, &why)) {
-            io().close(fd);
-            fd = -1;
-            return ec;
-        }
-        auto fail = [&](errc e, const std::string& msg) {
-            io().close(fd);
-            fd = -1;
-            why = p + ": " + msg;
-            return make_error_code(e);
-        };
-        if (hdr.size() < detail::journal_header_size || std::string_view(hdr).substr(0, 4) != detail::journal_magic)
-            return fail(errc::corrupt_data, "not a journal");
-        detail::byte_reader r(hdr);
-        r.raw(4);
-        auto version = r.u8();
-        r.raw(3);
-        auto file_gen = r.u64le();
-        auto base = r.u64le();
-        auto crc = r.u32le();
-        if (detail::crc32c(hdr.data(), detail::journal_header_size - 4) != crc)
-            return fail(errc::corrupt_data, "header checksum mismatch");
-        if (version != detail::hive_format_version)
-            return fail(errc::unsupported_version, "format version " + std::to_string(version));
-        if (file_gen != gen) return fail(errc::corrupt_data, "generation mismatch");
-        if (base != tree_.revision())
-            return fail(errc::corrupt_data, "starts at revision " + std::to_string(base) + " but the state is at " +
-                                                std::to_string(tree_.revision()));
-        return {};
     }
 
     /// Bytes a journal's zero tail grows by at a time: small hives (a low snapshot
@@ -506,66 +450,75 @@ private:
         return std::clamp(opts_.snapshot_threshold, detail::journal_prealloc_min, detail::journal_prealloc_max);
     }
 
-    /// A new journal is born with its zero tail, written and synced with the header.
     std::error_code create_journal(std::uint64_t gen, std::string& why) {
-        auto data = journal_header(gen, tree_.revision());
-        data.resize(static_cast<std::size_t>(prealloc_chunk()), '\0');
-        return detail::atomic_replace(io(), dir_.string(), detail::gen_name("journal", gen), data, &why);
+        return detail::journal_file::create(io(), dir_.string(), gen, tree_.revision(), prealloc_chunk(), why);
     }
 
-    /// Makes sure `n` bytes at offset_ land inside the zero-filled tail: if not, writes zeros
-    /// from the end of the file to the next chunk boundary and syncs them (file size included),
-    /// once per chunk. Only bytes past the end of the file are written, never records.
-    std::error_code ensure_room(std::size_t n, const std::string& p, std::string& why) {
-        if (offset_ + n <= alloc_end_) return {};
-        struct stat st {};
-        if (io().fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
-        alloc_end_ = static_cast<std::uint64_t>(st.st_size);
-        if (offset_ + n <= alloc_end_) return {};
-        auto chunk = prealloc_chunk();
-        auto target = ((offset_ + n) / chunk + 1) * chunk;
-        static const std::string zeros(64 * 1024, '\0');
-        for (auto at = alloc_end_; at < target;) {
-            auto len = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), target - at));
-            if (auto ec = detail::write_all(io(), journal_fd_, std::string_view(zeros.data(), len),
-                                            static_cast<off_t>(at), p, &why))
-                return ec;
-            at += len;
-        }
-        if (io().fdatasync(journal_fd_) != 0) return detail::io_failure(errno, "fdatasync", p, &why);
-        alloc_end_ = target;
+    std::error_code open_journal(std::uint64_t gen, bool* missing, std::string& why) {
+        return journal_.open(io(), dir_.string(), gen, tree_.revision(), writer(), missing, why);
+    }
+
+    std::error_code write_identity(std::string& why) {
+        std::string id;
+        static const char* hex = "0123456789abcdef";
+        auto a = detail::new_journal_salt(), b = detail::new_journal_salt();
+        for (int i = 0; i < 16; ++i)
+            id.push_back(hex[(a >> (4 * i)) & 15]);
+        for (int i = 0; i < 16; ++i)
+            id.push_back(hex[(b >> (4 * i)) & 15]);
+        if (auto ec = detail::atomic_replace(io(), dir_.string(), "hive.id", id + "\n", &why)) return ec;
+        identity_ = id;
         return {};
     }
 
-    /// Full recovery under the exclusive file lock: newest good snapshot, then every journal
-    /// from its generation on; truncates a torn tail of the last one. A corrupt snapshot falls
-    /// back to the previous one (or to the empty state at generation 0) when the journals
-    /// needed to roll forward from there are still present.
+    void read_identity() {
+        auto p = path_of("hive.id");
+        int fd = io().open(p.c_str(), O_RDONLY, 0);
+        if (fd < 0) return;
+        std::string data, ignored;
+        if (!detail::read_at(io(), fd, data, 64, 0, p, &ignored)) {
+            while (!data.empty() && (data.back() == '\n' || data.back() == '\0'))
+                data.pop_back();
+            identity_ = data;
+        }
+        io().close(fd);
+    }
+
+    // ---- recovery -----------------------------------------------------------------------------
+
+    /// Recovery (writer: under the exclusive file lock): the newest good snapshot, then every
+    /// journal from its generation on; a writer cuts a torn tail of the last one. A corrupt
+    /// snapshot falls back to the previous one (or to the empty state at generation 0) when
+    /// the journals needed to roll forward from there are still present.
     void recover(std::error_code& ec, std::string& why) {
         std::vector<std::uint64_t> snaps, journals;
-        scan(snaps, journals);
+        bool has_id = false;
+        if ((ec = scan(snaps, journals, has_id, why))) return;
+        if (has_id) read_identity();
         if (snaps.empty() && journals.empty()) {
+            if (has_id) {
+                ec = errc::corrupt_data;
+                why = dir_.string() + " has hive.id but no journal or snapshot (deleted?); refusing to start an "
+                                      "empty hive over it";
+                return;
+            }
+            if (opts_.read_only || !opts_.create) {
+                ec = errc::not_found;
+                why = "no hive at " + dir_.string();
+                return;
+            }
             tree_.load(std::make_unique<typename tree_type::node>(), 0);
             gen_ = 0;
             if ((ec = create_journal(0, why))) return;
+            journals.push_back(0);
         }
-        std::uint64_t newest = std::max(snaps.empty() ? 0 : snaps.back(), journals.empty() ? 0 : journals.back());
-        auto have_journals = [&](std::uint64_t from) {
-            for (auto g = from; g <= newest; ++g) {
-                bool present = std::find(journals.begin(), journals.end(), g) != journals.end();
-                if (!present && g != newest) return false; // only the newest may be missing (crash mid-compaction)
-            }
-            return true;
-        };
-        std::vector<std::uint64_t> candidates(snaps.rbegin(), snaps.rend());
-        candidates.push_back(0); // the empty state at generation 0
+        const std::uint64_t newest = std::max(snaps.empty() ? 0 : snaps.back(), journals.empty() ? 0 : journals.back());
         std::error_code first_ec;
         std::string first_why;
         std::vector<std::uint64_t> corrupt;
         bool loaded = false;
-        for (auto g : candidates) {
-            if (!have_journals(g)) continue;
-            if (g == 0 && (snaps.empty() || snaps.front() != 0)) {
+        for (auto c : detail::recovery_candidates(snaps, journals)) {
+            if (c.empty_state) {
                 tree_.load(std::make_unique<typename tree_type::node>(), 0);
                 gen_ = 0;
                 loaded = true;
@@ -574,7 +527,7 @@ private:
             std::unique_ptr<typename tree_type::node> root;
             std::uint64_t rev = 0;
             std::string w;
-            auto e = load_snapshot(g, root, rev, w);
+            auto e = load_snapshot(c.generation, root, rev, w);
             // Only a checksum or format failure is evidence of corruption; an I/O error
             // (EIO, ENOSPC, EACCES reading it) is reported, not answered by falling back.
             if (e && e != errc::corrupt_data) {
@@ -587,11 +540,11 @@ private:
                     first_ec = e;
                     first_why = w;
                 }
-                corrupt.push_back(g);
+                corrupt.push_back(c.generation);
                 continue;
             }
             tree_.load(std::move(root), rev);
-            gen_ = g;
+            gen_ = c.generation;
             loaded = true;
             break;
         }
@@ -603,164 +556,162 @@ private:
         }
         while (true) {
             bool missing = false;
-            int fd = -1;
-            if ((ec = open_journal(gen_, fd, &missing, why))) return;
+            if ((ec = open_journal(gen_, &missing, why))) return;
             if (missing) {
+                // Only the newest may be missing (a crash mid-compaction): its snapshot is the state.
+                if (!writer()) break;
                 if ((ec = create_journal(gen_, why))) return;
                 continue;
             }
-            set_journal(fd);
             std::vector<change_event> ignored;
-            if ((ec = read_records(true, ignored, why, true))) return;
+            if ((ec = read_frames(true, ignored, why))) return;
             if (gen_ >= newest) break;
             ++gen_;
+        }
+        if (!writer()) {
+            if (private_meta_) {
+                meta_.generation().store(gen_);
+                meta_.journal_end().store(journal_.offset());
+            }
+            seen_seq_.store(meta_.seq().load(), std::memory_order_release);
+            return;
         }
         for (auto g : corrupt) { // keep for forensics, out of recovery's way
             auto bad = path_of(detail::gen_name("snapshot", g));
             io().rename(bad.c_str(), (bad + ".corrupt").c_str());
         }
-        meta_->magic = 0x4154454D48525100ull;
-        meta_generation().store(gen_);
+        // What recovery read may still be only in the page cache (after kill -9): one sync
+        // makes it durable, so new frames may claim every earlier frame as synced.
+        if ((ec = journal_.sync(why))) return;
+        journal_.mark_durable(journal_.next_seq());
+        if (!has_id && (ec = write_identity(why))) return;
+        meta_.set_magic();
+        meta_.generation().store(gen_);
+        meta_.synced_frames().store(journal_.durable_seq());
         publish_end(true);
-        meta_seq().fetch_add(1);
-        seen_seq_.store(meta_seq().load(), std::memory_order_release);
+        meta_.seq().fetch_add(1);
+        seen_seq_.store(meta_.seq().load(), std::memory_order_release);
+        if (journal_.version() == detail::hive_format_v1) {
+            // Older journals: continue in the current format from a fresh generation.
+            if ((ec = compact_locked(why))) why = "upgrading the journal format: " + why;
+        }
     }
 
-    /// Publishes how far the current journal holds acknowledged records; readers in other
-    /// processes never read past it (so they never see a record whose sync failed).
+    /// Publishes how far the current journal holds acknowledged frames; readers in other
+    /// processes never read past it (so they never see a frame whose sync failed).
     /// `reset_write`: also declare nothing written past it (a new generation, or recovery
     /// having cut or verified the tail).
     void publish_end(bool reset_write = false) {
-        if (reset_write) std::atomic_ref<std::uint64_t>(meta_->write_end).store(offset_, std::memory_order_release);
-        std::atomic_ref<std::uint64_t>(meta_->journal_end).store(offset_, std::memory_order_release);
+        if (reset_write) meta_.write_end().store(journal_.offset(), std::memory_order_release);
+        meta_.journal_end().store(journal_.offset(), std::memory_order_release);
     }
 
-    void set_journal(int fd) {
-        if (journal_fd_ >= 0) io().close(journal_fd_);
-        journal_fd_ = fd;
-        offset_ = detail::journal_header_size;
-        alloc_end_ = 0; // unknown until the next commit needs it
-    }
-
-    /// Reads records from offset_ to the end of the current journal, applying each. In writer
-    /// mode (exclusive lock held) a torn tail is truncated; in reader mode reading just stops
-    /// there (a writer may be appending). For the current generation the limit comes from the
-    /// shared counters (no stat, and the zero tail is not read); `full` (recovery, when the
-    /// counters may be stale after a power loss) reads to the end of the file.
-    std::error_code read_records(bool writer, std::vector<change_event>& events, std::string& why, bool full = false) {
-        auto p = path_of(detail::gen_name("journal", gen_));
-        std::uint64_t size = 0;
-        auto g1 = meta_generation().load(std::memory_order_acquire);
-        auto end = std::atomic_ref<std::uint64_t>(meta_->journal_end).load(std::memory_order_acquire);
-        auto wend = std::atomic_ref<std::uint64_t>(meta_->write_end).load(std::memory_order_acquire);
-        auto g2 = meta_generation().load(std::memory_order_acquire);
+    /// Reads frames from the journal's position, applying each. `full` (recovery): to the end
+    /// of the file; a writer cuts a torn tail, a read-only open reports it; corruption is
+    /// refused. Otherwise the limit comes from the shared counters (no stat, and the zero tail
+    /// is not read): readers stop at the acknowledged end; a writer also takes what a writer
+    /// that died mid-commit left past it (applied if valid, cut if torn).
+    std::error_code read_frames(bool full, std::vector<change_event>& events, std::string& why) {
+        const bool as_writer = writer() && (full || file_locked_);
+        std::uint64_t limit = 0;
+        auto g1 = meta_.generation().load(std::memory_order_acquire);
+        auto end = meta_.journal_end().load(std::memory_order_acquire);
+        auto wend = meta_.write_end().load(std::memory_order_acquire);
+        auto g2 = meta_.generation().load(std::memory_order_acquire);
         if (!full && g1 == gen_ && g2 == gen_) {
-            // Only the acknowledged end for readers; a writer also takes what a writer that
-            // died mid-commit left past it (applied if valid, cut if torn, as in recovery).
-            size = writer ? std::max(end, wend) : end;
-        } else {
-            // An older journal is complete; recovery trusts only the file.
-            struct stat st {};
-            if (io().fstat(journal_fd_, &st) != 0) return detail::io_failure(errno, "stat", p, &why);
-            size = static_cast<std::uint64_t>(st.st_size);
+            limit = as_writer ? std::max(end, wend) : end;
+        } else if (auto ec = journal_.size(limit, why)) {
+            return ec; // an older journal is complete; recovery trusts only the file
         }
-        if (size <= offset_) return {};
+        const auto from = journal_.offset();
+        if (limit <= from) return {};
         std::string data;
-        if (auto ec = detail::read_at(io(), journal_fd_, data, static_cast<std::size_t>(size - offset_),
-                                      static_cast<off_t>(offset_), p, &why))
-            return ec;
-        std::size_t pos = 0;
-        std::vector<operation> ops;
-        while (pos < data.size()) {
-            std::uint32_t len = 0;
-            if (!valid_record(data, pos, len)) break;
-            detail::byte_reader r(std::string_view(data).substr(pos + detail::record_header_size, len));
-            auto rev = r.varint();
-            auto dec = detail::decode_operations(r, ops);
-            if (dec == errc::unsupported_version) {
-                why = p + ": record format version is newer than this build";
-                return dec;
+        if (auto ec = journal_.read(from, limit, data, why)) return ec;
+        const auto version = journal_.version();
+        auto s = detail::scan_journal(version, journal_.header().salt, data, journal_.next_seq());
+        for (const auto& f : s.frames) {
+            auto at = from + f.offset;
+            std::string apply_why;
+            auto e = detail::for_each_transaction(
+                version, f.payload, [&](std::uint64_t rev, const std::vector<operation>& ops) -> std::error_code {
+                    if (rev != tree_.revision() + 1) return errc::corrupt_data;
+                    std::unique_lock lk(mu_);
+                    if (tree_.apply(ops, events, apply_why)) return errc::closed; // a marker, not returned
+                    return {};
+                });
+            if (e == errc::unsupported_version) {
+                why = journal_.path() + ": record format version is newer than this build";
+                return e;
             }
-            if (dec || rev != tree_.revision() + 1) {
-                why = p + ": record at offset " + std::to_string(offset_ + pos) + " is out of sequence";
+            if (e == errc::closed) {
+                why = journal_.path() + ": record at offset " + std::to_string(at) + " does not apply: " + apply_why;
                 return errc::corrupt_data;
             }
-            std::error_code aec;
-            std::string awhy;
-            {
-                std::unique_lock lk(mu_);
-                aec = tree_.apply(ops, events, awhy);
-            }
-            if (aec) {
-                why = p + ": record at offset " + std::to_string(offset_ + pos) + " does not apply: " + awhy;
+            if (e) {
+                why = journal_.path() + ": record at offset " + std::to_string(at) + " is out of sequence";
                 return errc::corrupt_data;
             }
-            pos += detail::record_header_size + len;
+            journal_.advance(at + f.size, f.seq + 1);
         }
-        const bool zero_tail =
-            std::all_of(data.begin() + static_cast<std::ptrdiff_t>(pos), data.end(), [](char c) { return c == '\0'; });
-        if (pos < data.size() && writer && !zero_tail) {
-            // A bad record. If any valid record follows, this is corruption inside the journal,
-            // not a torn write: refuse rather than silently drop committed transactions.
-            for (std::size_t q = pos + 1; q + detail::record_header_size <= data.size(); ++q) {
-                std::uint32_t l = 0;
-                if (valid_record(data, q, l)) {
-                    why = p + ": corrupt record at offset " + std::to_string(offset_ + pos) +
-                          " followed by valid records";
-                    return errc::corrupt_data;
-                }
+        journal_.mark_durable(s.durable_seq);
+        const auto bad_at = from + s.end;
+        if (s.tail == detail::journal_tail::corrupt && (full || as_writer)) {
+            why = journal_.path() + ": corrupt record at offset " + std::to_string(bad_at) +
+                  " followed by valid records (at offset " + std::to_string(from + s.evidence) +
+                  ") that had been acknowledged";
+            return errc::corrupt_data;
+        }
+        if (s.tail == detail::journal_tail::torn) {
+            if (as_writer) {
+                // Nothing from here on can have been acknowledged: cut it.
+                if (auto ec = journal_.cut(bad_at, why)) return ec;
+            } else if (full) {
+                torn_tail_ = s.tail_bytes;
             }
-            if (io().ftruncate(journal_fd_, static_cast<off_t>(offset_ + pos)) != 0 || io().fsync(journal_fd_) != 0)
-                return detail::io_failure(errno, "truncate torn tail of", p, &why);
-            alloc_end_ = offset_ + pos; // the zero tail went with it; the next commit regrows it
         }
-        offset_ += pos;
         return {};
     }
 
-    static bool valid_record(const std::string& data, std::size_t pos, std::uint32_t& len) {
-        if (data.size() - pos < detail::record_header_size) return false;
-        detail::byte_reader h(std::string_view(data).substr(pos, detail::record_header_size));
-        auto magic = h.u32le();
-        len = h.u32le();
-        auto crc = h.u32le();
-        if (magic != detail::record_magic || len > detail::max_record_size ||
-            len > data.size() - pos - detail::record_header_size)
-            return false;
-        return detail::crc32c(data.data() + pos + detail::record_header_size, len) == crc;
-    }
-
     bool changed_elsewhere() const noexcept {
-        return meta_ && meta_seq().load(std::memory_order_acquire) != seen_seq_.load(std::memory_order_acquire);
+        return meta_.attached() &&
+               meta_.seq().load(std::memory_order_acquire) != seen_seq_.load(std::memory_order_acquire);
     }
 
     /// Applies other processes' commits (reader mode, no file lock).
-    void refresh(std::error_code& ec, std::string& why) {
+    void refresh_impl(std::error_code& ec, std::string& why) {
+        ec.clear();
         std::lock_guard lk(io_mu_);
-        catch_up(false, ec, why);
+        if (!journal_.is_open()) {
+            ec = errc::closed;
+            why = "the hive is not open";
+            return;
+        }
+        catch_up(ec, why);
     }
 
-    /// Caller holds io_mu_ (and, in writer mode, the file lock).
-    void catch_up(bool writer, std::error_code& ec, std::string& why) {
-        auto seq = meta_seq().load(std::memory_order_acquire);
+    /// Caller holds io_mu_ (and, as a writer, the file lock: file_locked_).
+    void catch_up(std::error_code& ec, std::string& why) {
+        auto seq = meta_.seq().load(std::memory_order_acquire);
         std::vector<change_event> events;
         while (true) {
-            if ((ec = read_records(writer, events, why))) break;
-            if (meta_generation().load(std::memory_order_acquire) <= gen_) break;
+            if ((ec = read_frames(false, events, why))) break;
+            if (meta_.generation().load(std::memory_order_acquire) <= gen_) break;
             // Another process started a new generation; our journal is complete.
             bool missing = false;
-            int fd = -1;
-            ec = open_journal(gen_ + 1, fd, &missing, why);
+            detail::journal_file next;
+            ec = next.open(io(), dir_.string(), gen_ + 1, tree_.revision(), writer(), &missing, why);
             if (!ec && !missing) {
                 ++gen_;
-                set_journal(fd);
+                journal_.close();
+                ec = open_journal(gen_, nullptr, why);
+                if (ec) break;
                 continue;
             }
             // We fell more than a generation behind: reload from the newest snapshot.
             ec.clear();
             std::unique_ptr<typename tree_type::node> root;
             std::uint64_t rev = 0;
-            auto g = meta_generation().load(std::memory_order_acquire);
+            auto g = meta_.generation().load(std::memory_order_acquire);
             if ((ec = load_snapshot(g, root, rev, why))) break;
             {
                 std::unique_lock lk(mu_);
@@ -768,15 +719,14 @@ private:
             }
             events.push_back({change_kind::subtree_replaced, "", {}, rev});
             gen_ = g;
-            if ((ec = open_journal(gen_, fd, nullptr, why))) break;
-            set_journal(fd);
+            if ((ec = open_journal(gen_, nullptr, why))) break;
         }
         if (!ec) seen_seq_.store(seq, std::memory_order_release);
         std::unique_lock lk(mu_); // enqueue in revision order relative to local commits
         events_.enqueue(std::move(events));
     }
 
-    // ---- commit ----------------------------------------------------------------------------------
+    // ---- commit ---------------------------------------------------------------------------------
 
     void run_batch(std::vector<pending*>& batch) {
         std::lock_guard q(commit_mu_);
@@ -789,22 +739,27 @@ private:
                 p->why = why;
             }
         };
-        if (broken_) {
+        if (broken_ || !journal_.is_open()) {
             ec = errc::closed;
             why = "an earlier failed write could not be undone; reopen the hive";
             return fail_all();
         }
         lock_file(ec, why);
         if (ec) return fail_all();
-        catch_up(true, ec, why);
-        if (ec) {
-            file_lock_.unlock();
-            return fail_all();
-        }
+        file_locked_ = true;
+        struct unlock_on_exit {
+            basic_hive* h;
+            ~unlock_on_exit() {
+                h->file_locked_ = false;
+                h->file_lock_.unlock();
+            }
+        } unlocker{this};
+        catch_up(ec, why);
+        if (ec) return fail_all();
         // Pass 1: validate each transaction against the state the previous ones leave.
         std::vector<typename tree_type::undo_log> undo(batch.size());
         std::vector<pending*> ok;
-        std::string records;
+        detail::batch_builder frame_payload;
         {
             std::unique_lock lk2(mu_);
             std::vector<change_event> scratch;
@@ -814,55 +769,58 @@ private:
                 if (p->ec) continue;
                 p->revision = tree_.revision();
                 ok.push_back(p);
-                append_record(records, p->revision, *p->ops);
+                frame_payload.add(p->revision, *p->ops);
             }
             for (std::size_t i = batch.size(); i-- > 0;)
                 if (!batch[i]->ec) tree_.rollback_committed(undo[i]);
         }
-        if (ok.empty()) {
-            file_lock_.unlock();
-            return;
-        }
-        // Pass 2: make the records durable; readers keep reading meanwhile.
-        auto p = path_of(detail::gen_name("journal", gen_));
-        ec = ensure_room(records.size(), p, why);
+        if (ok.empty()) return;
+        // Pass 2: make the batch durable as one frame; readers keep reading meanwhile.
+        const auto seq = journal_.next_seq();
+        const auto synced = std::min(seq, std::max(journal_.durable_seq(), meta_.synced_frames().load()));
+        std::string frame;
+        detail::append_frame(frame, journal_.header().salt, seq, synced, frame_payload.payload());
+        const auto at = journal_.offset();
+        ec = journal_.ensure_room(frame.size(), prealloc_chunk(), why);
         if (!ec) {
             // Declared before writing, so if this process dies mid-write the next writer reads
-            // (and applies or cuts) these bytes rather than leave them behind its own records.
-            auto we = std::atomic_ref<std::uint64_t>(meta_->write_end);
-            we.store(std::max(we.load(std::memory_order_relaxed), offset_ + records.size()), std::memory_order_release);
-            ec = detail::write_all(io(), journal_fd_, records, static_cast<off_t>(offset_), p, &why);
+            // (and applies or cuts) these bytes rather than leave them behind its own frames.
+            auto we = meta_.write_end();
+            we.store(std::max(we.load(std::memory_order_relaxed), at + frame.size()), std::memory_order_release);
+            ec = journal_.write(frame, why);
         }
+        bool synced_now = false;
         if (!ec) {
             dirty_ = true;
             if (sync_due()) {
-                if (io().fdatasync(journal_fd_) != 0)
-                    ec = detail::io_failure(errno, "fdatasync", p, &why);
-                else
+                if (!(ec = journal_.sync(why))) {
                     mark_synced();
+                    synced_now = true;
+                }
             }
         }
         if (ec) {
             // Nothing of this batch was acknowledged: cut the journal back so a later reader
-            // can never see these records (the zero tail goes too; the next commit regrows it).
-            alloc_end_ = std::min(alloc_end_, offset_);
-            if (io().ftruncate(journal_fd_, static_cast<off_t>(offset_)) != 0) {
-                // Could not cut it back: invalidate the first record's magic instead, so no
-                // process ever applies it; if even that fails, stop writing.
-                std::string zero(4, '\0');
-                std::string ignored;
-                if (detail::write_all(io(), journal_fd_, zero, static_cast<off_t>(offset_), p, &ignored) ||
-                    io().fdatasync(journal_fd_) != 0)
+            // can never see it (the zero tail goes too; the next commit regrows it).
+            if (!journal_.truncate_unsynced(at)) {
+                // Could not cut it back: invalidate the frame's magic instead, so no process
+                // ever applies it; if even that fails, stop writing.
+                std::string zero(4, '\0'), ignored;
+                if (detail::write_all(io(), journal_.fd(), zero, static_cast<off_t>(at), journal_.path(), &ignored) ||
+                    io().fdatasync(journal_.fd()) != 0)
                     broken_ = true;
             }
             for (auto* x : ok) {
                 x->ec = ec;
                 x->why = why;
             }
-            file_lock_.unlock();
             return;
         }
-        offset_ += records.size();
+        journal_.advance(at + frame.size(), seq + 1);
+        if (synced_now) {
+            journal_.mark_durable(seq + 1);
+            meta_.synced_frames().store(seq + 1, std::memory_order_release);
+        }
         publish_end();
         // Pass 3: apply for real (cannot fail: same state, same operations).
         {
@@ -874,26 +832,12 @@ private:
             }
             events_.enqueue(std::move(events));
         }
-        meta_seq().fetch_add(1, std::memory_order_release);
-        seen_seq_.store(meta_seq().load(), std::memory_order_release);
-        if (offset_ >= opts_.snapshot_threshold) {
-            std::error_code cec;
+        meta_.seq().fetch_add(1, std::memory_order_release);
+        seen_seq_.store(meta_.seq().load(), std::memory_order_release);
+        if (journal_.offset() >= opts_.snapshot_threshold) {
             std::string cwhy;
-            compact_locked(cec, cwhy); // a failed compaction keeps the current journal; nothing is lost
+            compact_locked(cwhy); // a failed compaction keeps the current journal; nothing is lost
         }
-        file_lock_.unlock();
-    }
-
-    static void append_record(std::string& out, std::uint64_t revision, const std::vector<operation>& ops) {
-        std::string payload;
-        detail::byte_writer pw(payload);
-        pw.varint(revision);
-        detail::encode_operations(payload, ops);
-        detail::byte_writer w(out);
-        w.u32le(detail::record_magic);
-        w.u32le(static_cast<std::uint32_t>(payload.size()));
-        w.u32le(detail::crc32c(payload));
-        w.raw(payload);
     }
 
     bool sync_due() const {
@@ -905,11 +849,46 @@ private:
         last_sync_ = std::chrono::steady_clock::now();
     }
 
-    /// Snapshot + new generation. Caller holds io_mu_ and the file lock, and is caught up.
-    void compact_locked(std::error_code& ec, std::string& why) {
-        if (dirty_ && io().fdatasync(journal_fd_) != 0) {
-            ec = detail::io_failure(errno, "fdatasync", path_of(detail::gen_name("journal", gen_)), &why);
+    void compact_impl(std::error_code& ec, std::string& why) {
+        ec.clear();
+        if (opts_.read_only) {
+            ec = errc::read_only;
+            why = "opened read-only";
             return;
+        }
+        {
+            std::lock_guard q(commit_mu_);
+            std::lock_guard lk(io_mu_);
+            if (broken_ || !journal_.is_open()) {
+                ec = errc::closed;
+                why = "the hive is not usable; reopen it";
+                return;
+            }
+            lock_file(ec, why);
+            if (!ec) {
+                file_locked_ = true;
+                catch_up(ec, why);
+                if (!ec) ec = compact_locked(why);
+                file_locked_ = false;
+                file_lock_.unlock();
+            }
+        }
+        events_.drain();
+    }
+
+    void sync_impl(std::error_code& ec, std::string& why) {
+        ec.clear();
+        std::lock_guard lk(io_mu_);
+        if (!journal_.is_open() || !dirty_) return;
+        if (!(ec = journal_.sync(why))) mark_synced();
+    }
+
+    /// Snapshot + new generation. Caller holds io_mu_ and the file lock, and is caught up.
+    std::error_code compact_locked(std::string& why) {
+        std::error_code ec;
+        if (dirty_) {
+            if ((ec = journal_.sync(why))) return ec;
+            mark_synced();
         }
         std::string snap;
         {
@@ -936,29 +915,38 @@ private:
         if ((ec = detail::atomic_replace(io(), dir_.string(), detail::gen_name("snapshot", gen_ + 1), snap, &why)) ||
             (ec = create_journal(gen_ + 1, why))) {
             undo();
-            return;
+            return ec;
         }
-        int fd = -1;
-        if ((ec = open_journal(gen_ + 1, fd, nullptr, why))) {
+        detail::journal_file next;
+        if ((ec = next.open(io(), dir_.string(), gen_ + 1, tree_.revision(), true, nullptr, why))) {
             undo();
-            return;
+            return ec;
         }
+        next.close();
         ++gen_;
-        set_journal(fd);
-        meta_generation().store(gen_, std::memory_order_release); // before the new end: see read_records
+        if ((ec = open_journal(gen_, nullptr, why))) {
+            broken_ = true; // the new generation is in place but we cannot write to it
+            return ec;
+        }
+        meta_.generation().store(gen_, std::memory_order_release); // before the new end: see read_frames
+        meta_.synced_frames().store(0, std::memory_order_release);
         publish_end(true);
-        meta_seq().fetch_add(1, std::memory_order_release);
-        seen_seq_.store(meta_seq().load(), std::memory_order_release);
+        meta_.seq().fetch_add(1, std::memory_order_release);
+        seen_seq_.store(meta_.seq().load(), std::memory_order_release);
         // Keep one previous generation as the fallback for a corrupt newest snapshot.
         std::vector<std::uint64_t> snaps, journals;
-        scan(snaps, journals);
-        for (auto g : snaps)
-            if (g + 1 < gen_) io().unlink(path_of(detail::gen_name("snapshot", g)).c_str());
-        for (auto g : journals)
-            if (g + 1 < gen_) io().unlink(path_of(detail::gen_name("journal", g)).c_str());
+        bool has_id = false;
+        std::string ignored;
+        if (!scan(snaps, journals, has_id, ignored)) {
+            for (auto g : snaps)
+                if (g + 1 < gen_) io().unlink(path_of(detail::gen_name("snapshot", g)).c_str());
+            for (auto g : journals)
+                if (g + 1 < gen_) io().unlink(path_of(detail::gen_name("journal", g)).c_str());
+        }
+        return {};
     }
 
-    // ---- background threads ------------------------------------------------------------------
+    // ---- background threads ---------------------------------------------------------------------
 
     void start_poller() {
         std::lock_guard lk(thread_mu_);
@@ -973,7 +961,7 @@ private:
                 if (changed_elsewhere()) {
                     std::error_code ec;
                     std::string why;
-                    refresh(ec, why);
+                    refresh_impl(ec, why);
                     events_.drain();
                 }
                 lk2.lock();
@@ -983,7 +971,8 @@ private:
 
     void flush_if_due() {
         std::lock_guard lk(io_mu_);
-        if (dirty_ && sync_due() && journal_fd_ >= 0 && io().fdatasync(journal_fd_) == 0) mark_synced();
+        std::string why;
+        if (dirty_ && sync_due() && journal_.is_open() && !journal_.sync(why)) mark_synced();
     }
 
     void shutdown() {
@@ -993,18 +982,22 @@ private:
         }
         thread_cv_.notify_all();
         if (poller_.joinable()) poller_.join();
-        sync();
-        if (journal_fd_ >= 0) io().close(journal_fd_);
-        journal_fd_ = -1;
+        std::error_code ec;
+        std::string why;
+        sync_impl(ec, why); // a destructor cannot report it; sync() before closing does
+        {
+            std::lock_guard lk(io_mu_);
+            journal_.close();
+        }
         if (registered_) {
-            std::lock_guard lk(detail::open_hives_mutex());
-            detail::open_hives().erase(dir_.string());
+            detail::open_hive_registry::instance().erase(dir_id_);
             registered_ = false;
         }
     }
 
     hive_options opts_;
     std::filesystem::path dir_;
+    detail::open_hive_registry::id dir_id_{};
     mutable std::shared_mutex mu_; // the tree
     tree_type tree_;
     detail::event_dispatcher<Traits> events_;
@@ -1012,21 +1005,21 @@ private:
     mutable std::mutex io_mu_; // journal position, generation, file lock use
     std::mutex commit_mu_;
     boost::interprocess::file_lock file_lock_;
+    bool file_locked_ = false; // under io_mu_: this thread holds file_lock_ exclusively
     detail::shared_mapping meta_region_;
-    detail::hive_meta* meta_ = nullptr;
+    std::unique_ptr<detail::hive_meta> private_meta_; // read-only open without a readable hive.meta
+    detail::hive_counters meta_;
     std::atomic<std::uint64_t> seen_seq_{0}; // written under io_mu_, read lock-free by changed_elsewhere()
-    int journal_fd_ = -1;
+    detail::journal_file journal_;
     std::uint64_t gen_ = 0;
-    std::uint64_t offset_ = 0;
-    std::uint64_t alloc_end_ = 0; // zero-filled journal bytes known to exist (0: ask fstat)
+    std::uint64_t torn_tail_ = 0;
+    std::string identity_;
     bool dirty_ = false;
     bool broken_ = false;
     bool registered_ = false;
     std::chrono::steady_clock::time_point last_sync_{};
 
-    std::mutex queue_mu_;
-    std::vector<pending*> queue_;
-    bool leader_active_ = false;
+    detail::group_commit<pending> group_;
 
     std::mutex thread_mu_;
     std::condition_variable thread_cv_;

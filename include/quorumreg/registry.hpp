@@ -118,6 +118,12 @@ private:
     bool dispatching_ = false;
 };
 
+/// Engine-generic code inside the library (the checkpoint manager) reads a consistent view of
+/// any engine's tree through this, so the engine hooks stay private to registry_api.
+struct engine_access {
+    template <class Engine, class F> static auto read(const Engine& e, F&& f) { return e.read(std::forward<F>(f)); }
+};
+
 } // namespace detail
 
 /// The registry API, shared by every engine (in-memory basic_registry, durable hive).
@@ -332,6 +338,9 @@ private:
 /// The in-memory registry engine. See the threading contract at the top of this file.
 template <class Traits = case_insensitive_traits>
 class basic_registry : public registry_api<basic_registry<Traits>, Traits> {
+    friend class registry_api<basic_registry<Traits>, Traits>;
+    friend struct detail::engine_access;
+
 public:
     using tree_type = detail::registry_tree<Traits>;
 
@@ -341,7 +350,8 @@ public:
 
     const registry_limits& limits() const noexcept { return tree_.limits(); }
 
-    // ---- engine hooks for registry_api ----
+private:
+    // ---- engine hooks for registry_api (private: the registry interface is the way in) ----
     template <class F> auto read(F&& f) const {
         std::shared_lock lk(mu_);
         return f(tree_);
@@ -364,7 +374,6 @@ public:
         return events_.subscribe(std::move(f), std::move(cb));
     }
 
-private:
     mutable std::shared_mutex mu_;
     tree_type tree_;
     detail::event_dispatcher<Traits> events_;
