@@ -494,7 +494,7 @@ private:
 
     std::error_code make_subtree(std::string_view path, subtree_state& s, std::string& why) const {
         std::vector<std::string_view> parts;
-        auto limits = hive_.read([](const tree_type& t) { return t.limits(); });
+        auto limits = detail::engine_access::read(hive_, [](const tree_type& t) { return t.limits(); });
         if (auto ec = detail::split_path(path, limits, parts, &why)) return ec;
         if (parts.empty()) {
             why = "the root key cannot be checkpointed";
@@ -546,7 +546,7 @@ private:
     };
     std::uint64_t read_local(const std::vector<subtree_state*>& subtrees, std::vector<local_copy>& out) {
         out.assign(subtrees.size(), {});
-        return hive_.read([&](const tree_type& t) {
+        return detail::engine_access::read(hive_, [&](const tree_type& t) {
             std::vector<std::string_view> parts;
             for (std::size_t i = 0; i < subtrees.size(); ++i) {
                 detail::split_path(subtrees[i]->path, t.limits(), parts);
