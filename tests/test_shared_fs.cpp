@@ -8,6 +8,9 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -29,6 +32,27 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr long fuse_magic = 0x65735546;
+
+/// POSIX I/O, except that statfs() reports file system type `magic` (or fails with an errno).
+struct fake_fs_io : detail::file_io {
+    explicit fake_fs_io(std::uint32_t m) : magic(m) {}
+    std::uint32_t magic;
+    int fail_errno = 0;
+    int statfs(const char* path, struct ::statfs* st) override {
+        if (fail_errno) {
+            errno = fail_errno;
+            return -1;
+        }
+        int r = detail::file_io::statfs(path, st);
+        st->f_type = static_cast<decltype(st->f_type)>(magic);
+        return r;
+    }
+};
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 #ifdef QR_CACHEFS
 /// Runs a command to completion (bounded), returns its exit code or -1.
@@ -346,20 +370,160 @@ TEST_SUITE("shared_fs") {
         ::close(la);
     }
 
+    // Against the code before the fs check (commit cd2d084) both clients opened and ran: with
+    // 40 increments each, 1 to 3 of the 80 acknowledged CAS puts passed a compare the other
+    // client's acknowledged put had already consumed, and the counter ended 1 to 3 short.
     TEST_CASE("two caching clients of one store never lose an acknowledged CAS put") {
         if (!fuse_available()) {
             MESSAGE("skipped: /dev/fuse or /usr/bin/fusermount3 is missing");
             return;
         }
         backing_store s;
+        auto before = read_file(s.backing / directory_store::log_file_name);
         cachefs_mount a(s.backing, s.root.path() / "a"), b(s.backing, s.root.path() / "b");
         REQUIRE(a.mounted());
         REQUIRE(b.mounted());
         directory_store_options o;
         o.create = false;
         o.keep_revisions = 10; // compactions (renames) too, every 20 frames
+        auto out = cas_workload(s.backing, {a.path(), b.path()}, o, 40);
+        // Now refused, naming the file system and the path, before touching any file.
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            CHECK_MESSAGE(
+                out[i].front().rfind("refused " + std::to_string(static_cast<int>(errc::unsupported_filesystem)) + " ",
+                                     0) == 0,
+                out[i].front());
+            CHECK(out[i].front().find("directory store on fuse at " + (i == 0 ? a : b).path().string()) !=
+                  std::string::npos);
+        }
+        CHECK(read_file(s.backing / directory_store::log_file_name) == before);
+        CHECK(!fs::exists(s.backing / "quorumreg.log.tmp"));
+    }
+
+    // The documented safe case of the override: every process through the same mount.
+    TEST_CASE("with unsafe_single_client_fs, two processes through one caching mount lose nothing") {
+        if (!fuse_available()) {
+            MESSAGE("skipped: /dev/fuse or /usr/bin/fusermount3 is missing");
+            return;
+        }
+        backing_store s;
+        cachefs_mount a(s.backing, s.root.path() / "a");
+        REQUIRE(a.mounted());
+        directory_store_options o;
+        o.create = false;
+        o.keep_revisions = 10;
+        o.unsafe_single_client_fs = true;
+        auto out = cas_workload(s.backing, {a.path(), a.path()}, o, 40);
+        for (const auto& lines : out)
+            CHECK(parse_acks(lines, 0).size() == 40); // both ran to the end
+    }
+
+    // Why the override is unsafe: the defect itself, through two mounts. Not run by default
+    // (it shows lost writes, so it fails by design, and how many is timing-dependent):
+    //   test_shared_fs --test-suite=shared_fs --no-skip --test-case='*two caching mounts*'
+    TEST_CASE("with unsafe_single_client_fs, two caching mounts lose acknowledged writes" * doctest::skip()) {
+        if (!fuse_available()) return;
+        backing_store s;
+        cachefs_mount a(s.backing, s.root.path() / "a"), b(s.backing, s.root.path() / "b");
+        REQUIRE(a.mounted());
+        REQUIRE(b.mounted());
+        directory_store_options o;
+        o.create = false;
+        o.keep_revisions = 10;
+        o.unsafe_single_client_fs = true;
         cas_workload(s.backing, {a.path(), b.path()}, o, 40);
     }
 #endif
+
+    // ---- the check itself, with a faked statfs -------------------------------------------------
+
+    TEST_CASE("classify_filesystem: network, cluster and FUSE types are refused, local and unknown ones allowed") {
+        using detail::fs_kind;
+        struct expect {
+            std::uint32_t magic;
+            const char* name;
+            fs_kind kind;
+        };
+        for (const auto& e :
+             {expect{0x6969, "nfs", fs_kind::network}, expect{0x517B, "smb", fs_kind::network},
+              expect{0xFF534D42, "cifs", fs_kind::network}, expect{0xFE534D42, "smb2", fs_kind::network},
+              expect{0x01021997, "9p", fs_kind::network}, expect{0x5346414F, "afs", fs_kind::network},
+              expect{0x00C36400, "ceph", fs_kind::cluster}, expect{0x0BD00BD0, "lustre", fs_kind::cluster},
+              expect{0x01161970, "gfs2", fs_kind::cluster}, expect{0x7461636F, "ocfs2", fs_kind::cluster},
+              expect{0x65735546, "fuse", fs_kind::fuse}, expect{0xEF53, "ext4", fs_kind::local},
+              expect{0x58465342, "xfs", fs_kind::local}, expect{0x9123683E, "btrfs", fs_kind::local},
+              expect{0x01021994, "tmpfs", fs_kind::local}, expect{0x2FC12FC1, "zfs", fs_kind::local},
+              expect{0xF2F52010, "f2fs", fs_kind::local}, expect{0x794C7630, "overlayfs", fs_kind::local},
+              expect{0x12345678, "unknown", fs_kind::unknown}}) {
+            auto info = detail::classify_filesystem(e.magic);
+            CHECK_MESSAGE(std::string(info.name) == e.name, std::hex << e.magic);
+            CHECK_MESSAGE(info.kind == e.kind, std::hex << e.magic);
+        }
+        // statfs's f_type is a signed long: CIFS's magic arrives sign-extended on 32-bit targets.
+        struct ::statfs st {};
+        st.f_type = static_cast<decltype(st.f_type)>(static_cast<std::int32_t>(0xFF534D42u));
+        CHECK(std::string(detail::classify_filesystem(st).name) == "cifs");
+    }
+
+    TEST_CASE("a directory store on NFS or SMB is refused, naming the file system, and nothing is created") {
+        for (std::uint32_t magic :
+             {0x6969u, 0x517Bu, 0xFF534D42u, 0xFE534D42u, 0x01021997u, 0x00C36400u, 0x65735546u}) {
+            qr_test::temp_dir d("fs-refused");
+            directory_store_options o;
+            o.create = true;
+            o.io = std::make_shared<fake_fs_io>(magic);
+            std::string name = detail::classify_filesystem(magic).name;
+            try {
+                directory_store s(d.path(), o);
+                FAIL("opened on " << name);
+            } catch (const error& e) {
+                CHECK(e.code() == errc::unsupported_filesystem);
+                std::string what = e.what();
+                CHECK_MESSAGE(what.find("directory store on " + name + " at " + d.str()) != std::string::npos, what);
+                CHECK_MESSAGE(what.find("use a local file system or the etcd store") != std::string::npos, what);
+            }
+            CHECK(fs::is_empty(d.path())); // no lock file, no log
+            std::error_code ec;
+            CHECK(directory_store::open(d.path(), o, ec) == nullptr);
+            CHECK(ec == errc::unsupported_filesystem);
+        }
+    }
+
+    TEST_CASE("unsafe_single_client_fs opens on NFS; local and unknown file systems open without it") {
+        qr_test::temp_dir d("fs-ok");
+        directory_store_options o;
+        o.create = true;
+        o.io = std::make_shared<fake_fs_io>(0x6969);
+        o.unsafe_single_client_fs = true;
+        {
+            directory_store s(d.path(), o);
+            CHECK(s.put("k", "v") > 0);
+        }
+        o.unsafe_single_client_fs = false;
+        for (std::uint32_t magic : {0xEF53u, 0x01021994u, 0x58465342u, 0x794C7630u, 0x12345678u}) {
+            o.io = std::make_shared<fake_fs_io>(magic);
+            directory_store s(d.path(), o);
+            auto kv = s.get("k");
+            REQUIRE(kv);
+            CHECK(kv->value == "v");
+        }
+    }
+
+    TEST_CASE("a failing statfs is reported, not taken for a local file system") {
+        qr_test::temp_dir d("fs-eio");
+        directory_store_options o;
+        o.create = true;
+        auto io = std::make_shared<fake_fs_io>(0xEF53);
+        io->fail_errno = EIO;
+        o.io = io;
+        try {
+            directory_store s(d.path(), o);
+            FAIL("opened although statfs failed");
+        } catch (const error& e) {
+            CHECK(e.code() == errc::io_error); // EIO, mapped by from_errno
+            CHECK(std::string(e.what()).find("statfs " + d.str()) != std::string::npos);
+        }
+        CHECK(fs::is_empty(d.path()));
+    }
 
 } // TEST_SUITE

@@ -19,6 +19,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#if defined(__linux__)
+#include <sys/vfs.h>
+#else
+#include <sys/mount.h>
+#include <sys/param.h>
+#endif
 #include <unistd.h>
 
 namespace quorumreg::detail {
@@ -54,6 +60,9 @@ public:
     virtual int mkdir(const char* path, mode_t mode) { return ::mkdir(path, mode); }
     virtual int fstat(int fd, struct ::stat* st) { return ::fstat(fd, st); }
     virtual int stat(const char* path, struct ::stat* st) { return ::stat(path, st); }
+    /// The file system holding `path` (f_type tells which: detail/fs_check.hpp refuses the
+    /// ones the directory store cannot be correct on).
+    virtual int statfs(const char* path, struct ::statfs* st) { return ::statfs(path, st); }
     /// Maps `len` bytes of `fd` shared read/write. MAP_FAILED with errno on failure.
     virtual void* mmap_shared(int fd, std::size_t len) {
         return ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -28,10 +28,12 @@
 // TTL plus one poll interval (as long as some process has the store open).
 //
 // What it needs from the file system, and where it is not safe:
-// - POSIX advisory fcntl locks that work between every client: true on local file systems;
-//   on NFS only with a working lock manager (NFSv4, or v3 with lockd) — without it two
-//   writers can interleave and the store is NOT safe. SMB/CIFS and most FUSE mounts: unknown,
-//   do not use. Advisory: a process that writes the files without the lock can corrupt them.
+// - One kernel's caches over the files and POSIX advisory fcntl locks: a local file system.
+//   NFS, SMB, 9p, cluster and FUSE file systems give each client caches of its own (stale
+//   sizes, data and names), so open refuses them with errc::unsupported_filesystem naming
+//   the type (detail/fs_check.hpp; options.unsafe_single_client_fs overrides it, safe only
+//   when every process reaches the store through one mount on one machine). Advisory: a
+//   process that writes the files without the lock can corrupt them.
 // - Atomic rename() within the directory and a durable fsync() of file and directory.
 // - Lease times use the clock recorded when the store was created: CLOCK_REALTIME by default
 //   (valid across machines only with synchronized clocks; a clock step changes every lease's
@@ -57,6 +59,7 @@
 #include <quorumreg/detail/file_io.hpp>
 #include <quorumreg/detail/dir_lock.hpp>
 #include <quorumreg/detail/dir_log.hpp>
+#include <quorumreg/detail/fs_check.hpp>
 #include <quorumreg/detail/store_state.hpp>
 #include <quorumreg/quorum_store.hpp>
 
@@ -89,6 +92,12 @@ struct directory_store_options {
     std::size_t keep_revisions = 10000;          ///< history kept across log compaction (>= 1)
     lease_clock clock = lease_clock::realtime;   ///< for a NEW store; an existing store keeps its own
     bool create = true;                          ///< create the directory and store if missing
+    /// UNSAFE. Open on a network, cluster or FUSE file system (NFS, SMB, 9p, Ceph, FUSE, ...),
+    /// which is otherwise refused with errc::unsupported_filesystem. Correct only if every
+    /// process that ever opens this store reaches it through this same mount on this same
+    /// machine (then one kernel's caches and locks serve them all); two machines or two
+    /// mounts lose acknowledged writes. See docs/stores.md, "Supported file systems".
+    bool unsafe_single_client_fs = false;
     detail::store_limits limits{};               ///< key and value size limits
     std::shared_ptr<detail::file_io> io;         ///< I/O seam for fault injection (null: POSIX)
 };
@@ -353,6 +362,10 @@ private:
             last_error_detail() = dir_.string() + " is not a directory";
             return;
         }
+        // Before touching any file, read-only opens too: a stale client cache misleads readers.
+        if (!detail::check_store_filesystem(*io_, dir_.string(), opts_.unsafe_single_client_fs, ec,
+                                            last_error_detail()))
+            return;
         if (!opts_.create && io_->stat(file(log_file_name).c_str(), &st) != 0) {
             ec = errc::not_found;
             last_error_detail() = "no store in " + dir_.string();
