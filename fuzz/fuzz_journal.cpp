@@ -5,10 +5,10 @@
 // Input: byte 0 selects how the rest becomes files.
 //   bits 0-1 = 0  the rest is journal.0000000000000000 verbatim (header included)
 //            = 1  a valid journal header (generation 0, base revision 0), then the rest
-//            = 2  a valid header, then records framed by the harness: the rest is a sequence
-//               of [u16le length][payload] and each payload gets a record header with the
-//               right magic, length and CRC-32C, so mutations reach the operation decoder and
-//               the replay; a short last payload is framed as it is
+//            = 2  a valid header, then frames made by the harness: the rest is a sequence
+//               of [u16le length][payload] and each payload gets a frame header with the
+//               right magic, length, sequence and CRC-32C, so mutations reach the operation
+//               decoder and the replay; a short last payload is framed as it is
 //            = 3  snapshot.0000000000000001 = a valid snapshot header (generation 1, the
 //               revision from the first 8 bytes) + the rest as subtree body + CRC, and an empty
 //               journal.0000000000000001 starting at that revision
@@ -16,6 +16,8 @@
 //   bit 3    append the remaining bytes after the framed records (mode 2) as a raw tail
 //   bit 4    the rest starts with a file name and '\n': a stray file of that name (say
 //            "journal.zzzzzzzzzzzzzzzz") is put into the directory too
+//   bit 5    headers and framing of format 1 (one record per transaction) instead of format 2
+//            (one batch frame, header covered by the CRC; payload = count + transactions)
 // Invariants:
 // - open either succeeds or fails with a quorumreg code among corrupt_data,
 //   unsupported_version, path_too_deep, value_too_large, name_too_long, invalid_path —
@@ -24,6 +26,7 @@
 // - a successful open yields a tree whose export decodes again; reopening gives the same
 //   revision and the same content (recovery is idempotent once a torn tail is cut); a new
 //   commit succeeds and survives another reopen.
+#include <quorumreg/detail/hive_recovery.hpp>
 #include <quorumreg/hive.hpp>
 
 #include "fuzz_common.hpp"
@@ -71,20 +74,25 @@ std::string slurp(const fs::path& p) {
     return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
+bool g_v1 = false;                                 ///< this input writes format 1 journals (bit 5)
+constexpr std::uint64_t fuzz_salt = 0x5eed5a17ull; ///< the salt of every journal the harness frames
+
 std::string journal_header(std::uint64_t gen, std::uint64_t base) {
-    std::string out;
-    qr::detail::byte_writer w(out);
-    w.raw(qr::detail::journal_magic);
-    w.u8(qr::detail::hive_format_version);
-    w.raw(std::string_view("\0\0\0", 3));
-    w.u64le(gen);
-    w.u64le(base);
-    w.u32le(qr::detail::crc32c(out));
-    return out;
+    qr::detail::journal_header_info h;
+    h.version = g_v1 ? qr::detail::hive_format_v1 : qr::detail::hive_format_version;
+    h.generation = gen;
+    h.base_revision = base;
+    h.salt = g_v1 ? 0 : fuzz_salt;
+    return qr::detail::encode_journal_header(h);
 }
 
-std::string frame(std::string_view payload, bool bad_crc) {
+std::string frame(std::string_view payload, bool bad_crc, std::uint64_t seq) {
     std::string out;
+    if (!g_v1) {
+        qr::detail::append_frame(out, fuzz_salt, seq, seq, payload);
+        if (bad_crc) out[4] = static_cast<char>(out[4] ^ 1);
+        return out;
+    }
     qr::detail::byte_writer w(out);
     w.u32le(qr::detail::record_magic);
     w.u32le(static_cast<std::uint32_t>(payload.size()));
@@ -105,6 +113,7 @@ void check_error(const std::error_code& ec, const char* what) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1 || size > 64 * 1024) return 0;
     const std::uint8_t mode = data[0];
+    g_v1 = (mode & 32) != 0;
     std::string_view rest = qr_fuzz::as_view(data + 1, size - 1);
     std::string stray;
     if (mode & 16) {
@@ -144,7 +153,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if ((mode & 8) && payloads.size() == 4) break; // leave the rest for the raw tail
         }
         for (std::size_t i = 0; i < payloads.size(); ++i)
-            file += frame(payloads[i], (mode & 4) && i + 1 == payloads.size());
+            file += frame(payloads[i], (mode & 4) && i + 1 == payloads.size(), i);
         if (mode & 8) file.append(rest);
         spit(journal0, file);
         watched = journal0;

@@ -4,6 +4,7 @@
 //   build-fuzz/fuzz/fuzz_seed_gen fuzz/corpus
 // (The etcd and graph seeds are text and live in fuzz/corpus/ directly.)
 #include <quorumreg/checkpoint.hpp>
+#include <quorumreg/detail/hive_recovery.hpp>
 #include <quorumreg/hive.hpp>
 #include <quorumreg/registry.hpp>
 
@@ -98,19 +99,18 @@ void checkpoint_seeds() {
     put("checkpoint", "truncated", with_mode(0, std::string_view(plain).substr(0, plain.size() / 2)));
 }
 
-/// Splits the records of a journal (after its header) into the harness's mode-2 framing.
-std::string reframe(std::string_view records) {
+/// Splits the frames of a journal (after its header) into the harness's mode-2 framing.
+std::string reframe(std::string_view journal) {
+    qr::detail::journal_header_info h;
+    std::string why;
+    if (qr::detail::decode_journal_header(journal, h, why)) return {};
+    auto scan =
+        qr::detail::scan_journal(h.version, h.salt, journal.substr(qr::detail::journal_header_size_of(h.version)));
     std::string out;
-    while (records.size() >= qr::detail::record_header_size) {
-        qr::detail::byte_reader h(records.substr(0, qr::detail::record_header_size));
-        h.u32le();
-        auto len = h.u32le();
-        records.remove_prefix(qr::detail::record_header_size);
-        auto payload = records.substr(0, len);
-        records.remove_prefix(payload.size());
-        out.push_back(static_cast<char>(payload.size() & 0xff));
-        out.push_back(static_cast<char>((payload.size() >> 8) & 0xff));
-        out.append(payload);
+    for (const auto& f : scan.frames) {
+        out.push_back(static_cast<char>(f.payload.size() & 0xff));
+        out.push_back(static_cast<char>((f.payload.size() >> 8) & 0xff));
+        out.append(f.payload);
     }
     return out;
 }
@@ -134,15 +134,15 @@ void journal_seeds() {
         h.delete_key("App\\Sub");
     }
     auto j = slurp(tmp / "a" / qr::detail::gen_name("journal", 0));
-    auto records = std::string_view(j).substr(qr::detail::journal_header_size);
+    auto records = std::string_view(j).substr(qr::detail::journal_header_size_v2);
     put("journal", "raw", with_mode(0, j));
     put("journal", "raw-torn", with_mode(0, std::string_view(j).substr(0, j.size() - 3)));
     put("journal", "after-header", with_mode(1, records));
-    put("journal", "framed", with_mode(2, reframe(records)));
-    put("journal", "framed-torn-crc", with_mode(2 | 4, reframe(records)));
-    put("journal", "framed-raw-tail", with_mode(2 | 8, reframe(records) + "QRJRgarbage"));
+    put("journal", "framed", with_mode(2, reframe(j)));
+    put("journal", "framed-torn-crc", with_mode(2 | 4, reframe(j)));
+    put("journal", "framed-raw-tail", with_mode(2 | 8, reframe(j) + "QRJBgarbage"));
     auto newer = j;
-    newer[4] = 2;
+    newer[4] = static_cast<char>(qr::detail::hive_format_version + 1);
     put("journal", "newer-version", with_mode(0, newer));
     {
         qr::hive h(tmp / "b");
