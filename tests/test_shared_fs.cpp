@@ -486,6 +486,10 @@ TEST_SUITE("shared_fs") {
             std::error_code ec;
             CHECK(directory_store::open(d.path(), o, ec) == nullptr);
             CHECK(ec == errc::unsupported_filesystem);
+            // A store directory that does not exist yet is refused before it is created.
+            CHECK(qr_test::code_of([&] { directory_store s(d.path() / "new" / "store", o); }) ==
+                  errc::unsupported_filesystem);
+            CHECK(fs::is_empty(d.path()));
         }
     }
 

@@ -141,14 +141,16 @@ inline const char* fs_refusal_reason(fs_kind k) noexcept {
 /// `ec` errc::unsupported_filesystem and `detail` naming the file system, if it cannot, unless
 /// `unsafe_single_client` (the caller promises every process reaches the store through this
 /// one mount on this one machine). False with the errno if statfs() itself fails: the check is
-/// never skipped silently.
+/// never skipped silently. `probe` (default: `dir`) is the path to statfs, e.g. the nearest
+/// existing parent of a directory not created yet.
 inline bool check_store_filesystem(file_io& io, const std::string& dir, bool unsafe_single_client, std::error_code& ec,
-                                   std::string& detail) {
+                                   std::string& detail, const std::string& probe = {}) {
+    const std::string& path = probe.empty() ? dir : probe;
     struct ::statfs st {};
-    if (io.statfs(dir.c_str(), &st) != 0) {
+    if (io.statfs(path.c_str(), &st) != 0) {
         int e = errno;
         ec = from_errno(e);
-        detail = "statfs " + dir + ": " + std::strerror(e);
+        detail = "statfs " + path + ": " + std::strerror(e);
         return false;
     }
     auto info = classify_filesystem(st);

@@ -351,6 +351,13 @@ private:
         struct ::stat st {};
         if (io_->stat(dir_.c_str(), &st) != 0) {
             if (errno != ENOENT || !opts_.create) return fail_errno(ec, "stat " + dir_.string(), errno);
+            // Refuse before creating anything: check the nearest existing parent.
+            std::filesystem::path probe = dir_.parent_path();
+            while (!probe.empty() && probe != probe.parent_path() && io_->stat(probe.c_str(), &st) != 0)
+                probe = probe.parent_path();
+            if (!detail::check_store_filesystem(*io_, dir_.string(), opts_.unsafe_single_client_fs, ec,
+                                                last_error_detail(), probe.empty() ? "." : probe.string()))
+                return;
             if (dir_.has_parent_path()) {
                 std::error_code fec;
                 std::filesystem::create_directories(dir_.parent_path(), fec);
