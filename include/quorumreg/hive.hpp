@@ -702,9 +702,7 @@ private:
             ec = next.open(io(), dir_.string(), gen_ + 1, tree_.revision(), writer(), &missing, why);
             if (!ec && !missing) {
                 ++gen_;
-                journal_.close();
-                ec = open_journal(gen_, nullptr, why);
-                if (ec) break;
+                journal_.swap(next);
                 continue;
             }
             // We fell more than a generation behind: reload from the newest snapshot.
@@ -922,12 +920,8 @@ private:
             undo();
             return ec;
         }
-        next.close();
         ++gen_;
-        if ((ec = open_journal(gen_, nullptr, why))) {
-            broken_ = true; // the new generation is in place but we cannot write to it
-            return ec;
-        }
+        journal_.swap(next); // the old journal closes with `next`
         meta_.generation().store(gen_, std::memory_order_release); // before the new end: see read_frames
         meta_.synced_frames().store(0, std::memory_order_release);
         publish_end(true);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -95,6 +96,17 @@ public:
         durable_seq_ = 0;
         alloc_end_ = 0;
         return {};
+    }
+
+    void swap(journal_file& o) noexcept {
+        std::swap(io_, o.io_);
+        std::swap(fd_, o.fd_);
+        std::swap(path_, o.path_);
+        std::swap(header_, o.header_);
+        std::swap(offset_, o.offset_);
+        std::swap(next_seq_, o.next_seq_);
+        std::swap(durable_seq_, o.durable_seq_);
+        std::swap(alloc_end_, o.alloc_end_);
     }
 
     void close() noexcept {
