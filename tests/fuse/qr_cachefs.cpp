@@ -17,6 +17,7 @@
 #include <fuse3/fuse.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +30,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -229,6 +231,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "qr_cachefs: open %s: %s\n", backing, std::strerror(errno));
         return 1;
     }
+    // Unmount (fuse_main handles SIGTERM) if the test that started us dies without doing it.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     fuse_operations ops = make_ops();
     return fuse_main(static_cast<int>(args.size()), args.data(), &ops, nullptr);
 }
