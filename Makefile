@@ -67,12 +67,14 @@ bench: deps-bench
 SOAK_HIVE_ROUNDS     ?= 10000
 SOAK_FAILOVER_ROUNDS ?= 500
 SOAK_ETCD_ROUNDS     ?= 200
+SOAK_POWERLOSS_CUTS  ?= 100000
 soak: deps-test configure
 	cmake --build $(BUILD) --target quorumreg_soak_all
 	@rc=0; \
 	$(BUILD)/tests/soak_hive_kill $(SOAK_HIVE_ROUNDS) || rc=1; \
 	$(BUILD)/tests/soak_checkpoint_failover $(SOAK_FAILOVER_ROUNDS) || rc=1; \
 	$(BUILD)/tests/soak_etcd_members $(SOAK_ETCD_ROUNDS) || rc=1; \
+	$(BUILD)/tests/soak_powerloss $(SOAK_POWERLOSS_CUTS) || rc=1; \
 	exit $$rc
 
 # make fuzz: every libFuzzer target FUZZ_SECONDS each (FUZZ_TARGETS: a subset, e.g. "journal subtree").
