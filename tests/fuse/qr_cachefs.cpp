@@ -132,12 +132,15 @@ int qr_open(const char* path, fuse_file_info* fi) {
     return 0;
 }
 
+// FUSE requests are at most max_read/max_write (128 KiB) long, so the count fits an int.
 int qr_read(const char*, char* buf, size_t n, off_t off, fuse_file_info* fi) {
-    return static_cast<int>(err(static_cast<int>(::pread(static_cast<int>(fi->fh), buf, n, off))));
+    ssize_t r = ::pread(static_cast<int>(fi->fh), buf, n, off);
+    return r < 0 ? -errno : static_cast<int>(r);
 }
 
 int qr_write(const char*, const char* buf, size_t n, off_t off, fuse_file_info* fi) {
-    return static_cast<int>(err(static_cast<int>(::pwrite(static_cast<int>(fi->fh), buf, n, off))));
+    ssize_t r = ::pwrite(static_cast<int>(fi->fh), buf, n, off);
+    return r < 0 ? -errno : static_cast<int>(r);
 }
 
 int qr_statfs(const char*, struct statvfs* st) { return err(::fstatvfs(g_backing, st)); }
