@@ -57,7 +57,7 @@ void BM_checkpoint_save_restore(benchmark::State& state) {
         state.PauseTiming();
         auto dir = bench_dir();
         {
-            quorumreg::directory_store quorum(dir / "quorum");
+            quorumreg::directory_store quorum(dir / "quorum", {.create = true});
             quorumreg::hive a(dir / "a");
             fill(a, values);
             bytes = a.export_subtree("Software/Bench").size();
@@ -92,7 +92,7 @@ BENCHMARK(BM_checkpoint_save_restore)->Arg(1000)->Arg(100000)->Unit(benchmark::k
 void BM_checkpoint_write_through(benchmark::State& state) {
     auto dir = bench_dir();
     {
-        quorumreg::directory_store quorum(dir / "quorum");
+        quorumreg::directory_store quorum(dir / "quorum", {.create = true});
         quorumreg::hive a(dir / "a");
         quorumreg::checkpoint_manager cp(a, quorum, {.node = "a"});
         cp.add_checkpoint("Bench", "Software/Bench");

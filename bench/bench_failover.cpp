@@ -46,7 +46,7 @@ std::string value_name(int i) { return "v" + std::to_string(i); }
 /// "ready" and then holds ownership until it is killed.
 int node_main(const fs::path& dir, std::chrono::milliseconds ttl, int n) {
     qr::hive local(dir / "A");
-    qr::directory_store quorum(dir / "quorum");
+    qr::directory_store quorum(dir / "quorum", {.create = true}); // the standby opens it later
     qr::checkpoint_manager cp(local, quorum, {.node = "A", .lease_ttl = ttl});
     qr::transaction txn;
     for (int i = 0; i < n; ++i)

@@ -63,6 +63,7 @@ void BM_directory_cas_put(benchmark::State& state) {
     fs::remove_all(dir);
     quorumreg::directory_store_options o;
     o.keep_revisions = 10000;
+    o.create = true;
     auto t0 = std::chrono::steady_clock::now();
     std::int64_t done = 0;
     {
@@ -89,7 +90,7 @@ void BM_directory_get(benchmark::State& state) {
     auto dir = bench_dir() / "dirget";
     fs::remove_all(dir);
     {
-        quorumreg::directory_store s(dir);
+        quorumreg::directory_store s(dir, {.create = true});
         s.put("bench/key", std::string(100, 'v'));
         for (auto _ : state)
             benchmark::DoNotOptimize(s.get("bench/key"));

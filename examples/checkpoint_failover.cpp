@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
         return node(argv[2], argv[3], argv[4], argc > 5 ? std::stoi(argv[5]) : -1);
     fs::path dir = argc > 1 ? argv[1] : "quorumreg-failover";
     fs::create_directories(dir);
+    qr::directory_store(dir / "quorum", {.create = true}); // the nodes open it; opens never create
     auto run = [&](const std::string& name, const std::string& cmd, int port = -1) {
         std::vector<std::string> a{qr_support::self_exe(), "--node", dir.string(), name, cmd};
         if (port >= 0) a.push_back(std::to_string(port));

@@ -410,6 +410,7 @@ int main(int argc, char** argv) {
         std::string spec;
         if (store == "dir") {
             spec = "dir:" + (tmp.path() / "quorum").string();
+            qr::create_store(spec); // the node processes open it; opens never create a store
             std::printf("quorumreg demo: three node processes sharing the quorum directory %s\n",
                         (tmp.path() / "quorum").c_str());
         } else {

@@ -9,8 +9,8 @@ int main(int argc, char** argv) {
     namespace qr = quorumreg;
     std::filesystem::path dir = argc > 1 ? argv[1] : "quorumreg-first";
     std::filesystem::create_directories(dir);
-    qr::hive local(dir / "node1");              // this node's registry, on disk
-    qr::directory_store quorum(dir / "quorum"); // shared by every node
+    qr::hive local(dir / "node1");                                // this node's registry, on disk
+    qr::directory_store quorum(dir / "quorum", {.create = true}); // shared by every node; made on the first run
     qr::checkpoint_manager cp(local, quorum, {.node = "node1"});
     if (cp.checkpoints("SQL").empty()) cp.add_checkpoint("SQL", "Software/Contoso/SQL");
     cp.online("SQL"); // own SQL; restore its latest keys

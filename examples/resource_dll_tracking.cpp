@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     if (auto rc = qr::run_monitor_if_requested(argc, argv)) return *rc; // we are also the monitor
     std::filesystem::path dir = argc > 1 ? argv[1] : "quorumreg-dll-tracking";
     std::filesystem::create_directories(dir / "cache");
-    qr::directory_store quorum(dir / "quorum");
+    qr::directory_store quorum(dir / "quorum", {.create = true});
 
     std::string plugin = QUORUMREG_EXAMPLE_PLUGIN; // contoso_cache.so, built beside the examples
     qr::type_registry_options to;

@@ -15,7 +15,7 @@ namespace qr = quorumreg;
 int main(int argc, char** argv) {
     std::filesystem::path dir = argc > 1 ? argv[1] : "quorumreg-start-order";
     std::filesystem::create_directories(dir);
-    qr::directory_store quorum(dir / "quorum");
+    qr::directory_store quorum(dir / "quorum", {.create = true});
     const char* users[][2] = {{"alice", "1000"}, {"bob", "1001"}, {"carol", "1002"}};
     std::vector<std::unique_ptr<qr::hive>> hives;
     std::vector<std::unique_ptr<qr::cluster_writer>> writers;

@@ -3,14 +3,25 @@
 #include "checkpoint_scenarios.hpp"
 #include "test_support.hpp"
 
+#include <quorumreg/stores/directory_store.hpp>
 #include <quorumreg/stores/memory_store.hpp>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 using namespace quorumreg;
 using namespace std::chrono_literals;
 
 namespace {
+
+/// Creates a directory store at `dir` (the node processes only open it) and returns its spec.
+std::string new_dir_store(const std::filesystem::path& dir) {
+    directory_store_options o;
+    o.create = true;
+    directory_store made(dir, o);
+    return "dir:" + dir.string();
+}
 
 /// A node: its own hive directory and checkpoint manager, sharing one quorum store.
 struct node {
@@ -379,19 +390,56 @@ TEST_SUITE("checkpoint") {
         CHECK(detail::key_escape(std::string("x\0y", 3)) == "x%00y");
     }
 
+    TEST_CASE("checkpoint_manager: a store re-created in place is identity_mismatch, not a fresh quorum") {
+        qr_test::temp_dir dir("cp-id");
+        auto path = dir.path() / "quorum";
+        hive local(dir.path() / "node");
+        std::string first;
+        {
+            directory_store_options o;
+            o.create = true;
+            directory_store store(path, o);
+            first = store.identity();
+            checkpoint_manager cp(local, store, {.node = "A"});
+            local.set_value(app, "Port", value::dword(1));
+            cp.add_checkpoint("App", app);
+        }
+        {
+            directory_store store(path); // the same store: accepted on every construction
+            checkpoint_manager cp(local, store, {.node = "A"});
+            CHECK(cp.checkpoints("App") == std::vector<std::string>{app});
+        }
+        CHECK(local.get_value("QuorumReg/Checkpoints", "StoreIdentity").as_string() == first);
+        // The log is deleted and someone creates a store there again: it is empty, and not ours.
+        std::filesystem::remove(path / directory_store::log_file_name);
+        directory_store_options o;
+        o.create = true;
+        directory_store again(path, o);
+        try {
+            checkpoint_manager cp(local, again, {.node = "A"});
+            FAIL("a node started on a store with another identity");
+        } catch (const quorumreg::error& e) {
+            CHECK(e.code() == errc::identity_mismatch);
+            CHECK(std::string(e.what()).find("store identity changed: recorded " + first + ", store has " +
+                                             again.identity()) != std::string::npos);
+        }
+        memory_store other; // any other store too
+        CHECK(qr_test::code_of([&] { checkpoint_manager cp(local, other, {}); }) == errc::identity_mismatch);
+    }
+
     TEST_CASE("directory store, separate processes: failover after kill -9 keeps every flushed change") {
         qr_test::temp_dir dir("cp-proc");
         auto seed = std::random_device{}();
-        qr_test::checkpoint_failover_rounds("dir:" + (dir.path() / "quorum").string(), dir.path(), 5, 600, seed);
+        qr_test::checkpoint_failover_rounds(new_dir_store(dir.path() / "quorum"), dir.path(), 5, 600, seed);
     }
 
     TEST_CASE("directory store, separate processes: offline edits under each policy") {
         qr_test::temp_dir dir("cp-proc");
-        qr_test::checkpoint_offline_edit_policies("dir:" + (dir.path() / "quorum").string(), dir.path(), 1000);
+        qr_test::checkpoint_offline_edit_policies(new_dir_store(dir.path() / "quorum"), dir.path(), 1000);
     }
 
     TEST_CASE("directory store, separate processes: a SIGSTOPped owner is fenced") {
         qr_test::temp_dir dir("cp-proc");
-        qr_test::checkpoint_stale_owner("dir:" + (dir.path() / "quorum").string(), dir.path(), 600);
+        qr_test::checkpoint_stale_owner(new_dir_store(dir.path() / "quorum"), dir.path(), 600);
     }
 }

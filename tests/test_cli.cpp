@@ -8,7 +8,10 @@
 
 #include "cli_support.hpp"
 
+#include <chrono>
 #include <initializer_list>
+#include <map>
+#include <thread>
 
 using namespace qr_cli;
 namespace fs = std::filesystem;
@@ -27,7 +30,7 @@ TEST_SUITE("cli") {
         r = qreg(dir.path(), {"frobnicate"});
         CHECK(r.rc == 2);
         CHECK(has(r.err, "unknown command \"frobnicate\""));
-        for (const char* cmd : {"hive", "checkpoint", "type", "resource", "graph"}) {
+        for (const char* cmd : {"hive", "checkpoint", "type", "resource", "graph", "store"}) {
             r = qreg(dir.path(), {cmd, "--help"});
             CHECK_MESSAGE(r.rc == 0, cmd);
             CHECK_MESSAGE(has(r.out, std::string("qreg ") + cmd), cmd);
@@ -133,6 +136,7 @@ TEST_SUITE("cli") {
         qr_test::temp_dir dir("cli");
         auto h = (dir.path() / "node1").string();
         auto store = "dir:" + (dir.path() / "quorum").string();
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
         REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
                 0);
 
@@ -225,9 +229,105 @@ TEST_SUITE("cli") {
         CHECK(has(r.err, "127.0.0.1:1"));
     }
 
+    TEST_CASE("cli: store init creates a store; a missing one is \"no store at PATH\", exit 3, for every command") {
+        qr_test::temp_dir dir("cli");
+        auto path = dir.path() / "quorum";
+        auto store = "dir:" + path.string();
+        auto h = (dir.path() / "node1").string();
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1", "--hive", h}).rc == 0);
+        std::vector<std::vector<std::string>> commands = {{"checkpoint", "list"},
+                                                          {"checkpoint", "list", "SQL"},
+                                                          {"checkpoint", "history", "SQL", "Software/SQL"},
+                                                          {"checkpoint", "conflicts", "SQL"},
+                                                          {"checkpoint", "restore", "SQL", "Software/SQL", "1"},
+                                                          {"checkpoint", "add", "SQL", "Software/SQL", "--hive", h},
+                                                          {"checkpoint", "remove", "SQL", "Software/SQL", "--hive", h},
+                                                          {"type", "list"},
+                                                          {"type", "remove", "T"},
+                                                          {"type", "verify", "T"},
+                                                          {"resource", "list"},
+                                                          {"resource", "status", "SQL"},
+                                                          {"store", "identity"}};
+        for (auto cmd : commands) {
+            cmd.insert(cmd.end(), {"--store", store});
+            auto r = qreg(dir.path(), cmd);
+            CHECK_MESSAGE(r.rc == 3, cmd[0] << " " << cmd[1] << ": " << r.err);
+            CHECK_MESSAGE(has(r.err, "no store at " + path.string()), cmd[0] << " " << cmd[1] << ": " << r.err);
+        }
+        CHECK_FALSE(fs::exists(path)); // nothing was created on the way
+        auto r = qreg(dir.path(), {"store", "init", "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "created store " + store));
+        auto before = slurp(path / "quorumreg.log");
+        r = qreg(dir.path(), {"store", "init", "--store", store});
+        CHECK(r.rc == 6);
+        CHECK(has(r.err, "already exists"));
+        CHECK(slurp(path / "quorumreg.log") == before);
+        r = qreg(dir.path(), {"store", "identity", "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(r.out.size() == 33); // 32 hex digits and a newline
+        CHECK(qreg(dir.path(), {"checkpoint", "list", "--store", store}).rc == 0);
+    }
+
+    TEST_CASE("cli: read-only commands change no file of the store or the hive") {
+        qr_test::temp_dir dir("cli");
+        auto path = dir.path() / "quorum";
+        auto store = "dir:" + path.string();
+        auto h = dir.path() / "node1";
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
+        REQUIRE(
+            qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h.string()})
+                .rc == 0);
+        REQUIRE(qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h.string(),
+                                  "--node", "node1"})
+                    .rc == 0);
+        fs::create_directories(dir.path() / "plugins");
+        auto lib = dir.path() / "plugins" / "good.so";
+        fs::copy_file(QR_CLI_PLUGIN, lib);
+        REQUIRE(qreg(dir.path(), {"type", "add", "GoodType", lib.string(), "--store", store, "--node", "n1"}).rc == 0);
+        {
+            // A lease that expires unreaped (a read that reaps writes) and a torn tail (one that cuts writes).
+            quorumreg::directory_store ds(path);
+            auto lease = ds.grant_lease(std::chrono::milliseconds(50));
+            ds.put("leased", "x", lease);
+        }
+        std::ofstream(path / "quorumreg.log", std::ios::app | std::ios::binary)
+            << std::string("QRLG\x40\0\0\0torn", 12);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        auto files = [&] {
+            std::map<std::string, std::string> out;
+            for (const auto& root : {path, h})
+                for (const auto& e : fs::recursive_directory_iterator(root))
+                    if (e.is_regular_file()) out[e.path().string()] = slurp(e.path());
+            return out;
+        };
+        auto before = files();
+        std::vector<std::vector<std::string>> commands = {
+            {"hive", "ls", "Software/SQL", "--hive", h.string()},
+            {"hive", "get", "Software/SQL", "Port", "--hive", h.string()},
+            {"hive", "export", "Software", "--hive", h.string()},
+            {"checkpoint", "list", "--store", store},
+            {"checkpoint", "list", "SQL", "--store", store},
+            {"checkpoint", "history", "SQL", "Software/SQL", "--store", store},
+            {"checkpoint", "conflicts", "SQL", "--store", store},
+            {"type", "list", "--store", store},
+            {"resource", "list", "--store", store},
+            {"resource", "status", "SQL", "--store", store},
+            {"store", "identity", "--store", store}};
+        for (const auto& cmd : commands) {
+            auto r = qreg(dir.path(), cmd);
+            CHECK_MESSAGE(r.rc == 0, cmd[0] << " " << cmd[1] << ": " << r.err);
+            CHECK_MESSAGE(files() == before, cmd[0] << " " << cmd[1] << " changed a file");
+        }
+        // A writing command still cuts the torn tail and reaps the lease: the files do change.
+        CHECK(qreg(dir.path(), {"checkpoint", "restore", "SQL", "Software/SQL", "1", "--store", store}).rc == 0);
+        CHECK(files() != before);
+    }
+
     TEST_CASE("cli: resource types: add, list, verify per node, remove") {
         qr_test::temp_dir dir("cli");
         auto store = "dir:" + (dir.path() / "quorum").string();
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
         fs::create_directories(dir.path() / "plugins");
         auto lib = dir.path() / "plugins" / "good.so";
         fs::copy_file(QR_CLI_PLUGIN, lib);

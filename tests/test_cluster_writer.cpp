@@ -124,6 +124,11 @@ TEST_SUITE("cluster_writer") {
         "Q320331 across processes: writes made before the cluster service reach every node; a conflict is reported") {
         qr_test::temp_dir dir("cw-proc");
         auto spec = "dir:" + (dir.path() / "quorum").string();
+        {
+            directory_store_options create;
+            create.create = true; // the nodes open it; opens never create
+            directory_store made(dir.path() / "quorum", create);
+        }
         auto go = (dir.path() / "go").string();
         qr_test::child_process node1({QUORUMREG_CLUSTER_NODE, spec, (dir.path() / "n1").string(), "n1", "names", go});
         std::string out;

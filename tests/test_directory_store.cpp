@@ -10,6 +10,8 @@
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -110,6 +112,122 @@ struct faulty_io : detail::file_io {
     }
 };
 
+/// The whole content of a file.
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+/// file_io whose stat/open/pread calls fail with `err` once armed (stat and open only on
+/// `target`), to check that only ENOENT ever means "absent".
+struct open_fault_io : detail::file_io {
+    std::string call, target;
+    int err = 0;
+    int stat(const char* p, struct ::stat* st) override {
+        if (err && call == "stat" && target == p) {
+            errno = err;
+            return -1;
+        }
+        return detail::file_io::stat(p, st);
+    }
+    int open(const char* p, int flags, mode_t mode) override {
+        if (err && call == "open" && target == p) {
+            errno = err;
+            return -1;
+        }
+        return detail::file_io::open(p, flags, mode);
+    }
+    ssize_t pread(int fd, void* buf, std::size_t n, off_t off) override {
+        if (err && call == "pread") {
+            errno = err;
+            return -1;
+        }
+        return detail::file_io::pread(fd, buf, n, off);
+    }
+};
+
+directory_store_options creating() {
+    directory_store_options o;
+    o.create = true;
+    return o;
+}
+
+/// Creates an empty store in `dir` (opens never create one by default).
+void create_store(const fs::path& dir) { directory_store s(dir, creating()); }
+
+/// Counts every write-class file call (anything that can change a file or a directory).
+struct write_counting_io : detail::file_io {
+    std::atomic<int> writes{0};
+    std::mutex mu;
+    std::vector<std::string> calls;
+    void note(std::string what) {
+        ++writes;
+        std::lock_guard g(mu);
+        calls.push_back(std::move(what));
+    }
+    int open(const char* p, int flags, mode_t mode) override {
+        if (flags & (O_CREAT | O_WRONLY | O_RDWR | O_TRUNC)) note(std::string("open for writing ") + p);
+        return detail::file_io::open(p, flags, mode);
+    }
+    ssize_t pwrite(int fd, const void* b, std::size_t n, off_t o) override {
+        note("pwrite");
+        return detail::file_io::pwrite(fd, b, n, o);
+    }
+    int fsync(int fd) override {
+        note("fsync");
+        return detail::file_io::fsync(fd);
+    }
+    int fdatasync(int fd) override {
+        note("fdatasync");
+        return detail::file_io::fdatasync(fd);
+    }
+    int ftruncate(int fd, off_t len) override {
+        note("ftruncate");
+        return detail::file_io::ftruncate(fd, len);
+    }
+    int rename(const char* a, const char* b) override {
+        note(std::string("rename ") + a);
+        return detail::file_io::rename(a, b);
+    }
+    int unlink(const char* p) override {
+        note(std::string("unlink ") + p);
+        return detail::file_io::unlink(p);
+    }
+    int mkdir(const char* p, mode_t m) override {
+        note(std::string("mkdir ") + p);
+        return detail::file_io::mkdir(p, m);
+    }
+    int attach_lock(const char* p) override { // Boost's file_lock opens the file read-write
+        note(std::string("attach_lock ") + p);
+        return detail::file_io::attach_lock(p);
+    }
+};
+
+/// Every file under `dir` (relative name -> content).
+std::map<std::string, std::string> dir_contents(const fs::path& dir) {
+    std::map<std::string, std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = slurp(e.path());
+    return out;
+}
+
+/// chmod -R a-w
+void remove_write_permission(const fs::path& dir) {
+    auto w = fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        fs::permissions(e.path(), w, fs::perm_options::remove);
+    fs::permissions(dir, w, fs::perm_options::remove);
+}
+
+directory_store_options read_only_options(std::shared_ptr<detail::file_io> io = {}) {
+    directory_store_options o;
+    o.read_only = true;
+    o.io = std::move(io);
+    return o;
+}
+
 } // namespace
 
 TEST_SUITE("directory_store") {
@@ -117,6 +235,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("two processes racing compare-and-swap: exactly one wins each round") {
         qr_test::temp_dir tmp("dsrace");
         auto store_dir = tmp.path() / "q";
+        create_store(store_dir);
         const int rounds = 200;
         auto worker = [&](const char* name) {
             return [&, name] {
@@ -182,6 +301,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("the lock of a SIGKILLed process frees itself when its lease expires") {
         qr_test::temp_dir tmp("dskill");
         auto store_dir = tmp.path() / "q";
+        create_store(store_dir);
         auto token_file = tmp.path() / "token.txt";
         pid_t child = spawn([&] {
             directory_store s(store_dir);
@@ -228,7 +348,7 @@ TEST_SUITE("directory_store") {
         auto store_dir = tmp.path() / "q";
         store_revision start;
         {
-            directory_store s(store_dir);
+            directory_store s(store_dir, creating());
             s.put("w/before", "x");
             start = s.revision() + 1;
         }
@@ -288,7 +408,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("directory_store: a lock held by another process fails operations within the deadline") {
         qr_test::temp_dir tmp("dsheld");
         auto store_dir = tmp.path() / "q";
-        directory_store_options o;
+        auto o = creating();
         o.deadline = 300ms;
         directory_store s(store_dir, o);
         s.put("k", "v");
@@ -321,7 +441,7 @@ TEST_SUITE("directory_store") {
         qr_test::temp_dir tmp("dsperm");
         auto store_dir = tmp.path() / "q";
         {
-            directory_store_options o;
+            auto o = creating();
             o.keep_revisions = 3; // compaction rewrites the log: the new file must be 0600 too
             directory_store s(store_dir, o);
             for (int i = 0; i < 20; ++i)
@@ -340,6 +460,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("directory_store: key names cannot escape the directory") {
         qr_test::temp_dir tmp("dsesc");
         auto store_dir = tmp.path() / "q";
+        create_store(store_dir);
         auto before = dir_entries(tmp.path());
         directory_store s(store_dir);
         std::string longkey(4000, 'x');
@@ -362,6 +483,7 @@ TEST_SUITE("directory_store") {
         // Nothing appeared outside the store directory, nothing but the store's files inside it.
         auto after = dir_entries(tmp.path());
         after.erase("q");
+        before.erase("q");
         CHECK(after == before);
         CHECK_FALSE(fs::exists("/etc/passwd-quorumreg-test"));
         CHECK(dir_entries(store_dir) == std::set<std::string>{"quorumreg.lock", "quorumreg.log"});
@@ -381,7 +503,7 @@ TEST_SUITE("directory_store") {
         qr_test::temp_dir tmp("dsio");
         auto store_dir = tmp.path() / "q";
         auto io = std::make_shared<faulty_io>();
-        directory_store_options o;
+        auto o = creating();
         o.io = io;
         directory_store s(store_dir, o);
         auto r1 = s.put("k", "good");
@@ -466,6 +588,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("directory_store: a torn tail from a crashed writer is ignored, then truncated") {
         qr_test::temp_dir tmp("dstorn");
         auto store_dir = tmp.path() / "q";
+        create_store(store_dir);
         directory_store s(store_dir);
         s.put("k", "v1");
         auto rev = s.revision();
@@ -486,7 +609,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("directory_store: compaction keeps the last revisions; older watch starts are canceled") {
         qr_test::temp_dir tmp("dscompact");
         auto store_dir = tmp.path() / "q";
-        directory_store_options o;
+        auto o = creating();
         o.keep_revisions = 10;
         directory_store s(store_dir, o);
         directory_store follower(store_dir, o); // opened before compaction: must follow the new file
@@ -526,7 +649,7 @@ TEST_SUITE("directory_store") {
     TEST_CASE("directory_store: the lease clock is fixed when the store is created") {
         qr_test::temp_dir tmp("dsclock");
         auto store_dir = tmp.path() / "q";
-        directory_store_options o;
+        auto o = creating();
         o.clock = lease_clock::boottime;
         {
             directory_store s(store_dir, o);
@@ -565,6 +688,294 @@ TEST_SUITE("directory_store") {
         s = directory_store::open(tmp.path() / "bad", {}, ec);
         CHECK(ec == errc::corrupt_data);
         CHECK(fs::file_size(tmp.path() / "bad" / "quorumreg.log") == 26);
+    }
+
+    TEST_CASE("directory_store: a flipped byte mid-log is corrupt_data for reads and writes; the log is untouched") {
+        qr_test::temp_dir tmp("dsflip");
+        auto store_dir = tmp.path() / "q";
+        auto log = store_dir / "quorumreg.log";
+        auto o = creating();
+        o.poll_interval = 3600s;              // the poller runs only when woken: no background catch-up
+        directory_store reader(store_dir, o); // its position is before the damage
+        auto start = fs::file_size(log);
+        {
+            directory_store writer(store_dir, o);
+            for (int i = 0; i < 20; ++i)
+                writer.put("k/" + std::to_string(i), std::string(50, static_cast<char>('a' + i)));
+            auto lease = writer.grant_lease(50ms);
+            writer.put("leased", "x", lease);
+        }
+        std::this_thread::sleep_for(100ms); // the lease expired: a read would reap it (a write)
+        auto size = fs::file_size(log);
+        auto mid = start + (size - start) / 2;
+        {
+            std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekg(static_cast<std::streamoff>(mid));
+            char c = 0;
+            f.get(c);
+            f.seekp(static_cast<std::streamoff>(mid));
+            f.put(static_cast<char>(c ^ 0x01));
+        }
+        auto before = slurp(log);
+        std::error_code ec;
+        reader.get("k/1", ec);
+        CHECK(ec == errc::corrupt_data);
+        reader.put("k/new", "v", 0, ec);
+        CHECK(ec == errc::corrupt_data);
+        try {
+            reader.revision();
+            FAIL("a read past a damaged frame must fail");
+        } catch (const quorumreg::error& e) {
+            std::string what = e.what();
+            CHECK(what.find(log.string()) != std::string::npos);
+            CHECK(what.find("offset") != std::string::npos);
+        }
+        auto fresh = directory_store::open(store_dir, {}, ec);
+        CHECK(fresh == nullptr);
+        CHECK(ec == errc::corrupt_data);
+        auto writer = directory_store::open(store_dir, o, ec);
+        CHECK(writer == nullptr);
+        CHECK(ec == errc::corrupt_data);
+        CHECK(slurp(log) == before);
+        CHECK(fs::file_size(log) == size);
+    }
+
+    TEST_CASE("directory_store: an I/O error at open is reported, never taken for a missing store") {
+        qr_test::temp_dir tmp("dsopenio");
+        auto store_dir = tmp.path() / "q";
+        auto log = store_dir / "quorumreg.log";
+        {
+            directory_store s(store_dir, creating());
+            s.put("k", "v");
+        }
+        auto before = slurp(log);
+        auto io = std::make_shared<open_fault_io>();
+        auto o = creating(); // even when asked to create, an unreadable store is not a missing one
+        o.io = io;
+        io->err = EIO;
+        SUBCASE("stat of the log") {
+            io->call = "stat";
+            io->target = log.string();
+        }
+        SUBCASE("stat of the directory") {
+            io->call = "stat";
+            io->target = store_dir.string();
+        }
+        SUBCASE("open of the log") {
+            io->call = "open";
+            io->target = log.string();
+        }
+        SUBCASE("read of the log") { io->call = "pread"; }
+        std::error_code ec;
+        auto s = directory_store::open(store_dir, o, ec);
+        CHECK(s == nullptr);
+        CHECK(ec == errc::io_error);
+        CHECK(slurp(log) == before);
+        directory_store again(store_dir);
+        CHECK(again.get("k")->value == "v");
+    }
+
+    TEST_CASE("directory_store: a missing directory, deleted log or emptied log is not_found unless create is asked") {
+        qr_test::temp_dir tmp("dsmissing");
+        auto store_dir = tmp.path() / "q";
+        auto log = store_dir / "quorumreg.log";
+        std::error_code ec;
+        auto s = directory_store::open(store_dir, {}, ec); // default options never create
+        CHECK(s == nullptr);
+        CHECK(ec == errc::not_found);
+        CHECK_FALSE(fs::exists(store_dir));
+        try {
+            directory_store x(store_dir);
+            FAIL("opened a store that does not exist");
+        } catch (const quorumreg::error& e) {
+            CHECK(std::string(e.what()).find("no store at " + store_dir.string()) != std::string::npos);
+        }
+        {
+            directory_store made(store_dir, creating());
+            made.put("k", "v");
+        }
+        fs::rename(log, tmp.path() / "saved.log");
+        s = directory_store::open(store_dir, {}, ec);
+        CHECK(ec == errc::not_found);
+        CHECK_FALSE(fs::exists(log)); // a deleted log is not a new store
+        std::ofstream(log, std::ios::trunc).close();
+        s = directory_store::open(store_dir, {}, ec);
+        CHECK(ec == errc::not_found);
+        CHECK(fs::file_size(log) == 0); // nor is an emptied one
+        fs::rename(tmp.path() / "saved.log", log);
+        directory_store back(store_dir);
+        CHECK(back.get("k")->value == "v");
+    }
+
+    TEST_CASE("directory_store: a store has a random identity from its creation; a re-created one has another") {
+        qr_test::temp_dir tmp("dsid");
+        auto store_dir = tmp.path() / "q";
+        std::string id;
+        {
+            auto o = creating();
+            o.keep_revisions = 2;
+            directory_store s(store_dir, o);
+            id = s.identity();
+            CHECK(id.size() == 32);
+            CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+            directory_store other(store_dir);
+            CHECK(other.identity() == id);
+            for (int i = 0; i < 10; ++i)
+                s.put("k", std::to_string(i)); // compactions keep it
+            CHECK(other.identity() == id);
+        }
+        directory_store again(store_dir);
+        CHECK(again.identity() == id);
+        directory_store elsewhere(tmp.path() / "q2", creating());
+        CHECK(elsewhere.identity() != id);
+        auto ex = creating();
+        ex.exclusive = true;
+        std::error_code ec;
+        auto dup = directory_store::open(store_dir, ex, ec);
+        CHECK(dup == nullptr);
+        CHECK(ec == errc::already_exists);
+        CHECK(again.identity() == id);
+        // Deleted and created again in place: a new store, and an open object sees the change.
+        fs::remove(store_dir / "quorumreg.log");
+        directory_store recreated(store_dir, ex);
+        CHECK(recreated.identity() != id);
+        CHECK(again.identity() == recreated.identity());
+    }
+
+    TEST_CASE("directory_store: a version-1 log opens with an empty identity that survives compaction") {
+        qr_test::temp_dir tmp("dsv1");
+        auto store_dir = tmp.path() / "q";
+        fs::create_directories(store_dir);
+        // A version-1 snapshot is a version-2 one without the identity field.
+        detail::store_state st;
+        detail::store_history h;
+        auto snap = detail::dir_snapshot_payload(1, "", st, h, 1);
+        REQUIRE(static_cast<unsigned char>(snap[1]) == 2);
+        REQUIRE(snap[3] == '\0'); // the empty identity's length
+        snap[1] = 1;
+        snap.erase(3, 1);
+        std::string txn;
+        detail::dir_put_txn(txn, 2, {{false, "k", "v", 0}});
+        std::ofstream(store_dir / "quorumreg.log", std::ios::binary)
+            << detail::dir_frame(snap) << detail::dir_frame(txn);
+        directory_store_options o;
+        o.keep_revisions = 1;
+        {
+            directory_store s(store_dir, o);
+            CHECK(s.get("k")->value == "v");
+            CHECK(s.identity().empty());
+            for (int i = 0; i < 5; ++i)
+                s.put("n", std::to_string(i)); // compacts: the snapshot is rewritten as version 2
+        }
+        auto log = slurp(store_dir / "quorumreg.log");
+        REQUIRE(log.size() > detail::dir_frame_header + 2);
+        CHECK(static_cast<unsigned char>(log[detail::dir_frame_header + 1]) == 2);
+        directory_store again(store_dir);
+        CHECK(again.identity().empty());
+        CHECK(again.get("k")->value == "v");
+        CHECK(again.get("n")->value == "4");
+    }
+
+    TEST_CASE("directory_store: a read-only open never writes, also on a read-only copy") {
+        qr_test::temp_dir tmp("dsro");
+        auto src = tmp.path() / "q";
+        lease_id leased = 0;
+        {
+            directory_store s(src, creating());
+            s.put("k", "v");
+            s.put("other", "1");
+            leased = s.grant_lease(100ms);
+            s.put("leased", "x", leased);
+        }
+        std::ofstream(src / "quorumreg.log", std::ios::app | std::ios::binary) << std::string("QRLG\x40\0\0\0torn", 12);
+        std::this_thread::sleep_for(150ms); // the lease expired and nobody reaped it
+        auto copy = tmp.path() / "copy";
+        fs::copy(src, copy, fs::copy_options::recursive);
+        remove_write_permission(copy);
+        auto before = dir_contents(copy);
+        auto io = std::make_shared<write_counting_io>();
+        auto o = read_only_options(io);
+        o.poll_interval = 5ms;
+        {
+            directory_store r(copy, o);
+            CHECK(r.read_only());
+            CHECK(r.get("k")->value == "v");
+            CHECK_FALSE(r.get("leased").has_value()); // expired: hidden, not reaped
+            CHECK(r.list("").size() == 2);
+            std::error_code ec;
+            r.lease_ttl(leased, ec);
+            CHECK(ec == errc::lease_expired);
+            CHECK(r.torn_tail() == 12); // reported, not cut
+            CHECK(r.identity().size() == 32);
+            qr_test::event_sink ev;
+            auto sub = r.watch("", 1, ev.handler());
+            CHECK(ev.wait_for(3).size() == 3); // the history, without a reap's erase
+            std::this_thread::sleep_for(50ms); // the poller ran too: it must not reap either
+            r.put("k", "w", 0, ec);
+            CHECK(ec == errc::read_only);
+            r.erase("k", ec);
+            CHECK(ec == errc::read_only);
+            store_txn t;
+            t.on_success = {store_op::put("a", "b")};
+            r.commit(t, ec);
+            CHECK(ec == errc::read_only);
+            r.grant_lease(1s, ec);
+            CHECK(ec == errc::read_only);
+            r.keep_alive(leased, ec);
+            CHECK(ec == errc::read_only);
+            r.revoke_lease(leased, ec);
+            CHECK(ec == errc::read_only);
+            CHECK(qr_test::code_of([&] { r.put("k", "w"); }) == errc::read_only);
+            CHECK(r.get("k")->value == "v");
+        }
+        {
+            std::lock_guard g(io->mu);
+            for (const auto& c : io->calls)
+                MESSAGE("write-class call: " << c);
+        }
+        CHECK(io->writes == 0);
+        CHECK(dir_contents(copy) == before);
+
+        // Only the log, no lock file (a copy of the file alone): read without the lock.
+        auto bare = tmp.path() / "bare";
+        fs::create_directories(bare);
+        fs::copy_file(src / "quorumreg.log", bare / "quorumreg.log");
+        remove_write_permission(bare);
+        {
+            directory_store r(bare, o);
+            CHECK(r.get("k")->value == "v");
+        }
+        CHECK(dir_entries(bare) == std::set<std::string>{"quorumreg.log"});
+
+        // Missing: not_found, nothing created.
+        std::error_code ec;
+        auto none = directory_store::open(tmp.path() / "none", o, ec);
+        CHECK(ec == errc::not_found);
+        CHECK_FALSE(fs::exists(tmp.path() / "none"));
+        CHECK(io->writes == 0);
+    }
+
+    TEST_CASE("directory_store: read-only and writable objects on one store in one process share the lock") {
+        qr_test::temp_dir tmp("dsromix");
+        auto store_dir = tmp.path() / "q";
+        create_store(store_dir);
+        directory_store r(store_dir, read_only_options()); // first in the process: a read-only lock object
+        directory_store w(store_dir);                      // upgrades it
+        w.put("a", "1");
+        CHECK(r.get("a")->value == "1");
+        std::error_code ec;
+        r.put("a", "2", 0, ec);
+        CHECK(ec == errc::read_only);
+        // Another process writes; both objects of this one follow.
+        pid_t child = spawn([&] {
+            directory_store other(store_dir);
+            other.put("a", "from child");
+            return 0;
+        });
+        REQUIRE(child > 0);
+        CHECK(reap_child(child) == 0);
+        CHECK(r.get("a")->value == "from child");
+        CHECK(w.get("a")->value == "from child");
     }
 
 } // TEST_SUITE

@@ -269,6 +269,7 @@ void store_workload(const fs::path& dir, fault_io& io, run_report& rep, int err,
             return false;
         }
     };
+    o.create = true; // the first open creates the store (opens never create by default)
     int n = 0;
     auto put = [&](directory_store& s) {
         ++n;
@@ -319,6 +320,7 @@ void store_workload(const fs::path& dir, fault_io& io, run_report& rep, int err,
 void store_verify(const fs::path& dir, const kv_model& model) {
     directory_store_options o;
     o.poll_interval = 3600s;
+    if (model.empty() && !fs::exists(dir / directory_store::log_file_name)) return; // creation itself failed
     directory_store s(dir, o);
     kv_model got;
     for (auto& kv : s.list(""))

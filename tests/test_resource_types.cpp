@@ -258,7 +258,9 @@ TEST_SUITE("resource_types") {
         auto o = test_options();
         o.node_id = "node-parent";
         {
-            quorumreg::directory_store store(dir.path());
+            quorumreg::directory_store_options create;
+            create.create = true;
+            quorumreg::directory_store store(dir.path(), create);
             quorumreg::resource_type_registry reg(store, o);
             reg.register_type(type("HangType", plugin("hang")));
         }

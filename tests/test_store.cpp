@@ -34,6 +34,7 @@ struct memory_backend {
         std::shared_ptr<memory_store> s;
         explicit client(std::shared_ptr<memory_store> p) : s(std::move(p)) {}
         std::string describe() const override { return s->describe(); }
+        std::string identity(std::error_code& ec) override { return s->identity(ec); }
         std::optional<key_value> get(std::string_view k, std::error_code& ec) override { return s->get(k, ec); }
         range_result range(std::string_view p, std::string_view a, std::size_t l, std::error_code& ec) override {
             return s->range(p, a, l, ec);
@@ -63,7 +64,11 @@ struct memory_backend {
 struct directory_backend {
     static constexpr std::chrono::milliseconds short_ttl{500};
     qr_test::temp_dir dir{"dirstore"};
-    std::unique_ptr<quorum_store> make() { return std::make_unique<directory_store>(dir.path() / "q"); }
+    std::unique_ptr<quorum_store> make() {
+        directory_store_options o;
+        o.create = true; // the first make() creates the store, later ones open it
+        return std::make_unique<directory_store>(dir.path() / "q", o);
+    }
 };
 
 } // namespace

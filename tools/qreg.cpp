@@ -1,8 +1,11 @@
 // qreg — the quorumreg admin tool. See docs/qreg.md for every command and `qreg --help`.
 //
 // Exit codes: 0 ok; 1 the operation failed; 2 usage error; 3 not found (key, value, resource,
-// type, generation); 4 the quorum store cannot be reached; 5 a check found a problem (a cycle in
-// a dependency graph, a node whose plugin does not verify).
+// type, generation, a store or hive that does not exist); 4 the quorum store cannot be reached;
+// 5 a check found a problem (a cycle in a dependency graph, a node whose plugin does not
+// verify); 6 `store init` found a store already there.
+//
+// Reads never write: every read-only command opens the store (and the hive) read-only.
 #include <quorumreg/checkpoint.hpp>
 #include <quorumreg/dependency_graph.hpp>
 #include <quorumreg/detail/graph_text.hpp>
@@ -37,7 +40,15 @@ namespace qr = quorumreg;
 
 namespace {
 
-enum exit_code : int { ok = 0, failed = 1, usage_error = 2, not_found = 3, unreachable = 4, check_failed = 5 };
+enum exit_code : int {
+    ok = 0,
+    failed = 1,
+    usage_error = 2,
+    not_found = 3,
+    unreachable = 4,
+    check_failed = 5,
+    already_exists = 6
+};
 
 /// A usage error: printed with the command's help hint, exit 2.
 struct usage : std::runtime_error {
@@ -262,11 +273,18 @@ qr::value value_from_json(const std::string& type, const json::value& d) {
 
 // ---- hive ----------------------------------------------------------------------------------
 
-std::unique_ptr<qr::hive> open_hive(const args& a, bool create) {
+/// `create`: the command may make a new hive (set, import). `read_only`: it only reads (ls,
+/// get, export): the hive is opened read-only, which changes no file (a torn tail is left as
+/// it is) and works on a read-only copy.
+std::unique_ptr<qr::hive> open_hive(const args& a, bool create, bool read_only) {
     auto dir = a.need("hive", "the node's local hive directory");
     std::error_code ec;
     if (!create && !fs::is_directory(dir, ec)) throw failure(not_found, "no hive at " + dir);
-    auto h = qr::hive::open(dir, {}, ec);
+    qr::hive_options o;
+    o.create = create;
+    o.read_only = read_only;
+    auto h = qr::hive::open(dir, o, ec);
+    if (ec == qr::errc::not_found) throw failure(not_found, "no hive at " + dir);
     if (ec)
         throw failure(code_for(ec) == usage_error ? failed : code_for(ec),
                       "cannot open hive " + dir + ": " + ec.message());
@@ -318,7 +336,7 @@ int cmd_hive(const args& a) {
     const std::string& sub = a.pos[0];
     if (sub != "ls" && sub != "get" && sub != "set" && sub != "delete" && sub != "export" && sub != "import")
         throw usage("unknown hive command \"" + sub + "\"");
-    auto h = open_hive(a, sub == "set" || sub == "import");
+    auto h = open_hive(a, sub == "set" || sub == "import", sub == "ls" || sub == "get" || sub == "export");
     if (sub == "ls") {
         a.max_positional(2);
         const auto& key = a.at(1, "KEY");
@@ -414,15 +432,26 @@ int cmd_hive(const args& a) {
 
 std::string opened_store; ///< named in errors, so "quorum unavailable" says which store
 
-std::unique_ptr<qr::quorum_store> open_store(const args& a) {
+/// Opens --store; never creates one (`store init` does). `read_only`: the command only reads,
+/// so a directory store is opened read-only (works on a read-only copy, changes no file).
+std::unique_ptr<qr::quorum_store> open_store(const args& a, bool read_only, bool create = false) {
     auto spec = a.need("store", "dir:PATH or etcd:URL[,URL...]");
     opened_store = spec;
     std::error_code ec;
-    std::chrono::milliseconds deadline(parse_number(a.get("timeout").value_or("5000"), 3600000, "--timeout (ms)"));
-    auto s = qr::open_store(spec, ec, deadline);
-    if (ec == qr::errc::invalid_argument)
+    std::string why;
+    qr::store_open_options o;
+    o.deadline = std::chrono::milliseconds(parse_number(a.get("timeout").value_or("5000"), 3600000, "--timeout (ms)"));
+    o.read_only = read_only;
+    auto s = create ? qr::create_store(spec, o, ec, &why) : qr::open_store(spec, o, ec, &why);
+    if (ec == qr::errc::invalid_argument && why.rfind("unknown store", 0) == 0)
         throw usage("bad --store \"" + spec + "\" (expected dir:PATH or etcd:URL[,URL...])");
-    if (ec) throw failure(code_for(ec), "cannot open store " + spec + ": " + ec.message());
+    if (ec == qr::errc::already_exists) throw failure(already_exists, "a store already exists at " + spec);
+    if (ec) {
+        auto shown = why.empty() ? ec.message() : why;
+        if (ec == qr::errc::not_found && spec.rfind("dir:", 0) == 0)
+            shown = "no store at " + spec.substr(4) + " (create one with `qreg store init --store " + spec + "`)";
+        throw failure(code_for(ec), "cannot open store " + spec + ": " + shown);
+    }
     return s;
 }
 
@@ -487,7 +516,7 @@ int cmd_checkpoint(const args& a) {
         throw usage("unknown checkpoint command \"" + sub + "\"");
     bool needs_hive = sub == "add" || sub == "remove";
     if (needs_hive) a.need("hive", "the node's local hive directory, source of the checkpointed keys");
-    auto store = open_store(a);
+    auto store = open_store(a, sub == "list" || sub == "history" || sub == "conflicts");
     // Read-only commands and offline restores never touch local keys: a scratch hive serves.
     std::optional<std::string> scratch;
     std::string hive_dir;
@@ -660,7 +689,7 @@ int cmd_type(const args& a) {
         a.max_positional(3);
         a.at(2, "LIBRARY");
     }
-    auto store = open_store(a);
+    auto store = open_store(a, sub == "list");
     if (sub == "list") {
         a.max_positional(1);
         qr::resource_type_registry types(*store, type_options(a));
@@ -744,7 +773,7 @@ int cmd_resource(const args& a) {
     }
     const std::string& sub = a.pos[0];
     if (sub != "list" && sub != "status") throw usage("unknown resource command \"" + sub + "\"");
-    auto store = open_store(a);
+    auto store = open_store(a, true);
     auto tmpl = (fs::temp_directory_path() / "qreg-hive-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) throw failure(failed, "cannot create a scratch hive");
     struct cleanup {
@@ -898,6 +927,32 @@ int cmd_graph(const args& a) {
     return ok;
 }
 
+// ---- stores ---------------------------------------------------------------------------------
+
+const char* store_help = "usage: qreg store COMMAND --store SPEC [--json]\n"
+                         "  init        create a new, empty store with a new identity (exit 6 if one exists there)\n"
+                         "  identity    print the store's identity (the id its nodes record and check)\n"
+                         "No other command creates a store: a missing one is \"no store at PATH\", exit 3.\n";
+
+int cmd_store(const args& a) {
+    if (a.help || a.pos.empty()) {
+        std::cout << store_help;
+        return a.help ? ok : usage_error;
+    }
+    const std::string& sub = a.pos[0];
+    if (sub != "init" && sub != "identity") throw usage("unknown store command \"" + sub + "\"");
+    a.max_positional(1);
+    auto store = open_store(a, sub == "identity", sub == "init");
+    auto id = store->identity();
+    if (a.json)
+        print_json(json::object{{"store", store->describe()}, {"identity", id}});
+    else if (sub == "init")
+        std::cout << "created store " << store->describe() << " (identity " << id << ")\n";
+    else
+        std::cout << (id.empty() ? "(none: created by a format-version-1 library)" : id) << "\n";
+    return ok;
+}
+
 const char* main_help =
     "usage: qreg COMMAND ... [--json] [--help]\n"
     "Administer quorumreg: local hives, checkpoints, resource types, resources, dependency graphs.\n"
@@ -905,12 +960,14 @@ const char* main_help =
     "  checkpoint  list | add | remove | history | restore | conflicts   (--store SPEC)\n"
     "  type        list | add | remove | verify   (--store SPEC)\n"
     "  resource    list | status   (--store SPEC)\n"
+    "  store       init | identity   (--store SPEC)\n"
     "  graph       --dot FILE | check FILE\n"
     "Common options: --store dir:PATH | etcd:http://127.0.0.1:2379,... (credentials from\n"
     "  QUORUMREG_ETCD_USER / QUORUMREG_ETCD_PASSWORD, CA from QUORUMREG_ETCD_CA), --node NAME\n"
     "  (default: host name), --timeout MS (store deadline, default 5000), --json.\n"
-    "Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 not found, 4 store unreachable,\n"
-    "  5 a check found a problem (graph cycle, a node whose plugin does not verify).\n"
+    "Exit codes: 0 ok, 1 operation failed, 2 usage error, 3 not found (also: no store or hive at\n"
+    "  PATH), 4 store unreachable, 5 a check found a problem (graph cycle, a node whose plugin\n"
+    "  does not verify), 6 `store init`: a store already exists.\n"
     "Run `qreg COMMAND --help` for a command's details.\n";
 
 } // namespace
@@ -933,6 +990,7 @@ int main(int argc, char** argv) {
         if (cmd == "type") return cmd_type(a);
         if (cmd == "resource") return cmd_resource(a);
         if (cmd == "graph") return cmd_graph(a);
+        if (cmd == "store") return cmd_store(a);
         throw usage("unknown command \"" + cmd + "\"");
     } catch (const usage& e) {
         std::cerr << "qreg: " << e.what() << "\n"

@@ -222,10 +222,22 @@ public:
     using traits_type = typename Hive::traits_type;
     using tree_type = detail::registry_tree<traits_type>;
 
-    /// `local` and `store` must outlive the manager.
+    /// `local` and `store` must outlive the manager. The store's identity is recorded in the
+    /// hive (value StoreIdentity of local_meta_key) the first time and checked on every later
+    /// construction: a store replaced or re-created in its place (a typo, another share, an
+    /// emptied log re-created) is errc::identity_mismatch rather than a second, empty quorum.
     basic_checkpoint_manager(Hive& local, quorum_store& store, checkpoint_options opts = {})
         : hive_(local), store_(store), opts_(std::move(opts)) {
         if (opts_.history == 0) opts_.history = 1;
+        auto id = store_.identity();
+        auto recorded = hive_.find_value(opts_.local_meta_key, "StoreIdentity");
+        if (!recorded) {
+            hive_.set_value(opts_.local_meta_key, "StoreIdentity", value::string(id));
+        } else if (recorded->as_string() != id) {
+            auto shown = [](const std::string& s) { return s.empty() ? std::string("(none)") : s; };
+            throw error(errc::identity_mismatch, "store identity changed: recorded " + shown(recorded->as_string()) +
+                                                     ", store has " + shown(id) + " (" + store_.describe() + ")");
+        }
     }
 
     /// Takes every resource this manager holds offline (best effort; errors are swallowed:

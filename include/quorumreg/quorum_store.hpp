@@ -31,11 +31,27 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace quorumreg {
+
+namespace detail {
+/// 128 random bits as 32 hex digits: the identity of a newly created store.
+inline std::string random_store_identity() {
+    std::random_device rd; // getrandom()/ /dev/urandom on Linux
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (int i = 0; i < 4; ++i) {
+        auto w = static_cast<std::uint32_t>(rd());
+        for (int j = 0; j < 8; ++j)
+            out.push_back(hex[(w >> (4 * j)) & 0xF]);
+    }
+    return out;
+}
+} // namespace detail
 
 using store_revision = std::int64_t;
 using lease_id = std::int64_t;
@@ -125,6 +141,11 @@ public:
 
     /// Human description, e.g. "dir:/srv/quorum" or "etcd:http://127.0.0.1:2379,...".
     virtual std::string describe() const = 0;
+
+    /// The store's identity: an id written when the store was created, the same for every
+    /// client of one store and different for a store re-created in its place. Nodes record it
+    /// and check it on every start (checkpoint_manager: errc::identity_mismatch).
+    virtual std::string identity(std::error_code& ec) = 0;
 
     /// The key, or std::nullopt if absent.
     virtual std::optional<key_value> get(std::string_view key, std::error_code& ec) = 0;
@@ -262,6 +283,9 @@ protected:
 
 public:
     // ---- throwing forms --------------------------------------------------------------------------
+    std::string identity() {
+        return thrown("identity", "", [&](std::error_code& ec) { return identity(ec); });
+    }
     std::optional<key_value> get(std::string_view key) {
         return thrown("get", key, [&](std::error_code& ec) { return get(key, ec); });
     }

@@ -35,8 +35,12 @@ class dir_process_lock {
 public:
     /// The process-wide lock object for the lock file at `path`, created 0600 if missing.
     /// The file calls go through `io` (the opening store's seam).
+    /// With `read_only`, the file is never created or opened for writing: it is opened
+    /// O_RDONLY and only shared locks are taken on it (fcntl F_RDLCK works on a read-only
+    /// descriptor); a missing file is nullptr with `ec` clear (the caller reads unlocked). A
+    /// writer that later asks for the same file in this process upgrades the shared object.
     static std::shared_ptr<dir_process_lock> get(file_io& io, const std::string& path, std::error_code& ec,
-                                                 std::string& detail) {
+                                                 std::string& detail, bool read_only = false) {
         static std::mutex registry_mu;
         static auto* registry = new std::map<std::pair<dev_t, ino_t>, std::weak_ptr<dir_process_lock>>();
         // Deliberately leaked: a forked child must never run the parent's entries' destructors
@@ -47,14 +51,18 @@ public:
             auto it = registry->find({st.st_dev, st.st_ino});
             if (it != registry->end()) {
                 auto p = it->second.lock();
-                if (p && p->pid_ == ::getpid()) return p;
+                if (p && p->pid_ == ::getpid()) {
+                    if (!read_only && !p->writable_ && !p->upgrade(io, path, ec, detail)) return nullptr;
+                    return p;
+                }
             }
         }
         // Nobody in this process has the file open (or only a parent did, before fork): opening
         // it now cannot drop a lock this process holds.
-        int fd = io.open(path.c_str(), O_RDWR | O_CREAT, 0600);
+        int fd = read_only ? io.open(path.c_str(), O_RDONLY, 0) : io.open(path.c_str(), O_RDWR | O_CREAT, 0600);
         if (fd < 0) {
             int e = errno;
+            if (read_only && e == ENOENT) return nullptr;
             ec = from_errno(e);
             detail = "open " + path + ": " + std::strerror(e);
             return nullptr;
@@ -66,22 +74,8 @@ public:
             detail = "stat " + path + ": " + std::strerror(e);
             return nullptr;
         }
-        if (io.attach_lock(path.c_str()) != 0) {
-            int e = errno;
-            io.close(fd);
-            ec = from_errno(e);
-            detail = "file_lock " + path + ": " + std::strerror(e);
-            return nullptr;
-        }
-        std::shared_ptr<dir_process_lock> p;
-        try {
-            p.reset(new dir_process_lock(fd, path));
-        } catch (const boost::interprocess::interprocess_exception& e) {
-            io.close(fd);
-            ec = errc::lock_failed;
-            detail = "file_lock " + path + ": " + e.what();
-            return nullptr;
-        }
+        std::shared_ptr<dir_process_lock> p(new dir_process_lock(fd));
+        if (!read_only && !p->upgrade(io, path, ec, detail)) return nullptr; // ~dir_process_lock closes fd
         (*registry)[{st.st_dev, st.st_ino}] = p;
         return p;
     }
@@ -106,10 +100,22 @@ public:
         auto pause = std::chrono::microseconds(50);
         while (true) {
             bool ok = false;
-            try {
-                ok = exclusive ? lock_.try_lock() : lock_.try_lock_sharable();
-            } catch (const boost::interprocess::interprocess_exception&) {
-                ok = false;
+            if (!writable_) {
+                // Opened read-only: shared locks only, taken on our O_RDONLY descriptor.
+                if (exclusive) {
+                    release_thread_lock();
+                    return false;
+                }
+                struct ::flock fl {};
+                fl.l_type = F_RDLCK;
+                fl.l_whence = SEEK_SET;
+                ok = ::fcntl(fd_, F_SETLK, &fl) == 0;
+            } else {
+                try {
+                    ok = exclusive ? lock_.try_lock() : lock_.try_lock_sharable();
+                } catch (const boost::interprocess::interprocess_exception&) {
+                    ok = false;
+                }
             }
             if (ok) {
                 exclusive_ = exclusive;
@@ -125,6 +131,14 @@ public:
     }
 
     void unlock() {
+        if (!writable_) {
+            struct ::flock fl {};
+            fl.l_type = F_UNLCK;
+            fl.l_whence = SEEK_SET;
+            ::fcntl(fd_, F_SETLK, &fl);
+            release_thread_lock();
+            return;
+        }
         try {
             if (exclusive_)
                 lock_.unlock();
@@ -145,9 +159,37 @@ private:
         free_.notify_one();
     }
 
-    dir_process_lock(int fd, const std::string& path) : fd_(fd), lock_(path.c_str()), pid_(::getpid()) {}
+    explicit dir_process_lock(int fd) : fd_(fd), pid_(::getpid()) {}
+
+    /// Attaches the Boost file_lock (which opens the file read-write itself). Waits until no
+    /// thread of this process holds the lock, so no lock call sees the switch half done.
+    bool upgrade(file_io& io, const std::string& path, std::error_code& ec, std::string& detail) {
+        std::unique_lock lk(mu_);
+        free_.wait(lk, [&] { return !held_; });
+        struct wake_next { // a waiter woken for us passes the turn on
+            std::condition_variable& cv;
+            ~wake_next() { cv.notify_one(); }
+        } wake{free_};
+        if (writable_) return true;
+        if (io.attach_lock(path.c_str()) != 0) {
+            int e = errno;
+            ec = from_errno(e);
+            detail = "file_lock " + path + ": " + std::strerror(e);
+            return false;
+        }
+        try {
+            lock_ = boost::interprocess::file_lock(path.c_str());
+        } catch (const boost::interprocess::interprocess_exception& e) {
+            ec = errc::lock_failed;
+            detail = "file_lock " + path + ": " + e.what();
+            return false;
+        }
+        writable_ = true;
+        return true;
+    }
 
     int fd_;
+    bool writable_ = false; // the Boost file_lock is attached (exclusive locks possible)
     boost::interprocess::file_lock lock_;
     pid_t pid_;
     std::mutex mu_;

@@ -5,9 +5,12 @@
 //   entry   := 1 snapshot | 2 txn | 3 lease grant | 4 keep-alive | 5 lease revoke
 //
 // The first frame of the file is a snapshot (the whole state and the watch history kept
-// across compaction); every later frame is applied to it in order. A frame that is short or
-// fails its CRC marks the end of the log: it is the torn tail of an append that never
-// completed (and was never acknowledged), and the next writer truncates it.
+// across compaction, and since format version 2 the store's identity); every later frame is
+// applied to it in order. A frame that is short or fails its CRC with no valid frame after it
+// is the torn tail of an append that never completed (and was never acknowledged): readers
+// stop there and the next writer truncates it. A bad frame FOLLOWED by a valid one cannot be
+// a torn append (every append is fsynced before the next one starts): that is corruption of
+// acknowledged data, and the log is refused (dir_find_valid_frame).
 #pragma once
 
 #include <quorumreg/detail/codec.hpp>
@@ -23,7 +26,9 @@ namespace quorumreg::detail {
 inline constexpr std::uint32_t dir_frame_magic = 0x474C5251; // "QRLG" little-endian
 inline constexpr std::size_t dir_frame_header = 12;
 inline constexpr std::uint32_t dir_max_frame = 1u << 30;
-inline constexpr std::uint8_t dir_format_version = 1;
+/// Version 2 added the store identity to the snapshot; version 1 logs are still read, with
+/// an empty identity (they had none, and "" stays stable across their compactions).
+inline constexpr std::uint8_t dir_format_version = 2;
 
 enum class dir_entry_type : std::uint8_t { snapshot = 1, txn = 2, grant = 3, keep_alive = 4, revoke = 5 };
 
@@ -39,7 +44,9 @@ struct dir_entry {
 
 /// A decoded snapshot: state, the clock leases are measured on, and kept history.
 struct dir_snapshot {
+    std::uint8_t version = 0;
     std::uint8_t clock = 0;
+    std::string identity; ///< random hex id written at creation ("" in version 1 logs)
     store_state state;
     store_history history;
 };
@@ -71,6 +78,28 @@ inline dir_frame_status dir_parse_frame(std::string_view in, std::string_view& p
     if (crc32c(payload) != crc) return dir_frame_status::bad;
     size = dir_frame_header + len;
     return dir_frame_status::ok;
+}
+
+/// Offset (from the start of `in`) of the first frame after offset 0 that parses and whose
+/// entries decode, or npos. Used on the bytes from a bad frame on: a valid frame after a bad
+/// one means the bad one is damaged acknowledged data, not a torn tail. (A value that itself
+/// holds a complete frame can make a torn tail look like that; the log is then refused rather
+/// than cut — the safe side.)
+inline std::size_t dir_find_valid_frame(std::string_view in) {
+    for (std::size_t at = 1; at + dir_frame_header <= in.size(); ++at) {
+        if (in[at] != 'Q') continue;
+        std::string_view payload;
+        std::size_t size = 0;
+        auto rest = in.substr(at);
+        if (dir_parse_frame(rest, payload, size) != dir_frame_status::ok) continue;
+        byte_reader r(payload);
+        auto type = r.u8();
+        if (!r.ok() || type < static_cast<std::uint8_t>(dir_entry_type::txn) ||
+            type > static_cast<std::uint8_t>(dir_entry_type::revoke))
+            continue;
+        return at;
+    }
+    return std::string_view::npos;
 }
 
 inline void dir_put_mutations(byte_writer& w, const std::vector<store_mutation>& muts) {
@@ -134,13 +163,14 @@ inline key_value dir_get_kv(byte_reader& r) {
 }
 
 /// Encodes the whole state plus the history events from `history_from` on.
-inline std::string dir_snapshot_payload(std::uint8_t clock, const store_state& st, const store_history& h,
-                                        store_revision history_from) {
+inline std::string dir_snapshot_payload(std::uint8_t clock, std::string_view identity, const store_state& st,
+                                        const store_history& h, store_revision history_from) {
     std::string out;
     byte_writer w(out);
     w.u8(static_cast<std::uint8_t>(dir_entry_type::snapshot));
     w.u8(dir_format_version);
     w.u8(clock);
+    w.str(identity);
     w.varint(static_cast<std::uint64_t>(st.rev));
     w.varint(static_cast<std::uint64_t>(st.next_lease));
     w.varint(static_cast<std::uint64_t>(history_from));
@@ -173,11 +203,13 @@ inline bool dir_decode_snapshot(std::string_view payload, dir_snapshot& out, std
         return false;
     }
     auto version = r.u8();
-    if (r.ok() && version != dir_format_version) {
+    if (r.ok() && (version < 1 || version > dir_format_version)) {
         ec = errc::unsupported_version;
         return false;
     }
+    out.version = version;
     out.clock = r.u8();
+    if (version >= 2) out.identity = std::string(r.str());
     out.state.rev = static_cast<store_revision>(r.varint());
     out.state.next_lease = static_cast<lease_id>(r.varint());
     out.history.first_available = static_cast<store_revision>(r.varint());

@@ -41,12 +41,18 @@
 //   counts suspend, but valid on ONE machine only).
 // - Whole-state-in-memory: suited to configuration-sized data (checkpoints, the cluster hive),
 //   not bulk data; every process holds the whole key space.
-// - A damaged frame in the middle of the log (bit rot) looks like the end of the log: later
-//   frames are not read and the next write truncates them. The per-frame CRC detects it, it
-//   cannot repair it; keep the directory on reliable storage.
+// - A damaged frame followed by valid ones (bit rot) is refused with errc::corrupt_data by
+//   every operation, reads included, and nothing is cut; only a bad frame with nothing valid
+//   after it is a torn (never acknowledged) append, which the next writer cuts. The CRC
+//   detects damage, it cannot repair it; keep the directory on reliable storage.
+//
+// Nothing is created unless asked (options.create; `qreg store init`): a missing directory or
+// a missing or empty log is errc::not_found "no store at PATH". A created store gets a random
+// identity (identity()) that nodes record and check. options.read_only opens without writing
+// anything, also on a read-only copy.
 //
 // @code
-// quorumreg::directory_store store("/srv/quorum");       // created 0700 if missing
+// quorumreg::directory_store store("/srv/quorum", {.create = true}); // created 0700 if missing
 // auto lease = store.grant_lease(std::chrono::seconds(10));
 // auto token = store.acquire_lock("locks/sql", lease);   // fencing token
 // quorumreg::store_txn t;
@@ -72,6 +78,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -91,15 +98,23 @@ struct directory_store_options {
     std::chrono::milliseconds poll_interval{20}; ///< watch latency and lease-reaping period
     std::size_t keep_revisions = 10000;          ///< history kept across log compaction (>= 1)
     lease_clock clock = lease_clock::realtime;   ///< for a NEW store; an existing store keeps its own
-    bool create = true;                          ///< create the directory and store if missing
+    /// Create the directory and the store if missing. Off by default: a missing directory,
+    /// or a missing or empty quorumreg.log, is errc::not_found "no store at PATH" — a typo, an
+    /// unmounted share or a deleted log must not silently become a second, empty quorum.
+    bool create = false;
+    bool exclusive = false; ///< with create: errc::already_exists if a store is there already
+    /// Never write: no file or directory is created, nothing is truncated, reaped or
+    /// compacted; keys of expired leases are hidden instead of reaped; every write fails with
+    /// errc::read_only. Works on a read-only copy (a backup, a snapshot).
+    bool read_only = false;
     /// UNSAFE. Open on a network, cluster or FUSE file system (NFS, SMB, 9p, Ceph, FUSE, ...),
     /// which is otherwise refused with errc::unsupported_filesystem. Correct only if every
     /// process that ever opens this store reaches it through this same mount on this same
     /// machine (then one kernel's caches and locks serve them all); two machines or two
     /// mounts lose acknowledged writes. See docs/stores.md, "Supported file systems".
     bool unsafe_single_client_fs = false;
-    detail::store_limits limits{};               ///< key and value size limits
-    std::shared_ptr<detail::file_io> io;         ///< I/O seam for fault injection (null: POSIX)
+    detail::store_limits limits{};       ///< key and value size limits
+    std::shared_ptr<detail::file_io> io; ///< I/O seam for fault injection (null: POSIX)
 };
 
 /// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
@@ -172,12 +187,33 @@ public:
     std::string describe() const override { return "dir:" + dir_.string(); }
     const std::filesystem::path& path() const noexcept { return dir_; }
 
+    /// The random id written when the store was created (32 hex digits; "" for a store
+    /// created by a format-version-1 library, which recorded none). Reflects the log now on
+    /// disk: a store re-created under the same path has a new identity.
+    std::string identity(std::error_code& ec) override {
+        std::string out;
+        ec.clear();
+        read_op(ec, [&](const detail::store_state&) { out = identity_; });
+        return out;
+    }
+    using quorum_store::identity;
+
+    /// Whether this object was opened with options.read_only.
+    bool read_only() const noexcept { return opts_.read_only; }
+
+    /// Bytes of an unacknowledged torn tail after the last valid frame, as last seen (0 if
+    /// none). A writer cuts it on its next write; a read-only object leaves it in place.
+    std::uint64_t torn_tail() const {
+        std::lock_guard lk(mu_);
+        return torn_;
+    }
+
     std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
         std::optional<key_value> out;
         ec.clear();
         if (!detail::store_check_key(key, false, opts_.limits, ec, last_error_detail())) return out;
-        read_op(ec, [&] {
-            if (const auto* kv = state_.find(key)) out = *kv;
+        read_op(ec, [&](const detail::store_state& st) {
+            if (const auto* kv = st.find(key)) out = *kv;
         });
         return out;
     }
@@ -187,7 +223,7 @@ public:
         range_result out;
         ec.clear();
         if (!detail::store_check_key(prefix, true, opts_.limits, ec, last_error_detail())) return out;
-        read_op(ec, [&] { out = state_.range(prefix, start_after, limit); });
+        read_op(ec, [&](const detail::store_state& st) { out = st.range(prefix, start_after, limit); });
         return out;
     }
 
@@ -227,7 +263,7 @@ public:
     store_revision revision(std::error_code& ec) override {
         store_revision r = 0;
         ec.clear();
-        read_op(ec, [&] { r = state_.rev; });
+        read_op(ec, [&](const detail::store_state& st) { r = st.rev; });
         return r;
     }
 
@@ -241,8 +277,8 @@ public:
         }
         if (!detail::store_check_key(prefix, true, opts_.limits, ec, last_error_detail())) return {};
         subscription s;
-        read_op(ec, [&] {
-            store_revision next = from_revision == 0 ? state_.rev + 1 : from_revision;
+        read_op(ec, [&](const detail::store_state& st) {
+            store_revision next = from_revision == 0 ? st.rev + 1 : from_revision;
             s = watchers_->add(std::string(prefix), next, std::move(handler));
         });
         wake();
@@ -294,9 +330,9 @@ public:
     std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) override {
         ec.clear();
         std::chrono::milliseconds out{0};
-        read_op(ec, [&] {
-            auto it = state_.leases.find(lease);
-            if (it == state_.leases.end()) {
+        read_op(ec, [&](const detail::store_state& st) {
+            auto it = st.leases.find(lease);
+            if (it == st.leases.end()) {
                 ec = errc::lease_expired;
                 last_error_detail() = "lease " + std::to_string(lease) + " is gone";
                 return;
@@ -329,7 +365,7 @@ public:
     store_revision first_watchable_revision(std::error_code& ec) {
         store_revision r = 0;
         ec.clear();
-        read_op(ec, [&] { r = history_.first_available; });
+        read_op(ec, [&](const detail::store_state&) { r = history_.first_available; });
         return r;
     }
 
@@ -343,14 +379,38 @@ private:
         last_error_detail() = what + ": " + std::strerror(e);
     }
 
+    void no_store(std::error_code& ec, const std::string& why) {
+        ec = errc::not_found;
+        last_error_detail() = "no store at " + dir_.string() + " (" + why + ")";
+    }
+
+    /// Whether quorumreg.log holds a store. Only ENOENT means it does not; any other stat
+    /// error is reported (`ec`), never taken for "absent" (an unreadable store is not empty).
+    bool log_present(std::error_code& ec, std::string& why) {
+        struct ::stat st {};
+        auto path = file(log_file_name);
+        if (io_->stat(path.c_str(), &st) != 0) {
+            int e = errno;
+            if (e != ENOENT) fail_errno(ec, "stat " + path, e);
+            why = std::string(log_file_name) + " does not exist";
+            return false;
+        }
+        why = std::string(log_file_name) + " is empty";
+        return st.st_size > 0;
+    }
+
     void init(std::error_code& ec) {
         last_error_detail().clear();
         if (!opts_.io) opts_.io = detail::file_io::posix();
         if (opts_.keep_revisions == 0) opts_.keep_revisions = 1;
+        if (opts_.read_only) opts_.create = false;
         io_ = opts_.io;
         struct ::stat st {};
         if (io_->stat(dir_.c_str(), &st) != 0) {
-            if (errno != ENOENT || !opts_.create) return fail_errno(ec, "stat " + dir_.string(), errno);
+            int e = errno;
+            // Only "does not exist" means absent: EIO or EACCES are reported and nothing is made.
+            if (e != ENOENT) return fail_errno(ec, "stat " + dir_.string(), e);
+            if (!opts_.create) return no_store(ec, "the directory does not exist");
             // Refuse before creating anything: check the nearest existing parent.
             std::filesystem::path probe = dir_.parent_path();
             while (!probe.empty() && probe != probe.parent_path() && io_->stat(probe.c_str(), &st) != 0)
@@ -373,11 +433,11 @@ private:
         if (!detail::check_store_filesystem(*io_, dir_.string(), opts_.unsafe_single_client_fs, ec,
                                             last_error_detail()))
             return;
-        if (!opts_.create && io_->stat(file(log_file_name).c_str(), &st) != 0) {
-            ec = errc::not_found;
-            last_error_detail() = "no store in " + dir_.string();
-            return;
-        }
+        std::string why;
+        bool present = log_present(ec, why);
+        if (ec) return;
+        if (!present && !opts_.create) return no_store(ec, why);
+        if (opts_.read_only) return init_read_only(ec);
         plock_ = detail::dir_process_lock::get(*io_, file(lock_file_name), ec, last_error_detail());
         if (ec) return;
         auto until = std::chrono::steady_clock::now() + opts_.deadline;
@@ -386,20 +446,38 @@ private:
             last_error_detail() = "timed out waiting for the store lock";
             return;
         }
-        struct ::stat ls {};
-        bool missing = io_->stat(file(log_file_name).c_str(), &ls) != 0 || ls.st_size == 0;
-        if (missing) {
+        present = log_present(ec, why); // again under the lock: another process may have created it
+        if (!ec && !present) {
             if (!opts_.create) {
-                ec = errc::not_found;
-                last_error_detail() = "no store in " + dir_.string();
+                no_store(ec, why);
             } else {
                 detail::store_state empty;
                 detail::store_history h;
+                identity_ = detail::random_store_identity();
                 write_snapshot(static_cast<std::uint8_t>(opts_.clock), empty, h, 1, ec);
             }
+        } else if (!ec && opts_.create && opts_.exclusive) {
+            ec = errc::already_exists;
+            last_error_detail() = "a store already exists at " + dir_.string();
         }
         if (!ec) reload(ec);
         plock_->unlock();
+    }
+
+    /// Read-only open: a shared lock on quorumreg.lock opened O_RDONLY (never created). Without
+    /// a lock file the log is read unlocked: every writer creates the lock file before its first
+    /// write, so none is using this copy, and even a concurrent one could only add frames at
+    /// the end (a partial one reads as a torn tail) or replace the log by an atomic rename.
+    void init_read_only(std::error_code& ec) {
+        plock_ = detail::dir_process_lock::get(*io_, file(lock_file_name), ec, last_error_detail(), true);
+        if (ec) return;
+        if (plock_ && !plock_->lock(false, std::chrono::steady_clock::now() + opts_.deadline)) {
+            ec = errc::deadline_exceeded;
+            last_error_detail() = "timed out waiting for the store lock";
+            return;
+        }
+        reload(ec);
+        if (plock_) plock_->unlock();
     }
 
     void close_fd() {
@@ -411,7 +489,7 @@ private:
     bool write_snapshot(std::uint8_t clock, const detail::store_state& st, const detail::store_history& h,
                         store_revision history_from, std::error_code& ec) {
         auto tmp = file(log_file_name) + ".tmp";
-        auto payload = detail::dir_snapshot_payload(clock, st, h, history_from);
+        auto payload = detail::dir_snapshot_payload(clock, identity_, st, h, history_from);
         if (payload.size() > detail::dir_max_frame) {
             ec = errc::value_too_large;
             last_error_detail() = "the store's state exceeds the 1 GiB snapshot limit; not compacted";
@@ -453,7 +531,7 @@ private:
     /// Reads the whole log afresh (first open, or after another process compacted it).
     void reload(std::error_code& ec) {
         auto path = file(log_file_name);
-        int fd = io_->open(path.c_str(), O_RDWR, 0);
+        int fd = io_->open(path.c_str(), opts_.read_only ? O_RDONLY : O_RDWR, 0);
         if (fd < 0) return fail_errno(ec, "open " + path, errno);
         struct ::stat st {};
         if (io_->fstat(fd, &st) != 0) {
@@ -486,6 +564,7 @@ private:
             log_dev_ = st.st_dev;
             log_ino_ = st.st_ino;
             clock_ = static_cast<lease_clock>(snap.clock);
+            identity_ = std::move(snap.identity);
             state_ = std::move(snap.state);
             history_ = std::move(snap.history);
             pos_ = size;
@@ -494,13 +573,28 @@ private:
         consume(std::string_view(buf).substr(size), ec);
     }
 
-    /// Applies complete, valid frames from `tail` (the bytes at pos_). Stops at a torn tail.
+    /// Applies complete, valid frames from `tail` (the bytes at pos_). Stops at a torn tail: a
+    /// bad or short frame with no valid frame after it. A bad frame followed by a valid one is
+    /// damaged acknowledged data: errc::corrupt_data, and nothing is cut (every later
+    /// operation of every process refuses the same way until the log is restored).
     void consume(std::string_view tail, std::error_code& ec) {
         std::lock_guard lk(mu_);
+        torn_ = 0;
         while (!tail.empty()) {
             std::string_view payload;
             std::size_t size = 0;
-            if (detail::dir_parse_frame(tail, payload, size) != detail::dir_frame_status::ok) return;
+            if (detail::dir_parse_frame(tail, payload, size) != detail::dir_frame_status::ok) {
+                auto later = detail::dir_find_valid_frame(tail);
+                if (later != std::string_view::npos) {
+                    ec = errc::corrupt_data;
+                    last_error_detail() = file(log_file_name) + ": damaged frame at offset " + std::to_string(pos_) +
+                                          " followed by a valid frame at offset " + std::to_string(pos_ + later) +
+                                          "; acknowledged data is damaged, nothing was changed";
+                    return;
+                }
+                torn_ = tail.size();
+                return;
+            }
             std::vector<detail::dir_entry> entries;
             if (!detail::dir_decode_entries(payload, entries, ec)) {
                 last_error_detail() = file(log_file_name) + ": undecodable frame at offset " + std::to_string(pos_);
@@ -548,6 +642,8 @@ private:
                 fail_errno(ec, "truncate the torn tail of " + path, errno);
                 return false;
             }
+            std::lock_guard lk(mu_);
+            torn_ = 0;
         }
         if (!detail::pwrite_all(*io_, log_fd_, frame.data(), frame.size(), static_cast<off_t>(pos_))) {
             int e = errno;
@@ -617,21 +713,45 @@ private:
 
     template <class F> bool locked(bool exclusive, std::error_code& ec, F&& f) {
         auto until = std::chrono::steady_clock::now() + deadline();
-        if (!plock_->lock(exclusive, until)) {
+        std::unique_lock<std::mutex> solo; // without a lock file, this object's threads still take turns
+        if (!plock_) solo = std::unique_lock(solo_mu_);
+        if (plock_ && !plock_->lock(exclusive, until)) {
             ec = errc::deadline_exceeded;
             last_error_detail() = "timed out waiting for the lock of " + dir_.string();
             return false;
         }
         catch_up(ec);
         if (!ec) f();
-        plock_->unlock();
+        if (plock_) plock_->unlock();
         return !ec;
     }
 
-    /// A read under the shared lock. If a lease has expired, it is reaped first (that needs
-    /// the exclusive lock), so a read never shows keys of an expired lease.
+    /// A read under the shared lock; `f` gets the state to answer from. If a lease has
+    /// expired, it is reaped first (that needs the exclusive lock), so a read never shows keys
+    /// of an expired lease. A read-only object cannot reap (a write): it answers from a copy
+    /// without those keys, as the next writer's reap will leave them.
     template <class F> void read_op(std::error_code& ec, F&& f) {
         last_error_detail().clear();
+        if (opts_.read_only) {
+            locked(false, ec, [&] {
+                std::lock_guard lk(mu_);
+                const auto* l = state_.earliest_lease();
+                if (!l || l->expiry_ms > now_ms()) return f(std::as_const(state_));
+                auto view = state_;
+                auto now = now_ms();
+                for (auto it = view.leases.begin(); it != view.leases.end();) {
+                    if (it->second.expiry_ms > now) {
+                        ++it;
+                        continue;
+                    }
+                    for (const auto& k : it->second.keys)
+                        view.kvs.erase(k);
+                    it = view.leases.erase(it);
+                }
+                f(std::as_const(view));
+            });
+            return;
+        }
         for (int attempt = 0; attempt < 3; ++attempt) {
             bool expired = needs_reap();
             if (!expired) {
@@ -639,7 +759,7 @@ private:
                     expired = needs_reap(); // noticed while catching up
                     if (expired) return;
                     std::lock_guard lk(mu_);
-                    f();
+                    f(std::as_const(state_));
                 });
                 if (ec || !expired) return;
             }
@@ -648,12 +768,17 @@ private:
         }
         locked(false, ec, [&] {
             std::lock_guard lk(mu_);
-            f();
+            f(std::as_const(state_));
         });
     }
 
     template <class F> void write_op(std::error_code& ec, F&& f) {
         last_error_detail().clear();
+        if (opts_.read_only) {
+            ec = errc::read_only;
+            last_error_detail() = dir_.string() + " was opened read-only";
+            return;
+        }
         locked(true, ec, [&] {
             reap(ec);
             if (!ec) f();
@@ -694,7 +819,7 @@ private:
                 wake_ = false;
             }
             std::error_code ec;
-            if (needs_reap()) {
+            if (!opts_.read_only && needs_reap()) {
                 write_op(ec, [] {});
             } else if (log_changed()) {
                 locked(false, ec, [] {});
@@ -712,7 +837,8 @@ private:
     std::filesystem::path dir_;
     directory_store_options opts_;
     std::shared_ptr<detail::file_io> io_;
-    std::shared_ptr<detail::dir_process_lock> plock_;
+    std::shared_ptr<detail::dir_process_lock> plock_; // null: read-only without a lock file
+    std::mutex solo_mu_;                              // serializes catch-up when plock_ is null
 
     mutable std::mutex mu_; // everything below
     std::condition_variable cv_;
@@ -722,6 +848,8 @@ private:
     std::uint64_t pos_ = 0; // end of the valid frames read so far
     std::size_t frames_since_snapshot_ = 0;
     lease_clock clock_ = lease_clock::realtime;
+    std::string identity_;
+    std::uint64_t torn_ = 0; // bytes of a torn tail after pos_, as last seen
     detail::store_state state_;
     detail::store_history history_;
     std::shared_ptr<detail::store_watchers> watchers_ = std::make_shared<detail::store_watchers>();

@@ -651,6 +651,28 @@ public:
         return s;
     }
 
+    /// The key that holds the store's identity.
+    static constexpr const char* identity_key = "quorumreg/identity";
+
+    /// The store's identity (a random id in identity_key). etcd has no "create the store"
+    /// step of its own, so the first client that asks creates it (create-if-absent: concurrent
+    /// first clients agree); a wiped or replaced cluster gets a new one.
+    std::string identity(std::error_code& ec) override {
+        auto kv = get(identity_key, ec);
+        if (ec) return {};
+        if (kv) return kv->value;
+        create(identity_key, detail::random_store_identity(), 0, ec);
+        if (ec && ec != errc::compare_failed) return {}; // compare_failed: another client was first
+        kv = get(identity_key, ec);
+        if (ec) return {};
+        if (!kv) {
+            ec = errc::not_found;
+            return {};
+        }
+        return kv->value;
+    }
+    using quorum_store::identity;
+
     /// Deadline of each later operation (all retries and chunks included); at least 1 ms.
     void set_deadline(std::chrono::milliseconds d) override {
         core_->deadline_ms = std::max<std::int64_t>(d.count(), 1);

@@ -76,6 +76,14 @@ public:
 
     std::string describe() const override { return "mem:" + opts_.name; }
 
+    /// A random id per object (every memory_store is a store of its own). Not subject to
+    /// fault injection: it is fixed at construction, nothing is fetched.
+    std::string identity(std::error_code& ec) override {
+        ec.clear();
+        return identity_;
+    }
+    using quorum_store::identity;
+
     std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
         if (!enter(false, key, false, ec)) return std::nullopt;
         std::lock_guard lk(mu_);
@@ -432,6 +440,7 @@ private:
     }
 
     memory_store_options opts_;
+    std::string identity_ = detail::random_store_identity();
     mutable std::mutex mu_; // state_, history_
     std::condition_variable cv_;
     detail::store_state state_;
