@@ -63,6 +63,10 @@ inline const std::vector<std::string>& scenarios(engine e) {
 }
 /// Variants where the engine creates its own directory (the parent is never synced by it).
 inline std::string fresh_dir_scenario(engine e) { return e == engine::hive ? "hive-fresh-dir" : "dir-fresh-dir"; }
+/// Variants where, in each round, the first directory fsync after the open fails with EIO
+/// (the power staying on) before the cut: a failure the engine must not absorb and go on
+/// acknowledging as if the renames it made were durable.
+inline std::string dirsync_eio_scenario(engine e) { return e == engine::hive ? "hive-dirsync-eio" : "dir-dirsync-eio"; }
 
 inline std::string pick_scenario(engine e, std::uint64_t seed) {
     const auto& s = scenarios(e);
@@ -274,6 +278,7 @@ struct hive_model {
     std::vector<std::uint32_t> acked;    // per writer: transactions known present
     std::vector<std::uint32_t> inflight; // per writer: 0 or 1 attempted, outcome unknown
     pad_lengths pads;
+    std::atomic<std::uint64_t> max_rev{0}; // highest revision a commit acknowledged
 };
 
 /// Checks the open hive against the model; adopts what it found. False: stop the case.
@@ -324,6 +329,11 @@ inline bool hive_verify(case_ctx& c, qr::hive& h, hive_model& m) {
         total += cnt;
     }
     auto rev = h.revision();
+    if (rev < m.max_rev) {
+        c.fail("lost", "revision behind the highest acknowledged one",
+               std::to_string(rev) + " < " + std::to_string(m.max_rev.load()));
+        return false;
+    }
     if (rev != total) {
         c.fail("corrupt", "revision is not the number of transactions present (a gap in commit order)",
                "revision " + std::to_string(rev) + ", transactions " + std::to_string(total));
@@ -362,11 +372,14 @@ inline void corrupt_newest_snapshot(const fs::path& dir) {
 inline void run_hive_case(case_ctx& c, int phases) {
     const bool fresh = c.scenario == "hive-fresh-dir";
     const int writers = c.scenario == "hive-8w" ? 8 : 1;
-    const bool small = c.scenario == "hive-compact" || c.scenario == "hive-fallback";
+    const bool dirsync_eio = c.scenario == "hive-dirsync-eio";
+    const bool small = c.scenario == "hive-compact" || c.scenario == "hive-fallback" || dirsync_eio;
     const bool aim = c.scenario == "hive-torn-header";
     const fs::path dir = c.root / "h";
     if (!fresh) fs::create_directories(dir); // made and synced before the run, as an installer would
-    hive_model m{std::vector<std::uint32_t>(writers, 0), std::vector<std::uint32_t>(writers, 0), {}};
+    hive_model m;
+    m.acked.assign(static_cast<std::size_t>(writers), 0);
+    m.inflight.assign(static_cast<std::size_t>(writers), 0);
     bool created = false; // an open that created the hive returned
     for (c.phase = 0; c.phase <= phases && !c.failed; ++c.phase) {
         const bool last = c.phase == phases;
@@ -392,6 +405,7 @@ inline void run_hive_case(case_ctx& c, int phases) {
         }
         if (h && !hive_verify(c, *h, m)) return;
         if (last) return;
+        if (dirsync_eio) disk.fail_directory_syncs(1);
         if (h) {
             if (writers == 1) {
                 std::uint64_t overhead = 60; // record bytes besides the pad, learnt as we go
@@ -410,7 +424,8 @@ inline void run_hive_case(case_ctx& c, int phases) {
                     }
                     bool attempted = !disk.was_cut();
                     try {
-                        h->commit(hive_txn(c.seed, 0, n, m.pads));
+                        auto r = h->commit(hive_txn(c.seed, 0, n, m.pads));
+                        m.max_rev = std::max<std::uint64_t>(m.max_rev, r);
                         if (aim && end) {
                             auto now = journal_end(dir);
                             if (now > end + pad && now - end - pad < 400) overhead = now - end - pad;
@@ -419,7 +434,8 @@ inline void run_hive_case(case_ctx& c, int phases) {
                         ++c.t.acked;
                     } catch (const qr::error& e) {
                         if (attempted) m.inflight[0] = 1;
-                        if (!disk.was_cut())
+                        // With an injected EIO the hive may refuse further commits: not a failure.
+                        if (!disk.was_cut() && !dirsync_eio)
                             c.fail("corrupt", std::string("commit failed with no cut: ") + e.what(), "");
                         break;
                     }
@@ -427,8 +443,8 @@ inline void run_hive_case(case_ctx& c, int phases) {
                         try {
                             h->compact();
                         } catch (const qr::error&) {
-                            if (!disk.was_cut()) c.fail("corrupt", "compact failed with no cut", "");
-                            break;
+                            if (!disk.was_cut() && !dirsync_eio) c.fail("corrupt", "compact failed with no cut", "");
+                            if (!dirsync_eio) break;
                         }
                     }
                 }
@@ -442,13 +458,15 @@ inline void run_hive_case(case_ctx& c, int phases) {
                             auto n = m.acked[w] + 1;
                             bool attempted = !disk.was_cut();
                             std::error_code ec;
-                            h->commit(hive_txn(c.seed, w, n, m.pads), ec);
+                            auto r = h->commit(hive_txn(c.seed, w, n, m.pads), ec);
                             if (ec) {
                                 if (attempted) m.inflight[w] = 1;
                                 if (!disk.was_cut()) unexpected = true;
                                 return;
                             }
                             m.acked[w] = n;
+                            for (auto prev = m.max_rev.load(); prev < r && !m.max_rev.compare_exchange_weak(prev, r);) {
+                            }
                             ++acked;
                         }
                     });
@@ -565,8 +583,11 @@ inline std::string ddiff(const dmodel& want, const dstate& got, bool* missing) {
             *missing = true;
         }
     if (!(extra.empty() || (want.extra_long_lease && extra.size() == 1 && *extra.begin() > want.max_id)))
-        for (auto id : extra)
-            o << " lease " << id << "(resurrected or extra)";
+        for (auto id : extra) {
+            // A known id that is not live was revoked (or expired) with an acknowledgement.
+            o << " lease " << id << (id <= want.max_id ? "(resurrected after an acknowledged revoke)" : "(extra)");
+            if (id <= want.max_id) *missing = true;
+        }
     return o.str();
 }
 
@@ -645,7 +666,8 @@ inline int dir_verify(case_ctx& c, qr::directory_store& s, dir_case_state& st, p
         std::string in =
             st.ops.empty() || st.ops.back().acked ? "none" : std::to_string(static_cast<int>(st.ops.back().kind));
         c.fail(missing && (!with_inflight || m2) ? "lost" : "corrupt",
-               missing ? "acknowledged keys or leases missing" : "state is not a prefix of the committed operations",
+               missing ? "acknowledged changes undone (keys or leases missing, or a revoked lease back)"
+                       : "state is not a prefix of the committed operations",
                "against acknowledged:" + d1 + "; with the in-flight op (kind " + in + "):" + d2);
         return 0;
     }
@@ -686,7 +708,9 @@ inline void run_dir_case(case_ctx& c, int phases) {
         o.create = !st.created;
         o.poll_interval = 3600s; // the poller runs only when woken: calls stay in the test's order
         o.deadline = 10s;
-        o.keep_revisions = c.scenario == "dir-compact" ? 2 : c.scenario == "dir-lease" ? 4 : 10000;
+        o.keep_revisions = c.scenario == "dir-compact" || c.scenario == "dir-dirsync-eio" ? 2
+                           : c.scenario == "dir-lease"                                    ? 4
+                                                                                          : 10000;
         std::unique_ptr<qr::directory_store> s;
         try {
             s = std::make_unique<qr::directory_store>(dir, o);
@@ -703,6 +727,7 @@ inline void run_dir_case(case_ctx& c, int phases) {
             if (v < 0) s.reset();
         }
         if (last) return;
+        if (c.scenario == "dir-dirsync-eio") disk->fail_directory_syncs(1);
         std::discrete_distribution<int> pick(w.begin(), w.end());
         for (std::uint64_t i = 0; s && i < nops && !disk->was_cut(); ++i) {
             auto model = st.base;
@@ -825,7 +850,8 @@ inline void run_dir_case(case_ctx& c, int phases) {
             }
             }
             if (ec) {
-                if (disk->was_cut()) {
+                // With an injected EIO the store may report it (in flight) instead of a cut.
+                if (disk->was_cut() || c.scenario == "dir-dirsync-eio") {
                     op.acked = false;
                     st.ops.push_back(op); // in flight: may or may not have reached the disk
                     break;

@@ -5,11 +5,10 @@
 //
 // CUTS per engine (default 100000, or $QUORUMREG_SOAK_ROUNDS); cases use seeds S, S+1, ...
 // (default S: random, printed first); each seed picks a scenario unless --scenario names one
-// (hive-1w, hive-8w, hive-compact, hive-fallback, hive-torn-header, hive-fresh-dir, dir-cas, dir-lease,
-// dir-compact, dir-fresh-dir). `soak_powerloss 1 --engine E --scenario N --seed S --verbose`
-// replays one case and prints every cut and the crash state chosen. Ends with one line
-// `cuts=N acked=A lost=L corrupt=C refused=R` (the sum over engines) and exits non-zero unless
-// L == C == R == 0.
+// (hive-1w, hive-8w, hive-compact, hive-fallback, hive-torn-header, hive-fresh-dir, hive-dirsync-eio,
+// dir-cas, dir-lease, dir-compact, dir-fresh-dir, dir-dirsync-eio). `soak_powerloss 1 --engine E --scenario N --seed S
+// --verbose` replays one case and prints every cut and the crash state chosen. Ends with one line `cuts=N acked=A
+// lost=L corrupt=C refused=R` (the sum over engines) and exits non-zero unless L == C == R == 0.
 #include "powerloss_scenarios.hpp"
 
 #include <cstdlib>
@@ -59,6 +58,7 @@ int main(int argc, char** argv) {
         engines = {hive ? engine::hive : engine::dir};
         auto known = scenarios(engines[0]);
         known.push_back(fresh_dir_scenario(engines[0]));
+        known.push_back(dirsync_eio_scenario(engines[0]));
         if (std::find(known.begin(), known.end(), scenario) == known.end()) {
             std::cerr << "unknown scenario " << scenario << "\n";
             return 2;

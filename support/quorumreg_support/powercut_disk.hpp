@@ -78,6 +78,12 @@ public:
         std::lock_guard g(mu_);
         ignore_syncs_ = on;
     }
+    /// The next `n` fsyncs of a directory fail with EIO and sync nothing, the power staying
+    /// on: a transient error the caller may absorb, followed by a later cut.
+    void fail_directory_syncs(int n) {
+        std::lock_guard g(mu_);
+        fail_dir_syncs_ = n;
+    }
     /// Cuts the power now.
     void cut() {
         std::lock_guard g(mu_);
@@ -358,6 +364,12 @@ private:
         if (!count(what, path_of_fd(fd))) return eio();
         auto* n = node_of(fd);
         if (!n || ignore_syncs_) return after(0);
+        if (n->dir && fail_dir_syncs_ > 0) {
+            --fail_dir_syncs_;
+            log_ << "fsync of directory " << n->path << " failed (injected EIO)\n";
+            errno = EIO;
+            return after(-1);
+        }
         if (n->dir) {
             n->durable_entries = n->entries;
             n->dpending.clear();
@@ -577,6 +589,7 @@ private:
     std::string cut_after_; // set while the armed call runs to completion
     std::ostringstream log_;
     bool ignore_syncs_ = false;
+    int fail_dir_syncs_ = 0;
 };
 
 } // namespace quorumreg_support
