@@ -113,9 +113,9 @@ struct directory_store_options {
     /// machine (then one kernel's caches and locks serve them all); two machines or two
     /// mounts lose acknowledged writes. See docs/stores.md, "Supported file systems".
     bool unsafe_single_client_fs = false;
-    detail::store_limits limits{};       ///< key and value size limits
-    std::shared_ptr<detail::file_io> io; ///< I/O seam for fault injection (null: POSIX)
-};
+    detail::store_limits limits{};         ///< key and value size limits
+    std::shared_ptr<detail::file_io> io{}; ///< I/O seam for fault injection (null: POSIX)
+}; // every member has an initializer: {.create = true} is clean under -Wmissing-field-initializers
 
 /// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
 /// any number of processes may open the same directory.
