@@ -257,6 +257,16 @@ private:
                 ec = detail::io_failure(errno, "create directory", dir_.string(), &why);
                 return;
             }
+            // The new entry lives in the parent directory: sync it, or a power cut can undo
+            // the hive's directory together with every commit acknowledged inside it.
+            auto parent = dir_.parent_path();
+            int pfd = io().open(parent.c_str(), O_RDONLY | O_DIRECTORY, 0);
+            if (pfd < 0 || io().fsync(pfd) != 0) {
+                ec = detail::io_failure(errno, "fsync directory", parent.string(), &why);
+                if (pfd >= 0) io().close(pfd);
+                return;
+            }
+            io().close(pfd);
             if (io().stat(dir_.c_str(), &st) != 0) {
                 ec = detail::io_failure(errno, "stat", dir_.string(), &why);
                 return;
@@ -921,7 +931,7 @@ private:
             return ec;
         }
         ++gen_;
-        journal_.swap(next); // the old journal closes with `next`
+        journal_.swap(next);                                       // the old journal closes with `next`
         meta_.generation().store(gen_, std::memory_order_release); // before the new end: see read_frames
         meta_.synced_frames().store(0, std::memory_order_release);
         publish_end(true);
