@@ -324,6 +324,33 @@ TEST_SUITE("cli") {
         CHECK(files() != before);
     }
 
+    TEST_CASE("cli: a byte flipped mid-log makes every command fail as corrupt and the log is unchanged") {
+        qr_test::temp_dir dir("cli");
+        auto path = dir.path() / "quorum";
+        auto store = "dir:" + path.string();
+        auto h = (dir.path() / "node1").string();
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
+                0);
+        for (const char* res : {"SQL", "Web", "Mail"})
+            REQUIRE(qreg(dir.path(), {"checkpoint", "add", res, "Software/SQL", "--store", store, "--hive", h}).rc ==
+                    0);
+        auto log = path / "quorumreg.log";
+        auto bytes = slurp(log);
+        REQUIRE(bytes.size() > 200);
+        bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x20);
+        write_file(log, bytes);
+        for (std::vector<std::string> cmd : {std::vector<std::string>{"resource", "status", "SQL"},
+                                             {"checkpoint", "list"},
+                                             {"checkpoint", "restore", "SQL", "Software/SQL", "1"}}) {
+            cmd.insert(cmd.end(), {"--store", store});
+            auto r = qreg(dir.path(), cmd);
+            CHECK_MESSAGE(r.rc == 1, cmd[0] << " " << cmd[1] << ": " << r.err);
+            CHECK_MESSAGE(has(r.err, "offset"), r.err);
+            CHECK(slurp(log) == bytes);
+        }
+    }
+
     TEST_CASE("cli: resource types: add, list, verify per node, remove") {
         qr_test::temp_dir dir("cli");
         auto store = "dir:" + (dir.path() / "quorum").string();

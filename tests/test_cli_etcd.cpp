@@ -19,10 +19,18 @@ TEST_SUITE("cli_etcd") {
             store += (store.size() > 5 ? "," : "") + u;
         auto h = (dir.path() / "node1").string();
 
+        // store init gives the cluster its identity (key quorumreg/identity); only once.
+        auto r = qreg(dir.path(), {"store", "init", "--store", store});
+        CHECK_MESSAGE(r.rc == 0, r.err);
+        CHECK(qreg(dir.path(), {"store", "init", "--store", store}).rc == 6);
+        auto id = qreg(dir.path(), {"store", "identity", "--store", store});
+        CHECK(id.out.size() == 33);
+        CHECK(has(r.out, id.out.substr(0, 32)));
+
         REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
                 0);
-        auto r = qreg(dir.path(),
-                      {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h, "--node", "node1"});
+        r = qreg(dir.path(),
+                 {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h, "--node", "node1"});
         CHECK_MESSAGE(r.rc == 0, r.err);
         r = qreg(dir.path(), {"resource", "list", "--store", store, "--json"});
         CHECK(r.rc == 0);
