@@ -386,6 +386,7 @@ inline void run_hive_case(case_ctx& c, int phases) {
         if (c.scenario == "hive-fallback" && c.phase > 0 && c.chance(0.5)) corrupt_newest_snapshot(dir);
         powercut_disk disk(c.root, c.disk_seed());
         disk.ignore_syncs(c.lying_disk);
+        if (writers > 1) disk.sync_delay(200us); // a flush takes time: batches of several records form
         std::uint64_t txns = c.uniform(1, writers == 1 ? 24 : 6);
         if (!last) disk.arm(c.cut_point(14 + txns * writers * 2 + (small ? txns * 8 : 0)));
         qr::hive_options o;

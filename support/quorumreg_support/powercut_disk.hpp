@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -84,6 +85,9 @@ public:
         std::lock_guard g(mu_);
         fail_dir_syncs_ = n;
     }
+    /// Makes every file sync take about `d` (no disk lock held meanwhile), as a real flush
+    /// does, so that concurrent committers queue up behind it (group-commit batches form).
+    void sync_delay(std::chrono::microseconds d) { sync_delay_us_ = d.count(); }
     /// Cuts the power now.
     void cut() {
         std::lock_guard g(mu_);
@@ -360,6 +364,7 @@ private:
     }
 
     int sync(const char* what, int fd) {
+        if (auto d = sync_delay_us_.load()) std::this_thread::sleep_for(std::chrono::microseconds(d));
         std::lock_guard g(mu_);
         if (!count(what, path_of_fd(fd))) return eio();
         auto* n = node_of(fd);
@@ -582,6 +587,7 @@ private:
     std::map<int, std::uint64_t> fds_;
     std::mt19937_64 rng_;
     std::atomic<bool> frozen_{false};
+    std::atomic<std::int64_t> sync_delay_us_{0};
     std::uint64_t cut_at_ = 0;
     std::uint64_t counted_ = 0;
     std::optional<std::thread::id> only_;
