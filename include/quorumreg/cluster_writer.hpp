@@ -13,16 +13,39 @@
 // - While detached (the replication service is not online), put()/erase() append to a
 //   pre-init journal in the local hive: durable before the call returns, ordered by a
 //   sequence number. Each entry records the store revision of the key this node last saw
-//   (its base), or 0 if it never saw the key.
+//   (its base), or 0 if the key must not exist (never seen, or last seen erased).
 // - attach(store) replays the journal in order. Each entry is a transaction conditional on
-//   the key still being at its base revision: applied if nobody changed it meanwhile, else
-//   it is a conflict — the store keeps the other writer's value, the local value is kept as a
-//   conflict record in the hive (listed by conflicts()), and observers are told. Nothing is
-//   silently overwritten or dropped. An unreachable store stops the replay (the rest stays
-//   journaled) and attach reports the error, so the replication service fails to start.
+//   the key still being at its base: applied if nobody changed it meanwhile, else it is a
+//   conflict — the store keeps the other writer's value, the local value is kept as a
+//   conflict record in the hive (listed by conflicts()), and observers are told. A later entry
+//   for the same key continues from where the replay of the earlier one left it (after an
+//   erase: "must not exist"); once a key conflicted, the entries journaled before the conflict
+//   was found conflict too. Nothing is silently overwritten or dropped. An unreachable store
+//   stops the replay (the rest stays journaled) and attach reports the error, so the
+//   replication service fails to start.
+// - Replay exactly once: each entry's store transaction also creates a marker
+//   `<applied_prefix><journal id>/<sequence>` and requires it to be absent; the hive then notes
+//   the entry done (journal entry deleted, the key's replay state recorded) in one hive
+//   transaction. A replay cut between the two (store unreachable, unknown outcome, crash) finds
+//   the marker on the next attach(): the entry counts as applied, never as a conflict with
+//   itself, and is never applied twice. Markers are swept after a complete replay. The
+//   journal id is 128 random bits made when the journal is first written.
 // - While attached, put()/erase() go to the store directly (errors are reported, not queued).
 // - Store keys live under options.prefix; journal, conflicts and base revisions under
 //   options.local_key in the hive.
+//
+// Threading
+// - Every member may be called from any thread. One writer serializes put/erase/get/attach/
+//   detach/pending on one mutex: a put() issued while attach() replays waits for the replay
+//   and then goes to the store, so a node's writes keep their order.
+// - on_conflict handlers run on the thread that called attach(), after the replay and
+//   outside the writer's locks (they may call back into the writer).
+// - Writers on one hive with the same local_key (threads, several instances, processes)
+//   share one journal: each journaled write takes its sequence number in an optimistic hive
+//   transaction (the counter's key must be unchanged and the entry absent, else it retries),
+//   so no two writes share a number. Replays of one journal are serialized within a process;
+//   processes sharing a journal must not attach() at the same time (give each its own
+//   local_key).
 #pragma once
 
 #include <quorumreg/detail/key_escape.hpp>
@@ -37,8 +60,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace quorumreg {
@@ -47,6 +72,9 @@ struct cluster_writer_options {
     std::string node = "node";                          ///< recorded in conflict records
     std::string prefix = "quorumreg/cluster/";          ///< store prefix of the cluster-wide keys
     std::string local_key = "QuorumReg\\ClusterWriter"; ///< hive key for journal, bases, conflicts
+    /// Store prefix of the replay markers (outside `prefix`, so listings of the cluster-wide keys
+    /// never show them).
+    std::string applied_prefix = "quorumreg/cluster-applied/";
 };
 
 /// A journaled write that could not be applied because the key changed in the store.
@@ -64,8 +92,24 @@ struct pending_write {
     std::uint64_t sequence = 0;
     std::string key;
     std::optional<std::string> value; ///< nullopt: erase
-    store_revision base = 0;
+    store_revision base = 0;          ///< as journaled; 0: the key must not exist
 };
+
+namespace detail {
+/// One replay mutex per (hive object, local_key) in this process: two writers sharing a
+/// journal never replay it at the same time.
+inline std::shared_ptr<std::mutex> journal_replay_mutex(const void* hive, const std::string& local_key) {
+    static std::mutex mu;
+    static std::map<std::pair<const void*, std::string>, std::weak_ptr<std::mutex>> all;
+    std::lock_guard lk(mu);
+    for (auto it = all.begin(); it != all.end();)
+        it = it->second.expired() ? all.erase(it) : std::next(it);
+    auto& slot = all[{hive, local_key}];
+    auto m = slot.lock();
+    if (!m) slot = m = std::make_shared<std::mutex>();
+    return m;
+}
+} // namespace detail
 
 template <class Hive = hive> class basic_cluster_writer {
 public:
@@ -73,7 +117,8 @@ public:
 
     /// `local` must outlive the writer.
     explicit basic_cluster_writer(Hive& local, cluster_writer_options opts = {})
-        : hive_(local), opts_(std::move(opts)), observers_(std::make_shared<hub>()) {}
+        : hive_(local), opts_(std::move(opts)), observers_(std::make_shared<hub>()),
+          replay_mu_(detail::journal_replay_mutex(&local, opts_.local_key)) {}
 
     basic_cluster_writer(const basic_cluster_writer&) = delete;
     basic_cluster_writer& operator=(const basic_cluster_writer&) = delete;
@@ -120,13 +165,16 @@ public:
         std::vector<write_conflict> found;
         {
             std::lock_guard lk(mu_);
+            std::lock_guard replay(*replay_mu_);
             auto entries = pending_locked(ec);
             if (ec) return;
-            std::map<std::string, std::optional<store_revision>> line; // per key: where our last replay left it
+            if (!entries.empty()) ensure_journal_id(ec); // a journal written before ids existed
+            if (ec) return;
             for (auto& p : entries) {
-                replay_one(store, p, line, found, ec);
+                replay_one(store, p, found, ec);
                 if (ec) break; // the rest stays journaled, in order
             }
+            if (!ec && !entries.empty()) sweep_markers(store);
             if (!ec) store_ = &store;
         }
         for (auto& c : found)
@@ -183,6 +231,18 @@ public:
 private:
     using hub = detail::watch_hub<write_conflict, int>;
 
+    /// Where the replay of a key stands, kept in the hive (Bases\<key>) so that a replay cut
+    /// half way resumes exactly where it stopped.
+    struct key_line {
+        store_revision revision = 0; ///< the base for the key's next write; 0: must not exist
+        std::uint64_t through = 0;   ///< journal entry whose replay set this (0: a direct write)
+        std::uint64_t horizon = 0;   ///< if that replay conflicted: entries below this conflict too
+    };
+
+    /// Retries of an optimistic hive transaction that lost to another writer (each loss means
+    /// another writer made progress, so this bound is never reached in practice).
+    static constexpr int max_attempts = 10000;
+
     static std::string seq_name(std::uint64_t s) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(s));
@@ -192,8 +252,30 @@ private:
         auto& b = v.as_binary();
         return std::string(b.begin(), b.end());
     }
+    static std::string random_id() {
+        std::random_device rd;
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string out;
+        for (int i = 0; i < 4; ++i) {
+            auto w = static_cast<std::uint32_t>(rd());
+            for (int j = 0; j < 8; ++j)
+                out.push_back(hex[(w >> (4 * j)) & 0xF]);
+        }
+        return out;
+    }
     std::string str(const std::string& k, const char* name) { return hive_.get_value(k, name).as_string(); }
     std::string base_key(std::string_view key) const { return opts_.local_key + "\\Bases\\" + detail::key_escape(key); }
+    std::string entry_key(std::uint64_t seq) const { return opts_.local_key + "\\Journal\\" + seq_name(seq); }
+    std::uint64_t qword_or(const std::string& k, const char* name, std::uint64_t dflt) {
+        auto v = hive_.find_value(k, name);
+        return v ? v->as_qword() : dflt;
+    }
+    /// Last-write revision of a hive key; 0 if absent (require_revision's "must not exist").
+    std::uint64_t key_revision(const std::string& k) {
+        std::error_code ec;
+        auto info = hive_.info(k, ec);
+        return ec ? 0 : info.revision;
+    }
 
     template <class F> void run(const char* op, std::string_view key, F&& f) {
         std::error_code ec;
@@ -212,25 +294,45 @@ private:
         if (store_) {
             auto full = opts_.prefix + std::string(key);
             auto rev = v ? store_->put(full, *v, 0, ec) : store_->erase(full, ec);
-            if (!ec) remember_base(key, rev);
+            if (!ec) remember_base(key, v ? rev : 0); // after an erase the key must not exist
             return;
         }
-        // Durable pre-init journal: entry and counter in one hive transaction.
-        auto counter = hive_.find_value(opts_.local_key, "next");
-        std::uint64_t seq = counter ? counter->as_qword() : 1;
-        auto entry = opts_.local_key + "\\Journal\\" + seq_name(seq);
-        auto base = hive_.find_value(base_key(key), "revision");
-        transaction txn;
-        txn.set_value(opts_.local_key, "next", value::qword(seq + 1))
-            .set_value(entry, "key", value::string(std::string(key)))
-            .set_value(entry, "base", value::qword(base ? base->as_qword() : 0));
-        if (v) txn.set_value(entry, "value", value::binary(*v));
-        hive_.commit(txn, ec);
+        // Durable pre-init journal: entry and counter in one hive transaction, which holds only
+        // if no other writer on this journal took a number meanwhile (else: read again, retry).
+        const auto& root = opts_.local_key;
+        for (int attempt = 0; attempt < max_attempts; ++attempt) {
+            auto root_rev = key_revision(root);
+            std::uint64_t seq = qword_or(root, "next", 1);
+            auto entry = entry_key(seq);
+            transaction txn;
+            txn.require_revision(root, root_rev).require_revision(entry, 0);
+            if (!hive_.find_value(root, "journal_id")) txn.set_value(root, "journal_id", value::string(random_id()));
+            txn.set_value(root, "next", value::qword(seq + 1))
+                .set_value(entry, "key", value::string(std::string(key)))
+                .set_value(entry, "base", value::qword(qword_or(base_key(key), "revision", 0)));
+            if (v) txn.set_value(entry, "value", value::binary(*v));
+            hive_.commit(txn, ec);
+            if (ec != errc::revision_mismatch) return;
+        }
     }
 
     void remember_base(std::string_view key, store_revision rev) {
         std::error_code ec;
-        hive_.set_value(base_key(key), "revision", value::qword(static_cast<std::uint64_t>(rev)), ec);
+        hive_.commit(line_ops(transaction{}, key, {rev, 0, 0}), ec);
+    }
+
+    transaction line_ops(transaction txn, std::string_view key, const key_line& l) const {
+        auto k = base_key(key);
+        txn.set_value(k, "revision", value::qword(static_cast<std::uint64_t>(l.revision)))
+            .set_value(k, "through", value::qword(l.through))
+            .set_value(k, "horizon", value::qword(l.horizon));
+        return txn;
+    }
+
+    key_line line_of(std::string_view key) {
+        auto k = base_key(key);
+        return {static_cast<store_revision>(qword_or(k, "revision", 0)), qword_or(k, "through", 0),
+                qword_or(k, "horizon", 0)};
     }
 
     std::vector<pending_write> pending_locked(std::error_code& ec) {
@@ -253,63 +355,116 @@ private:
         return out;
     }
 
-    /// Replays one entry. A later local write to the same key continues from where the
-    /// previous replay of that key left it (`line`); once a key conflicted, its later local
-    /// writes conflict too (they were made without knowing the other writer's value).
-    void replay_one(quorum_store& store, const pending_write& p,
-                    std::map<std::string, std::optional<store_revision>>& line, std::vector<write_conflict>& found,
+    /// The journal's id, made once: markers of different journals (nodes) must never meet.
+    void ensure_journal_id(std::error_code& ec) {
+        const auto& root = opts_.local_key;
+        for (int attempt = 0; attempt < max_attempts; ++attempt) {
+            if (hive_.find_value(root, "journal_id")) return;
+            transaction txn;
+            txn.require_revision(root, key_revision(root)).set_value(root, "journal_id", value::string(random_id()));
+            hive_.commit(txn, ec);
+            if (ec != errc::revision_mismatch) return;
+        }
+    }
+
+    std::string markers_prefix() {
+        auto id = hive_.find_value(opts_.local_key, "journal_id");
+        return opts_.applied_prefix + (id ? id->as_string() : std::string("-")) + "/";
+    }
+
+    /// Replays one entry: its store write (with its marker) if its base still holds, else a
+    /// conflict; then notes it done in the hive. Safe to repeat after any interruption.
+    void replay_one(quorum_store& store, const pending_write& p, std::vector<write_conflict>& found,
                     std::error_code& ec) {
         auto full = opts_.prefix + p.key;
-        store_revision base = p.base;
-        auto it = line.find(p.key);
-        if (it != line.end()) base = it->second.value_or(-1);
-        txn_result res; // base < 0: a forced conflict, nothing is written
-        if (base >= 0) {
+        auto marker = markers_prefix() + seq_name(p.sequence);
+        // The key's line continues from an earlier entry's replay (also one cut short before).
+        auto line = line_of(p.key);
+        bool continues = line.through != 0 && line.through < p.sequence;
+        store_revision base = continues ? line.revision : p.base;
+        bool forced = continues && p.sequence < line.horizon; // journaled before the conflict was found
+        bool applied = false;
+        store_revision applied_rev = 0;
+        if (!forced) {
             store_txn t;
             t.compares.push_back(base ? key_compare::mod_revision_is(full, base) : key_compare::absent(full));
+            t.compares.push_back(key_compare::absent(marker));
             t.on_success.push_back(p.value ? store_op::put(full, *p.value) : store_op::erase(full));
-            res = store.commit(t, ec);
-        }
-        if (ec == errc::unknown_outcome) {
-            // Re-read: applied if the key now holds exactly our write.
-            std::error_code rec;
-            auto kv = store.get(full, rec);
-            if (rec) return;
-            bool applied = p.value ? (kv && kv->value == *p.value) : !kv;
-            if (!applied) return; // stays journaled; attach reports unknown_outcome
-            ec.clear();
-            res.succeeded = true;
-            res.revision = kv ? kv->mod_revision : 0;
-        }
-        if (ec) return;
-        auto entry = opts_.local_key + "\\Journal\\" + seq_name(p.sequence);
-        transaction done;
-        done.delete_key(entry);
-        if (res.succeeded) {
-            line[p.key] = res.revision;
-            done.set_value(base_key(p.key), "revision", value::qword(static_cast<std::uint64_t>(res.revision)));
-        } else {
-            line[p.key] = std::nullopt;
-            auto kv = store.get(full, ec);
+            t.on_success.push_back(store_op::put(marker, p.key));
+            auto res = store.commit(t, ec);
+            if (!ec && res.succeeded) {
+                applied = true;
+                applied_rev = res.revision;
+            } else if (!ec || ec == errc::unknown_outcome) {
+                // Our marker decides: present means this entry was applied (now or before a cut).
+                std::error_code rec;
+                auto m = store.get(marker, rec);
+                if (rec) {
+                    if (!ec) ec = rec;
+                    return; // stays journaled
+                }
+                if (m) {
+                    ec.clear();
+                    applied = true;
+                    applied_rev = m->mod_revision; // same transaction as the key's write
+                } else if (ec) {
+                    return; // not applied (yet): stays journaled; the retry is conditional too
+                }
+            }
             if (ec) return;
-            write_conflict c;
-            c.sequence = p.sequence;
-            c.key = p.key;
-            c.local = p.value;
-            if (kv) c.remote = kv->value;
-            c.remote_revision = kv ? kv->mod_revision : 0;
-            c.node = opts_.node;
-            auto ck = opts_.local_key + "\\Conflicts\\" + seq_name(p.sequence);
-            done.set_value(ck, "key", value::string(p.key))
-                .set_value(ck, "remote_revision", value::qword(static_cast<std::uint64_t>(c.remote_revision)))
-                .set_value(ck, "node", value::string(opts_.node));
-            if (c.local) done.set_value(ck, "local", value::binary(*c.local));
-            if (c.remote) done.set_value(ck, "remote", value::binary(*c.remote));
-            // Later local writes to this key now base on what the store holds.
-            done.set_value(base_key(p.key), "revision", value::qword(static_cast<std::uint64_t>(c.remote_revision)));
-            found.push_back(std::move(c));
         }
-        hive_.commit(done, ec);
+        const auto& root = opts_.local_key;
+        for (int attempt = 0; attempt < max_attempts; ++attempt) {
+            transaction done;
+            std::uint64_t horizon = 0;
+            if (!applied) {
+                // Entries journaled before this conflict was found (below the counter, read under
+                // this revision check) were made without knowing the other writer's value. The
+                // check comes first: the ops below may change the key's revision themselves.
+                done.require_revision(root, key_revision(root));
+                horizon = qword_or(root, "next", p.sequence + 1);
+            }
+            done.delete_key(entry_key(p.sequence)); // fails if already noted
+            std::optional<write_conflict> c;
+            if (applied) {
+                done = line_ops(std::move(done), p.key, {p.value ? applied_rev : 0, p.sequence, 0});
+            } else {
+                auto kv = store.get(full, ec);
+                if (ec) return;
+                c.emplace();
+                c->sequence = p.sequence;
+                c->key = p.key;
+                c->local = p.value;
+                if (kv) c->remote = kv->value;
+                c->remote_revision = kv ? kv->mod_revision : 0;
+                c->node = opts_.node;
+                auto ck = root + "\\Conflicts\\" + seq_name(p.sequence);
+                done.set_value(ck, "key", value::string(p.key))
+                    .set_value(ck, "remote_revision", value::qword(static_cast<std::uint64_t>(c->remote_revision)))
+                    .set_value(ck, "node", value::string(opts_.node));
+                if (c->local) done.set_value(ck, "local", value::binary(*c->local));
+                if (c->remote) done.set_value(ck, "remote", value::binary(*c->remote));
+                // Later writes base on what the store holds.
+                done = line_ops(std::move(done), p.key, {c->remote_revision, p.sequence, horizon});
+            }
+            hive_.commit(done, ec);
+            if (ec == errc::revision_mismatch) continue; // a write was journaled meanwhile
+            if (ec == errc::key_not_found && !hive_.key_exists(entry_key(p.sequence))) {
+                ec.clear(); // another writer on this journal noted it
+                return;
+            }
+            if (!ec && c) found.push_back(std::move(*c));
+            return;
+        }
+    }
+
+    /// The journal is fully replayed: its markers are no longer needed (best effort; a failed
+    /// sweep leaves markers that the next complete replay sweeps).
+    void sweep_markers(quorum_store& store) {
+        store_txn t;
+        t.on_success.push_back(store_op::erase_prefix(markers_prefix()));
+        std::error_code ec;
+        store.commit(t, ec);
     }
 
     void notify(const write_conflict& c) {
@@ -321,6 +476,7 @@ private:
     mutable std::mutex mu_;
     quorum_store* store_ = nullptr;
     std::shared_ptr<hub> observers_;
+    std::shared_ptr<std::mutex> replay_mu_;
 };
 
 using cluster_writer = basic_cluster_writer<hive>;
