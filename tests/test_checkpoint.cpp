@@ -305,6 +305,67 @@ TEST_SUITE("checkpoint") {
         CHECK(b.local.get_value(app, "Port").as_dword() == 6);
     }
 
+    TEST_CASE("defect 6: flush() is not lost when the pass in flight ends short of the flush target") {
+        // A directory store whose next log write waits until released, so the worker's pass is
+        // provably in flight (it read the hive before the flush target) when flush() asks.
+        struct held_write : detail::file_io {
+            std::mutex mu;
+            std::condition_variable cv;
+            bool armed = false, holding = false, released = false;
+            ssize_t pwrite(int fd, const void* b, std::size_t n, off_t o) override {
+                std::unique_lock lk(mu);
+                if (armed) {
+                    armed = false;
+                    holding = true;
+                    cv.notify_all();
+                    cv.wait(lk, [&] { return released; });
+                }
+                lk.unlock();
+                return file_io::pwrite(fd, b, n, o);
+            }
+            bool wait_holding(std::chrono::milliseconds t) {
+                std::unique_lock lk(mu);
+                return cv.wait_for(lk, t, [&] { return holding; });
+            }
+            void release() {
+                std::lock_guard lk(mu);
+                released = true;
+                cv.notify_all();
+            }
+        };
+        qr_test::temp_dir dir("cp");
+        auto io = std::make_shared<held_write>();
+        directory_store_options so;
+        so.create = true;
+        so.io = io;
+        directory_store store(dir.path() / "quorum", so);
+        node a(dir.path(), store, "A", {.lease_ttl = 60s}); // no keep-alive wakes the worker meanwhile
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        a.cp.flush("App", 10s);
+        {
+            std::lock_guard lk(io->mu);
+            io->armed = true;
+        }
+        a.local.set_value(app, "Port", value::dword(1)); // the worker's pass reads this, then waits
+        REQUIRE(io->wait_holding(10s));
+        a.local.set_value("Software/Elsewhere", "X", value::dword(2)); // after that pass's read
+        std::thread releaser([&] {
+            std::this_thread::sleep_for(300ms); // flush() has asked by then
+            io->release();
+        });
+        auto t0 = std::chrono::steady_clock::now();
+        std::error_code ec;
+        a.cp.flush("App", 3s, ec); // before the fix: deadline_exceeded after the whole 3 s
+        releaser.join();
+        CHECK_FALSE(ec);
+        CHECK(std::chrono::steady_clock::now() - t0 < 2500ms);
+        a.cp.offline("App");
+        node b(dir.path(), store, "B");
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 1);
+    }
+
     TEST_CASE("several subtrees restore together; registration while online is picked up") {
         qr_test::temp_dir dir("cp");
         memory_store store;

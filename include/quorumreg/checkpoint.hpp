@@ -461,6 +461,7 @@ private:
         std::condition_variable cv;
         bool dirty = false;
         bool flush_requested = false;
+        std::uint64_t flush_target = 0; // hive revision the newest flush() waits for
         bool stopping = false;
         bool rescan = false; // registrations changed
         std::chrono::steady_clock::time_point first_dirty{};
@@ -1146,7 +1147,9 @@ private:
                     st->dirty = true;
                     st->first_dirty = clock::now() - opts_.coalesce_delay + opts_.retry_interval;
                 }
-            } else {
+            } else if (st->written_rev >= st->flush_target) {
+                // Only a pass that reached the target answers the request: one that started
+                // before flush() asked read an older hive and must be followed by another.
                 st->flush_requested = false;
             }
             st->cv.notify_all();
@@ -1194,6 +1197,7 @@ private:
         }
         auto target = hive_.revision();
         std::unique_lock lk(st->mu);
+        st->flush_target = std::max(st->flush_target, target);
         st->flush_requested = true;
         st->cv.notify_all();
         bool done = st->cv.wait_for(lk, timeout, [&] { return st->failure || st->written_rev >= target; });
