@@ -228,6 +228,47 @@ directory_store_options read_only_options(std::shared_ptr<detail::file_io> io = 
     return o;
 }
 
+/// file_io that remembers which directories were fsynced and can fail directory fsyncs.
+struct dir_sync_io : detail::file_io {
+    std::mutex mu;
+    std::map<int, std::string> dir_fds;
+    std::set<std::string> synced;
+    std::atomic<int> dir_fsync_errno{0};
+    int open(const char* p, int flags, mode_t mode) override {
+        int fd = detail::file_io::open(p, flags, mode);
+        if (fd >= 0 && (flags & O_DIRECTORY)) {
+            std::lock_guard g(mu);
+            dir_fds[fd] = fs::path(p).lexically_normal().string();
+        }
+        return fd;
+    }
+    int close(int fd) override {
+        {
+            std::lock_guard g(mu);
+            dir_fds.erase(fd);
+        }
+        return detail::file_io::close(fd);
+    }
+    int fsync(int fd) override {
+        std::string dir;
+        {
+            std::lock_guard g(mu);
+            auto it = dir_fds.find(fd);
+            if (it != dir_fds.end()) dir = it->second;
+        }
+        if (!dir.empty() && dir_fsync_errno) {
+            errno = dir_fsync_errno;
+            return -1;
+        }
+        int r = detail::file_io::fsync(fd);
+        if (r == 0 && !dir.empty()) {
+            std::lock_guard g(mu);
+            synced.insert(dir);
+        }
+        return r;
+    }
+};
+
 } // namespace
 
 TEST_SUITE("directory_store") {
@@ -976,6 +1017,48 @@ TEST_SUITE("directory_store") {
         CHECK(reap_child(child) == 0);
         CHECK(r.get("a")->value == "from child");
         CHECK(w.get("a")->value == "from child");
+    }
+
+    TEST_CASE("directory_store: creating the store's directory syncs its parent, so a power cut cannot undo it") {
+        qr_test::temp_dir tmp("dsfresh");
+        auto store_dir = tmp.path() / "a" / "b" / "q"; // two missing ancestors as well
+        auto io = std::make_shared<dir_sync_io>();
+        auto o = creating();
+        o.io = io;
+        directory_store s(store_dir, o);
+        s.put("k", "v");
+        std::lock_guard g(io->mu);
+        for (auto d : {tmp.path(), tmp.path() / "a", tmp.path() / "a" / "b", store_dir})
+            CHECK_MESSAGE(io->synced.count(d.lexically_normal().string()) == 1, d);
+    }
+
+    TEST_CASE("directory_store: no write is acknowledged in a compacted log whose rename is not durable") {
+        qr_test::temp_dir tmp("dsdirsync");
+        auto store_dir = tmp.path() / "q";
+        auto io = std::make_shared<dir_sync_io>();
+        auto o = creating();
+        o.io = io;
+        o.keep_revisions = 2;
+        directory_store s(store_dir, o);
+        io->dir_fsync_errno = EIO; // from now on the directory cannot be synced
+        struct ::stat st {};
+        REQUIRE(::stat((store_dir / "quorumreg.log").c_str(), &st) == 0);
+        auto before = st.st_ino;
+        int acked = 0;
+        std::error_code ec;
+        for (int i = 0; i < 20 && !ec; ++i) {
+            s.put("k", std::to_string(i), 0, ec);
+            if (!ec) ++acked;
+        }
+        REQUIRE(::stat((store_dir / "quorumreg.log").c_str(), &st) == 0);
+        CHECK(st.st_ino != before);  // a compaction renamed a new log into place
+        CHECK(ec == errc::io_error); // ... and the next write was refused, not acknowledged
+        CHECK(acked < 20);
+        io->dir_fsync_errno = 0;
+        s.put("k", "after", 0, ec);
+        CHECK_FALSE(ec);
+        directory_store again(store_dir);
+        CHECK(again.get("k")->value == "after");
     }
 
 } // TEST_SUITE

@@ -79,6 +79,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -399,6 +400,46 @@ private:
         return st.st_size > 0;
     }
 
+    /// fsyncs directory `d` (through the seam): what makes entries created or renamed in it
+    /// survive a power cut.
+    bool sync_dir(const std::filesystem::path& d, std::error_code& ec) {
+        auto name = d.empty() ? std::string(".") : d.string();
+        int dfd = io_->open(name.c_str(), O_RDONLY | O_DIRECTORY, 0);
+        if (dfd < 0) {
+            fail_errno(ec, "open directory " + name, errno);
+            return false;
+        }
+        bool ok = io_->fsync(dfd) == 0;
+        if (!ok) fail_errno(ec, "fsync directory " + name, errno);
+        io_->close(dfd);
+        return ok;
+    }
+
+    /// Creates dir_ (0700) and its missing ancestors through the seam, then fsyncs the parent
+    /// of each: until then a power cut can undo a new directory, and with it every commit
+    /// acknowledged inside.
+    bool make_directories(std::error_code& ec) {
+        std::vector<std::filesystem::path> missing; // dir_ first, then its missing ancestors
+        struct ::stat st {};
+        for (auto p = dir_; !p.empty(); p = p.parent_path()) {
+            if (io_->stat(p.c_str(), &st) == 0) break;
+            if (errno != ENOENT) {
+                fail_errno(ec, "stat " + p.string(), errno);
+                return false;
+            }
+            missing.push_back(p);
+            if (p == p.parent_path()) break;
+        }
+        for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+            if (io_->mkdir(it->c_str(), *it == dir_ ? 0700 : 0777) != 0 && errno != EEXIST) {
+                fail_errno(ec, "mkdir " + it->string(), errno);
+                return false;
+            }
+            if (!sync_dir(it->parent_path(), ec)) return false;
+        }
+        return true;
+    }
+
     void init(std::error_code& ec) {
         last_error_detail().clear();
         if (!opts_.io) opts_.io = detail::file_io::posix();
@@ -418,12 +459,7 @@ private:
             if (!detail::check_store_filesystem(*io_, dir_.string(), opts_.unsafe_single_client_fs, ec,
                                                 last_error_detail(), probe.empty() ? "." : probe.string()))
                 return;
-            if (dir_.has_parent_path()) {
-                std::error_code fec;
-                std::filesystem::create_directories(dir_.parent_path(), fec);
-            }
-            if (io_->mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
-                return fail_errno(ec, "mkdir " + dir_.string(), errno);
+            if (!make_directories(ec)) return;
         } else if (!S_ISDIR(st.st_mode)) {
             ec = errc::invalid_argument;
             last_error_detail() = dir_.string() + " is not a directory";
@@ -454,7 +490,9 @@ private:
                 detail::store_state empty;
                 detail::store_history h;
                 identity_ = detail::random_store_identity();
-                write_snapshot(static_cast<std::uint8_t>(opts_.clock), empty, h, 1, ec);
+                bool renamed = false;
+                // A failed directory sync fails the creation: the new store may not survive a cut.
+                write_snapshot(static_cast<std::uint8_t>(opts_.clock), empty, h, 1, ec, renamed);
             }
         } else if (!ec && opts_.create && opts_.exclusive) {
             ec = errc::already_exists;
@@ -486,8 +524,11 @@ private:
     }
 
     /// Writes a snapshot-only log to a temporary file and atomically replaces the log with it.
+    /// `renamed`: the new log took the old one's place (also when only the directory fsync
+    /// that makes the rename durable failed; then false is returned with ec set).
     bool write_snapshot(std::uint8_t clock, const detail::store_state& st, const detail::store_history& h,
-                        store_revision history_from, std::error_code& ec) {
+                        store_revision history_from, std::error_code& ec, bool& renamed) {
+        renamed = false;
         auto tmp = file(log_file_name) + ".tmp";
         auto payload = detail::dir_snapshot_payload(clock, identity_, st, h, history_from);
         if (payload.size() > detail::dir_max_frame) {
@@ -507,6 +548,11 @@ private:
             ok = false;
             fail_errno(ec, "fsync " + tmp, errno);
         }
+        struct ::stat nst {}; // the new log's inode, to record once its rename is durable
+        if (ok && io_->fstat(fd, &nst) != 0) {
+            ok = false;
+            fail_errno(ec, "stat " + tmp, errno);
+        }
         io_->close(fd);
         if (ok && io_->rename(tmp.c_str(), file(log_file_name).c_str()) != 0) {
             ok = false;
@@ -516,13 +562,14 @@ private:
             io_->unlink(tmp.c_str());
             return false;
         }
-        // Make the rename durable; if this fails the old or the new log survives a crash,
-        // and both are complete, consistent stores.
-        int dfd = io_->open(dir_.c_str(), O_RDONLY | O_DIRECTORY, 0);
-        if (dfd >= 0) {
-            io_->fsync(dfd);
-            io_->close(dfd);
-        }
+        renamed = true;
+        // Make the rename durable. If this fails the old or the new log survives a cut, both
+        // complete stores, but nothing may be acknowledged in the new one until the rename is
+        // durable: append() syncs the directory before its first frame in a log it has not
+        // seen synced (dir_synced_ino_).
+        if (!sync_dir(dir_, ec)) return false;
+        dir_synced_dev_ = nst.st_dev;
+        dir_synced_ino_ = nst.st_ino;
         return true;
     }
 
@@ -635,6 +682,14 @@ private:
             return false;
         }
         auto frame = detail::dir_frame(payload);
+        if (log_ino_ != dir_synced_ino_ || log_dev_ != dir_synced_dev_) {
+            // This log was renamed into place (created or compacted, here or by another
+            // process) and its directory may not be synced: a power cut could still undo the
+            // rename and every frame acknowledged in it. Sync before the first one.
+            if (!sync_dir(dir_, ec)) return false;
+            dir_synced_dev_ = log_dev_;
+            dir_synced_ino_ = log_ino_;
+        }
         struct ::stat st {};
         if (io_->fstat(log_fd_, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > pos_) {
             // A torn tail from a writer that died mid-append: it was never acknowledged.
@@ -704,8 +759,12 @@ private:
         store_revision from = std::max<store_revision>(
             history_.first_available, state_.rev - static_cast<store_revision>(opts_.keep_revisions) + 1);
         std::error_code ec;
-        if (!write_snapshot(static_cast<std::uint8_t>(clock_), state_, history_, from, ec)) return;
-        // Our object now reads the new file like everyone else.
+        bool renamed = false;
+        write_snapshot(static_cast<std::uint8_t>(clock_), state_, history_, from, ec, renamed);
+        // A failed compaction leaves the old log in use; a renamed one (even with the directory
+        // sync failed) is the log now: this object reads the new file like everyone else.
+        if (!renamed) return;
+        ec.clear();
         reload(ec);
     }
 
@@ -850,6 +909,10 @@ private:
     lease_clock clock_ = lease_clock::realtime;
     std::string identity_;
     std::uint64_t torn_ = 0; // bytes of a torn tail after pos_, as last seen
+    // The log inode whose directory entry this object knows to be durable (append syncs the
+    // directory before writing into any other). Written with the store lock held.
+    dev_t dir_synced_dev_ = 0;
+    ino_t dir_synced_ino_ = 0;
     detail::store_state state_;
     detail::store_history history_;
     std::shared_ptr<detail::store_watchers> watchers_ = std::make_shared<detail::store_watchers>();
