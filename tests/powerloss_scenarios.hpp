@@ -388,7 +388,9 @@ inline void run_hive_case(case_ctx& c, int phases) {
         disk.ignore_syncs(c.lying_disk);
         if (writers > 1) disk.sync_delay(200us); // a flush takes time: batches of several records form
         std::uint64_t txns = c.uniform(1, writers == 1 ? 24 : 6);
-        if (!last) disk.arm(c.cut_point(14 + txns * writers * 2 + (small ? txns * 8 : 0)));
+        // Mutating calls the round makes (measured): a commit is a write and a sync, a batch of
+        // 8 writers shares them, a compaction adds about ten; past the end the cut is on request.
+        if (!last) disk.arm(c.cut_point(14 + (writers > 1 ? txns * writers / 2 : txns * 2) + (small ? txns * 4 : 0)));
         qr::hive_options o;
         o.io = &disk;
         o.create = !created; // once a create was acknowledged, a missing hive is a failure
@@ -703,7 +705,7 @@ inline void run_dir_case(case_ctx& c, int phases) {
         disk->ignore_syncs(c.lying_disk);
         disk->count_only(std::this_thread::get_id()); // the poller's calls go through, uncounted
         std::uint64_t nops = c.uniform(1, 20);
-        if (!last) disk->arm(c.cut_point(10 + nops * 3));
+        if (!last) disk->arm(c.cut_point(10 + nops * 2)); // an append is a write and an fsync
         qr::directory_store_options o;
         o.io = disk;
         o.create = !st.created;
