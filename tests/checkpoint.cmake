@@ -18,3 +18,4 @@ quorumreg_test_group(test_checkpoint_etcd SOURCES test_checkpoint_etcd.cpp LIBS 
 target_compile_definitions(test_checkpoint_etcd PRIVATE QUORUMREG_CHECKPOINT_NODE="$<TARGET_FILE:checkpoint_node>")
 add_dependencies(test_checkpoint_etcd checkpoint_node)
 quorumreg_suite(test_checkpoint_etcd checkpoint_etcd LABELS "checkpoint;etcd" TIMEOUT 900 RUN_SERIAL)
+quorumreg_suite(test_checkpoint_etcd cluster_writer_etcd LABELS "dependency;etcd" TIMEOUT 600 RUN_SERIAL)

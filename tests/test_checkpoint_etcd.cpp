@@ -1,8 +1,10 @@
 // The checkpoint scenarios on a real 3-member etcd cluster on 127.0.0.1 (started and stopped
 // by the test), with nodes as separate processes.
 #include <quorumreg/checkpoint.hpp>
+#include <quorumreg/stores/etcd_store.hpp>
 
 #include "checkpoint_scenarios.hpp"
+#include "cluster_writer_scenarios.hpp"
 #include "etcd_cluster.hpp"
 #include "test_support.hpp"
 
@@ -33,5 +35,59 @@ TEST_SUITE("checkpoint_etcd") {
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cp-etcd");
         qr_test::checkpoint_stale_owner(spec_of(cluster), dir.path(), 1000);
+    }
+}
+
+// The cluster_writer regression scenarios of issue 15 on etcd (the directory and memory store
+// runs are in test_cluster_writer.cpp).
+namespace {
+struct etcd_quorum : qr_test::cw_quorum {
+    qr_test::etcd_cluster& cluster;
+    quorumreg::etcd_store client;
+    explicit etcd_quorum(qr_test::etcd_cluster& c) : cluster(c), client(options(c)) {}
+    static quorumreg::etcd_options options(const qr_test::etcd_cluster& c) {
+        quorumreg::etcd_options o;
+        o.endpoints = c.client_urls();
+        o.deadline = std::chrono::seconds(3); // an unreachable cluster is reported within it
+        return o;
+    }
+    quorumreg::quorum_store& store() override { return client; }
+    /// Unreachable: every member frozen (SIGSTOP), sockets open, nothing answers.
+    void set_reachable(bool up) override {
+        for (std::size_t i = 0; i < cluster.size(); ++i)
+            up ? cluster.continue_member(i) : cluster.stop_member(i);
+        if (up) REQUIRE(cluster.wait_ready(std::chrono::seconds(30)));
+    }
+};
+} // namespace
+
+TEST_SUITE("cluster_writer_etcd") {
+
+    TEST_CASE("defect 1 (etcd): erase then put while detached is applied, not a false conflict") {
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cw-etcd");
+        etcd_quorum q(cluster);
+        qr_test::cw_defect1_erase_then_put(q, dir.path());
+    }
+
+    TEST_CASE("defect 2 (etcd): a replay cut by an unreachable store resumes without conflicting with itself") {
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cw-etcd");
+        etcd_quorum q(cluster);
+        qr_test::cw_defect2_unreachable_half_way(q, dir.path());
+    }
+
+    TEST_CASE("defect 2 (etcd): a crash between the store commit and the hive's note applies the entry exactly once") {
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cw-etcd");
+        etcd_quorum q(cluster);
+        qr_test::cw_defect2_crash_before_note(q, dir.path());
+    }
+
+    TEST_CASE("defect 3 (etcd): two writers on one hive never share a journal sequence number") {
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cw-etcd");
+        etcd_quorum q(cluster);
+        qr_test::cw_defect3_two_writers(q, dir.path());
     }
 }
