@@ -8,6 +8,8 @@
 #include "etcd_cluster.hpp"
 #include "test_support.hpp"
 
+#include <thread>
+
 namespace {
 std::string spec_of(const qr_test::etcd_cluster& c) {
     std::string s = "etcd:";
@@ -89,5 +91,44 @@ TEST_SUITE("cluster_writer_etcd") {
         qr_test::temp_dir dir("cw-etcd");
         etcd_quorum q(cluster);
         qr_test::cw_defect3_two_writers(q, dir.path());
+    }
+}
+
+TEST_SUITE("checkpoint_etcd") {
+
+    TEST_CASE("defect 6 (etcd): flush() is not lost when the pass in flight ends short of the flush target") {
+        using namespace std::chrono_literals;
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cp-etcd");
+        quorumreg::etcd_options o;
+        o.endpoints = cluster.client_urls();
+        quorumreg::etcd_store store(o);
+        const char* app = "Software/Contoso/App";
+        quorumreg::hive local(dir.path() / "A");
+        quorumreg::checkpoint_manager cp(local, store, {.node = "A", .lease_ttl = 60s}); // no keep-alive meanwhile
+        cp.add_checkpoint("App", app);
+        cp.online("App");
+        cp.flush("App", 10s);
+        for (std::size_t i = 0; i < cluster.size(); ++i)
+            cluster.stop_member(i); // the worker's next store request waits (within its 5 s deadline)
+        local.set_value(app, "Port", quorumreg::value::dword(1));
+        std::this_thread::sleep_for(1s); // its pass has read the hive and waits on etcd by now
+        local.set_value("Software/Elsewhere", "X", quorumreg::value::dword(2)); // after that read
+        std::thread resume([&] {
+            std::this_thread::sleep_for(300ms); // flush() has asked by then
+            for (std::size_t i = 0; i < cluster.size(); ++i)
+                cluster.continue_member(i);
+        });
+        auto t0 = std::chrono::steady_clock::now();
+        std::error_code ec;
+        cp.flush("App", 10s, ec); // before the fix: deadline_exceeded after the whole 10 s
+        resume.join();
+        CHECK_FALSE(ec);
+        CHECK(std::chrono::steady_clock::now() - t0 < 8s);
+        cp.offline("App");
+        quorumreg::hive other(dir.path() / "B");
+        quorumreg::checkpoint_manager b(other, store, {.node = "B"});
+        b.online("App");
+        CHECK(other.get_value(app, "Port").as_dword() == 1);
     }
 }
