@@ -1,6 +1,8 @@
 // quorumreg — directory_store: the embedded quorum store, the MSCS "quorum disk" as a directory.
 //
-// Every node (on one machine: every process) that can reach the directory shares one store.
+// Every process of one machine that opens the directory shares one store. The directory must
+// be on a local file system: network, cluster and FUSE file systems are refused
+// (detail/fs_check.hpp, docs/stores.md); several machines use the etcd store.
 //
 // How it works. The directory holds two files, both created 0600 (the directory, when this
 // library creates it, 0700):
