@@ -3,6 +3,8 @@
 //       the replication service "cluster" and writes two names; once GO_FILE exists, "cluster"
 //       starts (attach: replay) and every conflict is printed as "conflict KEY local=.. remote=..".
 //   cluster_node STORE HIVE NODE read PREFIX     prints "KEY=VALUE" for every cluster-wide key
+//   cluster_node STORE HIVE NODE journal TAG N GO_FILE   once GO_FILE exists, journals N writes
+//       TAG/i = TAGi (detached) into HIVE: two such processes share one journal (issue 15 defect 3)
 #include <quorumreg/cluster_writer.hpp>
 #include <quorumreg/service_controller.hpp>
 #include <quorumreg/stores/open_store.hpp>
@@ -26,6 +28,17 @@ int main(int argc, char** argv) {
     if (cmd == "read") {
         for (auto& kv : store->list(std::string("quorumreg/cluster/") + argv[5]))
             say(kv.key.substr(std::string("quorumreg/cluster/").size()) + "=" + kv.value);
+        return 0;
+    }
+    if (cmd == "journal" && argc >= 8) {
+        hive local(argv[2]);
+        cluster_writer w(local, {.node = argv[3]});
+        std::string tag = argv[5];
+        int n = std::stoi(argv[6]);
+        while (!std::filesystem::exists(argv[7]))
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        for (int i = 0; i < n; ++i)
+            w.put(tag + "/" + std::to_string(i), tag + std::to_string(i));
         return 0;
     }
     if (cmd != "names") return 2;

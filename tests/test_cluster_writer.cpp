@@ -6,6 +6,7 @@
 
 #include <quorumreg/stores/directory_store.hpp>
 #include <fstream>
+#include <set>
 
 #include <quorumreg/stores/memory_store.hpp>
 
@@ -229,5 +230,41 @@ TEST_SUITE("cluster_writer") {
             local_quorum q(kind, dir.path());
             qr_test::cw_defect3_two_writers(q, dir.path());
         }
+    }
+
+    TEST_CASE("defect 3: two processes journaling into one hive never share a journal sequence number") {
+        qr_test::temp_dir dir("cw-d3-proc");
+        {
+            directory_store_options create;
+            create.create = true;
+            directory_store made(dir.path() / "quorum", create);
+        }
+        auto spec = "dir:" + (dir.path() / "quorum").string();
+        auto hive_dir = (dir.path() / "n1").string();
+        { hive made(hive_dir); } // created once, so the two processes only open it
+        auto go = (dir.path() / "go").string();
+        constexpr int per_writer = 40;
+        auto n = std::to_string(per_writer);
+        qr_test::child_process a({QUORUMREG_CLUSTER_NODE, spec, hive_dir, "n1", "journal", "a", n, go});
+        qr_test::child_process b({QUORUMREG_CLUSTER_NODE, spec, hive_dir, "n1", "journal", "b", n, go});
+        std::ofstream(go).put('1');
+        REQUIRE(a.wait() == 0);
+        REQUIRE(b.wait() == 0);
+        hive h(hive_dir);
+        cluster_writer w(h, {.node = "n1"});
+        auto p = w.pending();
+        CHECK(p.size() == 2 * per_writer);
+        std::set<std::uint64_t> seqs;
+        std::set<std::string> keys;
+        for (auto& e : p) {
+            seqs.insert(e.sequence);
+            keys.insert(e.key);
+        }
+        CHECK(seqs.size() == p.size());
+        CHECK(keys.size() == 2 * per_writer);
+        directory_store store(dir.path() / "quorum");
+        w.attach(store);
+        CHECK(w.conflicts().empty());
+        CHECK(store.list("quorumreg/cluster/").size() == 2 * per_writer);
     }
 }
