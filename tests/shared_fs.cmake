@@ -11,6 +11,7 @@ quorumreg_test_group(test_shared_fs SOURCES test_shared_fs.cpp)
 if(QR_FUSE3_FOUND)
   add_executable(qr_cachefs fuse/qr_cachefs.cpp)
   target_link_libraries(qr_cachefs PRIVATE PkgConfig::QR_FUSE3 quorumreg_warnings)
+  target_compile_features(qr_cachefs PRIVATE cxx_std_20) # clang 14 defaults to C++14
   add_dependencies(test_shared_fs qr_cachefs)
   target_compile_definitions(test_shared_fs PRIVATE QR_CACHEFS="$<TARGET_FILE:qr_cachefs>")
 endif()
