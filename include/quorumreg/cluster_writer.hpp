@@ -50,7 +50,6 @@
 
 #include <quorumreg/detail/key_escape.hpp>
 #include <quorumreg/detail/watch_hub.hpp>
-#include <quorumreg/detail/random_id.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/hive.hpp>
 #include <quorumreg/quorum_store.hpp>
@@ -253,7 +252,17 @@ private:
         auto& b = v.as_binary();
         return std::string(b.begin(), b.end());
     }
-    static std::string random_id() { return detail::random_hex_id(); }
+    static std::string random_id() {
+        std::random_device rd;
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string out;
+        for (int i = 0; i < 4; ++i) {
+            auto w = static_cast<std::uint32_t>(rd());
+            for (int j = 0; j < 8; ++j)
+                out.push_back(hex[(w >> (4 * j)) & 0xF]);
+        }
+        return out;
+    }
     std::string str(const std::string& k, const char* name) { return hive_.get_value(k, name).as_string(); }
     std::string base_key(std::string_view key) const { return opts_.local_key + "\\Bases\\" + detail::key_escape(key); }
     std::string entry_key(std::uint64_t seq) const { return opts_.local_key + "\\Journal\\" + seq_name(seq); }

@@ -57,7 +57,6 @@
 #include <quorumreg/detail/hive_journal.hpp>
 #include <quorumreg/detail/hive_meta.hpp>
 #include <quorumreg/detail/hive_recovery.hpp>
-#include <quorumreg/detail/random_id.hpp>
 #include <quorumreg/detail/registry_tree.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/registry.hpp>
@@ -470,7 +469,13 @@ private:
     }
 
     std::error_code write_identity(std::string& why) {
-        std::string id = detail::random_hex_id();
+        std::string id;
+        static const char* hex = "0123456789abcdef";
+        auto a = detail::new_journal_salt(), b = detail::new_journal_salt();
+        for (int i = 0; i < 16; ++i)
+            id.push_back(hex[(a >> (4 * i)) & 15]);
+        for (int i = 0; i < 16; ++i)
+            id.push_back(hex[(b >> (4 * i)) & 15]);
         if (auto ec = detail::atomic_replace(io(), dir_.string(), "hive.id", id + "\n", &why)) return ec;
         identity_ = id;
         return {};

@@ -24,7 +24,6 @@
 #pragma once
 
 #include <quorumreg/detail/watch_hub.hpp>
-#include <quorumreg/detail/random_id.hpp>
 #include <quorumreg/error.hpp>
 
 #include <chrono>
@@ -32,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,8 +39,18 @@
 namespace quorumreg {
 
 namespace detail {
-/// The identity of a newly created store: 128 random bits as 32 hex digits.
-inline std::string random_store_identity() { return random_hex_id(); }
+/// 128 random bits as 32 hex digits: the identity of a newly created store.
+inline std::string random_store_identity() {
+    std::random_device rd; // getrandom()/ /dev/urandom on Linux
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (int i = 0; i < 4; ++i) {
+        auto w = static_cast<std::uint32_t>(rd());
+        for (int j = 0; j < 8; ++j)
+            out.push_back(hex[(w >> (4 * j)) & 0xF]);
+    }
+    return out;
+}
 } // namespace detail
 
 using store_revision = std::int64_t;
