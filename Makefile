@@ -15,7 +15,7 @@ CORE_PKGS  := cmake g++ make ninja-build ccache libboost1.81-dev libboost-filesy
 ETCD_PKGS  := etcd-server etcd-client
 DEMO_PKGS  := $(CORE_PKGS) $(if $(filter etcd,$(STORE)),$(ETCD_PKGS))
 TEST_PKGS  := $(CORE_PKGS) clang clang-tidy clang-format libclang-rt-14-dev $(ETCD_PKGS) openssl \
-              libbenchmark-dev libsqlite3-dev liblmdb-dev fuse3 libfuse3-dev pkg-config
+              libbenchmark-dev libsqlite3-dev liblmdb-dev fuse3 libfuse3-dev pkg-config libfaketime prometheus
 FUZZ_PKGS  := $(CORE_PKGS) clang libclang-rt-14-dev
 BENCH_PKGS := $(CORE_PKGS) libbenchmark-dev libsqlite3-dev liblmdb-dev etcd-server etcd-client
 

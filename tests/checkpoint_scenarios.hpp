@@ -2,10 +2,14 @@
 // Nodes are separate processes (tests/checkpoint_node.cpp), each with its own hive.
 #pragma once
 
+#include "faulty_store.hpp"
 #include "process_util.hpp"
+#include "store_conformance.hpp" // eventually()
 #include "test_support.hpp"
 
+#include <quorumreg/checkpoint.hpp>
 #include <quorumreg/hive.hpp>
+#include <quorumreg/registry.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -152,6 +156,169 @@ inline void checkpoint_stale_owner(const std::string& spec, const std::filesyste
     a.kill(SIGKILL);
     auto c = run_node(spec, root / "C", "C", ttl_ms, {"dump"});
     CHECK(c.values["owner"] == 2);
+}
+
+// ---- in-process defect scenarios (issue 15), run on any quorum_store --------------------------
+
+/// Defect 4: an edit committed while online() runs (after it read the local subtree, before
+/// its restore commit) is not overwritten silently: it is kept as a conflict record.
+inline void checkpoint_defect4_edit_during_online(quorumreg::quorum_store& store, const std::filesystem::path& root) {
+    using namespace quorumreg;
+    const char* app = "Software/Contoso/App";
+    std::filesystem::create_directories(root);
+    {
+        hive a(root / "A");
+        checkpoint_manager cp(a, store, {.node = "A"});
+        a.set_value(app, "Port", value::dword(1));
+        cp.add_checkpoint("App", app); // A's record: Port=1
+    }
+    {
+        hive b(root / "B");
+        checkpoint_manager cp(b, store, {.node = "B"});
+        cp.online("App");
+        b.set_value(app, "Port", value::dword(2));
+        cp.offline("App"); // quorum: Port=2, so A's copy is stale and online() restores
+    }
+    hive a(root / "A");
+    int edits = 0;
+    checkpoint_options o{.node = "A"};
+    o.before_restore_commit = [&](std::string_view) {
+        if (edits++ == 0) a.set_value(app, "Admin", value::dword(7)); // the administrator's edit
+    };
+    checkpoint_manager cp(a, store, o);
+    auto report = cp.online("App");
+    CHECK(edits >= 1);
+    registry expected; // what the admin's edit made of A's copy
+    expected.set_value(app, "Port", value::dword(1));
+    expected.set_value(app, "Admin", value::dword(7));
+    auto conflicts = cp.conflicts("App");
+    REQUIRE_MESSAGE(conflicts.size() == 1, "the edit made during online() was overwritten without a conflict record");
+    CHECK(cp.conflict_content("App", conflicts[0].id) == expected.export_subtree(app));
+    CHECK(report.conflicts.size() == 1);
+    CHECK(a.get_value(app, "Port").as_dword() == 2); // the quorum copy, restored after all
+    cp.offline("App");
+}
+
+/// Defect 8: the owner's registration watch ends (history compacted) and a subtree is then
+/// registered on another node: the owner resubscribes, rescans and checkpoints it; and with a
+/// watch that stalls without an error, the periodic re-list still finds the next one.
+inline void checkpoint_defect8_registration_watch(quorumreg::quorum_store& store, const std::filesystem::path& root) {
+    using namespace quorumreg;
+    std::filesystem::create_directories(root);
+    faulty_store owner_view(store);
+    hive a(root / "A"), b(root / "B");
+    checkpoint_options oa{.node = "A"};
+    oa.registration_resync = std::chrono::milliseconds(500);
+    checkpoint_manager ca(a, owner_view, oa);
+    checkpoint_manager cb(b, store, {.node = "B"});
+    a.set_value("S1", "x", value::dword(1));
+    ca.add_checkpoint("App", "S1");
+    ca.online("App");
+    REQUIRE(eventually([&] { return owner_view.watches_started.load() >= 1; }));
+    auto checkpointed_by_a = [&](const char* subtree) {
+        return [&, subtree] {
+            ca.flush("App");
+            for (auto& g : cb.history("App", subtree))
+                if (!g.absent && g.writer == "A") return true;
+            return false;
+        };
+    };
+
+    owner_view.end_watches(); // as etcd does when the watch's history was compacted
+    a.set_value("S2", "y", value::dword(2));
+    cb.add_checkpoint("App", "S2"); // registered elsewhere: the owner learns it from its watch
+    CHECK_MESSAGE(eventually(checkpointed_by_a("S2"), std::chrono::seconds(5)),
+                  "a subtree registered after the registration watch ended was never checkpointed");
+
+    owner_view.stall_watches = true; // a stream that hangs without ending
+    a.set_value("S3", "z", value::dword(3));
+    cb.add_checkpoint("App", "S3");
+    CHECK_MESSAGE(eventually(checkpointed_by_a("S3"), std::chrono::seconds(5)),
+                  "a subtree registered while the watch stalled was never checkpointed");
+    owner_view.stall_watches = false;
+    ca.offline("App");
+    cb.online("App");
+    CHECK(b.get_value("S2", "y").as_dword() == 2);
+    CHECK(b.get_value("S3", "z").as_dword() == 3);
+    cb.offline("App");
+}
+
+/// Defect 8, follow(): the warm-standby watch ends; it is resubscribed, so the generation
+/// written afterwards is still served from the cache on failover.
+inline void checkpoint_defect8_follow_resubscribes(quorumreg::quorum_store& store, const std::filesystem::path& root) {
+    using namespace quorumreg;
+    const char* app = "Software/Contoso/App";
+    std::filesystem::create_directories(root);
+    faulty_store standby_view(store);
+    hive a(root / "A"), b(root / "B");
+    checkpoint_manager ca(a, store, {.node = "A"});
+    checkpoint_manager cb(b, standby_view, {.node = "B"});
+    ca.add_checkpoint("App", app);
+    ca.online("App");
+    a.set_value(app, "Port", value::dword(1));
+    ca.flush("App");
+    auto following = cb.follow("App");
+    REQUIRE(eventually([&] { return standby_view.watches_started.load() >= 1; }));
+    standby_view.end_watches();
+    CHECK_MESSAGE(eventually([&] { return standby_view.watches_started.load() >= 2; }, std::chrono::seconds(5)),
+                  "follow() did not resubscribe after its watch ended");
+    a.set_value(app, "Port", value::dword(2));
+    ca.flush("App");
+    ca.offline("App");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300)); // watch delivery
+    auto before = cb.cache_hits();
+    cb.online("App");
+    CHECK(b.get_value(app, "Port").as_dword() == 2);
+    CHECK_MESSAGE(cb.cache_hits() > before, "the generation written after the watch ended was not in the cache");
+    cb.offline("App");
+}
+
+/// Defect 9: after remove and re-add restart the generation numbers, online() restores what
+/// the store's latest pointer names, never an old blob cached under the same key; the cache
+/// holds one blob per subtree and drops it when the subtree is removed.
+inline void checkpoint_defect9_follow_generations(quorumreg::quorum_store& store, const std::filesystem::path& root) {
+    using namespace quorumreg;
+    const char* app = "Software/Contoso/App";
+    std::filesystem::create_directories(root);
+    hive a(root / "A"), b(root / "B");
+    checkpoint_manager ca(a, store, {.node = "A"});
+    checkpoint_manager cb(b, store, {.node = "B"});
+    ca.add_checkpoint("App", app);
+    {
+        auto following = cb.follow("App");
+        ca.online("App");
+        for (std::uint32_t v = 1; v <= 5; ++v) { // generations 1..5 at least, all seen by B
+            a.set_value(app, "Port", value::dword(v));
+            ca.flush("App");
+        }
+        ca.offline("App");
+        std::this_thread::sleep_for(std::chrono::milliseconds(300)); // watch delivery
+        CHECK(cb.cached_blobs() == 1);                               // the newest blob only, not one per generation
+        ca.remove_checkpoint("App", app);
+        CHECK_MESSAGE(eventually([&] { return cb.cached_blobs() == 0; }, std::chrono::seconds(5)),
+                      "the cache kept the blob of a removed subtree");
+        a.set_value(app, "Port", value::dword(1)); // what B saw as generation 1 before
+        ca.add_checkpoint("App", app);
+        ca.online("App");
+        ca.flush("App");
+        ca.offline("App");
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    // Not following now: the re-added subtree's next generations reach B only through the store.
+    ca.remove_checkpoint("App", app);
+    a.set_value(app, "Port", value::dword(42));
+    ca.add_checkpoint("App", app);
+    ca.online("App");
+    ca.flush("App");
+    std::uint64_t newest = 0;
+    for (auto& g : cb.history("App", app))
+        newest = std::max(newest, g.generation);
+    CHECK(newest >= 1);
+    CHECK(newest <= 5); // numbering restarted: a key B's cache held before
+    ca.offline("App");
+    cb.online("App");
+    CHECK_MESSAGE(b.get_value(app, "Port").as_dword() == 42, "online() restored an old generation from the cache");
+    cb.offline("App");
 }
 
 } // namespace qr_test

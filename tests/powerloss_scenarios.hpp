@@ -718,6 +718,8 @@ inline void run_dir_case(case_ctx& c, int phases) {
         try {
             s = std::make_unique<qr::directory_store>(dir, o);
             st.created = true;
+            // A store object times leases from when it first sees them (issue 15, defect 10).
+            st.short_expiry_ms = std::max(st.short_expiry_ms, wall_ms() + 3 + 5);
         } catch (const std::system_error& e) {
             if (!disk->was_cut()) {
                 c.fail("refused", e.what(), "");

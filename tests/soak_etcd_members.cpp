@@ -7,7 +7,9 @@
 // counts as acknowledged only when put() returned without error (a timeout or
 // errc::unknown_outcome is not acknowledged, though the key may exist). Each round picks a
 // member and does one of: kill -9 then restart after a pause; SIGSTOP then SIGCONT after a
-// pause; an immediate restart; then waits until every member is healthy again. At the end a
+// pause; an immediate restart; a partition (issue 17: the writers reach each member through a
+// TCP proxy, which blackholes that member for the pause and heals, or resets its connections);
+// then waits until every member is healthy again. At the end a
 // fresh store lists soak/ page by page and counts:
 // - lost: acknowledged keys that are missing;
 // - corrupt: keys whose value is not the one written, or keys no writer attempted.
@@ -15,11 +17,13 @@
 #include <quorumreg/stores/open_store.hpp>
 
 #include <quorumreg_support/etcd_cluster.hpp>
+#include <quorumreg_support/tcp_proxy.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -47,9 +51,12 @@ int main(int argc, char** argv) {
     std::uint64_t acked = 0, lost = 0, corrupt = 0;
     try {
         qr_support::etcd_cluster cluster(3);
+        std::vector<std::unique_ptr<qr_support::tcp_proxy>> proxies;
         std::string spec = "etcd:";
-        for (auto& u : cluster.client_urls())
-            spec += (spec.size() > 5 ? "," : "") + u;
+        for (std::size_t m = 0; m < cluster.size(); ++m) {
+            proxies.push_back(std::make_unique<qr_support::tcp_proxy>(cluster.at(m).client_port));
+            spec += (spec.size() > 5 ? "," : "") + proxies.back()->url();
+        }
         std::printf("soak_etcd_members: %ld rounds on %s, %d writers\n", rounds, spec.c_str(), writers);
         std::fflush(stdout);
 
@@ -96,7 +103,7 @@ int main(int argc, char** argv) {
             auto i = static_cast<std::size_t>(rng() % cluster.size());
             auto pause = milliseconds(200 + rng() % 1300);
             const char* what = "";
-            switch (rng() % 3) {
+            switch (rng() % 5) {
             case 0:
                 what = "kill -9 + restart";
                 cluster.kill_member(i);
@@ -109,9 +116,19 @@ int main(int argc, char** argv) {
                 std::this_thread::sleep_for(pause);
                 cluster.continue_member(i);
                 break;
-            default:
+            case 2:
                 what = "restart";
                 cluster.restart_member(i);
+                break;
+            case 3:
+                what = "blackhole + heal";
+                proxies[i]->blackhole();
+                std::this_thread::sleep_for(pause * 3); // past the 3 s deadline at times
+                proxies[i]->heal();
+                break;
+            default:
+                what = "reset";
+                proxies[i]->reset();
                 break;
             }
             if (!cluster.wait_ready(seconds(120))) {

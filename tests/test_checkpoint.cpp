@@ -488,6 +488,106 @@ TEST_SUITE("checkpoint") {
         CHECK(qr_test::code_of([&] { checkpoint_manager cp(local, other, {}); }) == errc::identity_mismatch);
     }
 
+    TEST_CASE("defect 4: online() does not overwrite an edit made while it runs (memory and directory store)") {
+        qr_test::temp_dir dir("cp-d4");
+        {
+            memory_store store;
+            qr_test::checkpoint_defect4_edit_during_online(store, dir.path() / "mem");
+        }
+        directory_store_options o;
+        o.create = true;
+        directory_store store(dir.path() / "quorum", o);
+        qr_test::checkpoint_defect4_edit_during_online(store, dir.path() / "dir");
+    }
+
+    TEST_CASE("defect 8: an ended or stalled registration watch is resubscribed (memory and directory store)") {
+        qr_test::temp_dir dir("cp-d8");
+        {
+            memory_store store;
+            qr_test::checkpoint_defect8_registration_watch(store, dir.path() / "mem");
+        }
+        directory_store_options o;
+        o.create = true;
+        directory_store store(dir.path() / "quorum", o);
+        qr_test::checkpoint_defect8_registration_watch(store, dir.path() / "dir");
+    }
+
+    TEST_CASE("defect 8: follow() resubscribes when its watch ends (memory and directory store)") {
+        qr_test::temp_dir dir("cp-d8f");
+        {
+            memory_store store;
+            qr_test::checkpoint_defect8_follow_resubscribes(store, dir.path() / "mem");
+        }
+        directory_store_options o;
+        o.create = true;
+        directory_store store(dir.path() / "quorum", o);
+        qr_test::checkpoint_defect8_follow_resubscribes(store, dir.path() / "dir");
+    }
+
+    TEST_CASE("defect 9: follow() never serves an old generation and keeps one blob per subtree (memory and "
+              "directory store)") {
+        qr_test::temp_dir dir("cp-d9");
+        {
+            memory_store store;
+            qr_test::checkpoint_defect9_follow_generations(store, dir.path() / "mem");
+        }
+        directory_store_options o;
+        o.create = true;
+        directory_store store(dir.path() / "quorum", o);
+        qr_test::checkpoint_defect9_follow_generations(store, dir.path() / "dir");
+    }
+
+    TEST_CASE("defect 11: offline() keeps ownership when its final checkpoint fails") {
+        qr_test::temp_dir dir("cp-d11");
+        memory_store store;
+        checkpoint_options o;
+        o.offline_timeout = 300ms;
+        node a(dir.path(), store, "A", o), b(dir.path(), store, "B");
+        a.cp.add_checkpoint("App", app);
+        a.cp.online("App");
+        store.fail_next(1000000, errc::quorum_unavailable);
+        a.local.set_value(app, "Port", value::dword(5)); // acknowledged here, not yet in the store
+        std::error_code ec;
+        a.cp.offline("App", ec);
+        CHECK(ec == errc::deadline_exceeded); // the final flush did not get through
+        CHECK_MESSAGE(a.cp.is_online("App"), "offline() gave up ownership with a change not in the store");
+        store.clear_faults();
+        CHECK(b.cp.online("App", {}, ec).restored.empty());
+        CHECK(ec == errc::already_exists); // A still owns it
+        a.cp.offline("App");
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 5);
+    }
+
+    TEST_CASE("defect 11: a crash-restarted owner pushes its own unpushed commits as its own") {
+        qr_test::temp_dir dir("cp-d11");
+        memory_store store;
+        checkpoint_options o;
+        o.offline_timeout = 200ms;
+        o.lease_ttl = 500ms;
+        {
+            node a(dir.path(), store, "A", o);
+            a.local.set_value(app, "Port", value::dword(1));
+            a.cp.add_checkpoint("App", app);
+            a.cp.online("App");
+            store.fail_next(1000000, errc::quorum_unavailable);
+            a.local.set_value(app, "Port", value::dword(2)); // committed locally, never pushed
+        } // "crash": the manager goes away without a successful offline()
+        store.clear_faults();
+        node a(dir.path(), store, "A", o);
+        auto report = a.cp.online("App", {.wait_for_owner = 5s}); // the old lease expires meanwhile
+        CHECK_MESSAGE(report.conflicts.empty(), "its own commit was taken for an offline edit");
+        CHECK(a.cp.conflicts("App").empty());
+        CHECK(a.local.get_value(app, "Port").as_dword() == 2);
+        auto h = a.cp.history("App", app);
+        REQUIRE(h.size() == 2);
+        CHECK(h.back().writer == "A");
+        a.cp.offline("App");
+        node b(dir.path(), store, "B");
+        b.cp.online("App");
+        CHECK(b.local.get_value(app, "Port").as_dword() == 2);
+    }
+
     TEST_CASE("directory store, separate processes: failover after kill -9 keeps every flushed change") {
         qr_test::temp_dir dir("cp-proc");
         auto seed = std::random_device{}();

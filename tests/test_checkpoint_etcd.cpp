@@ -96,6 +96,27 @@ TEST_SUITE("cluster_writer_etcd") {
 
 TEST_SUITE("checkpoint_etcd") {
 
+    TEST_CASE("defect 4 (etcd): online() does not overwrite an edit made while it runs") {
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cp-etcd");
+        quorumreg::etcd_options o;
+        o.endpoints = cluster.client_urls();
+        quorumreg::etcd_store store(o);
+        qr_test::checkpoint_defect4_edit_during_online(store, dir.path());
+    }
+
+    TEST_CASE("defects 8 and 9 (etcd): watches that end or stall are resubscribed; follow() never serves an old "
+              "generation") {
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cp-etcd-d89");
+        quorumreg::etcd_options o;
+        o.endpoints = cluster.client_urls();
+        quorumreg::etcd_store store(o);
+        SUBCASE("registration watch") { qr_test::checkpoint_defect8_registration_watch(store, dir.path() / "reg"); }
+        SUBCASE("follow resubscribes") { qr_test::checkpoint_defect8_follow_resubscribes(store, dir.path() / "fol"); }
+        SUBCASE("follow generations") { qr_test::checkpoint_defect9_follow_generations(store, dir.path() / "gen"); }
+    }
+
     TEST_CASE("defect 6 (etcd): flush() is not lost when the pass in flight ends short of the flush target") {
         using namespace std::chrono_literals;
         qr_test::etcd_cluster cluster(3);

@@ -411,14 +411,23 @@ TEST_SUITE("etcd_store") {
         auto r = s.put("frozen/k", "1");
         c.stop_member(0);
         std::error_code ec;
-        // The read gives member 0 at most half its time, then moves on.
-        auto took = timed([&] {
-            auto kv = s.get("frozen/k", ec);
-            CHECK_FALSE(ec);
-            REQUIRE(kv.has_value());
-            CHECK(kv->mod_revision == r);
-        });
-        CHECK(took < 3s + 1500ms);
+        // The read gives member 0 at most half its time, then moves on. If member 0 was the
+        // leader, the others may still be electing one when the read reaches them (election
+        // timeout 1-2 s): quorum_unavailable within the deadline is then the right answer, and a
+        // read shortly after succeeds. Never a wrong value, never past the deadline.
+        bool read_ok = false;
+        for (int attempt = 0; attempt < 10 && !read_ok; ++attempt) {
+            std::optional<key_value> kv;
+            auto took = timed([&] { kv = s.get("frozen/k", ec); });
+            CHECK(took < 3s + 1500ms);
+            CHECK((!ec || ec == errc::quorum_unavailable));
+            if (!ec) {
+                REQUIRE(kv.has_value());
+                CHECK(kv->mod_revision == r);
+                read_ok = true;
+            }
+        }
+        CHECK(read_ok);
         // Writes now go to a live member. (Had one been sent to the frozen member first, its
         // outcome would be unknown, never a plain failure.)
         bool ok = qr_test::eventually(
@@ -540,3 +549,133 @@ TEST_SUITE("etcd_store") {
     }
 
 } // TEST_SUITE
+
+// Issue 17: error mapping, transaction size, token expiry and the watch revision guard.
+TEST_SUITE("etcd_limits") {
+
+    TEST_CASE("defect 2: the watch guard reports duplicates, backward revisions and gaps") {
+        using detail::etcd::watch_guard;
+        auto ev = [](std::string k, store_revision r) {
+            watch_event e;
+            e.kv.key = std::move(k);
+            e.kv.mod_revision = r;
+            e.revision = r;
+            return e;
+        };
+        std::string d;
+        watch_guard g(10);
+        CHECK_FALSE(g.begin_stream(10, d));
+        CHECK_FALSE(g.check({ev("a", 10), ev("b", 10), ev("c", 12)}, d)); // one txn, then another
+        CHECK(g.next() == 13);
+        // A duplicate after a reconnect (etcd #15271-style): an error, not a silent skip.
+        CHECK_FALSE(g.begin_stream(13, d));
+        CHECK(g.check({ev("c", 12)}, d) == errc::watch_out_of_order);
+        CHECK(d.find("12") != std::string::npos);
+        // Backward within one response; the same key twice at one revision.
+        watch_guard g2(1);
+        CHECK(g2.check({ev("a", 5), ev("b", 4)}, d) == errc::watch_out_of_order);
+        watch_guard g3(1);
+        CHECK(g3.check({ev("a", 5), ev("a", 5)}, d) == errc::watch_out_of_order);
+        // A gap: resuming after the next revision, or history compacted past it.
+        watch_guard g4(20);
+        CHECK(g4.begin_stream(25, d) == errc::watch_out_of_order);
+        watch_guard g5(20);
+        CHECK(g5.compacted(30, d) == errc::watch_canceled);
+        CHECK(d.find("30") != std::string::npos);
+        CHECK(d.find("20") != std::string::npos);
+        CHECK(g5.next() == 20); // nothing was skipped silently
+    }
+
+    TEST_CASE("defect 3: resource exhausted (gRPC 8) is quota_exceeded with etcd's message, not value_too_large") {
+        using detail::etcd::core;
+        // The gateway's reply to a put under the NOSPACE alarm: HTTP 429, code 8.
+        CHECK(core::map_code(8, "etcdserver: mvcc: database space exceeded", 429) == errc::quota_exceeded);
+        CHECK(core::map_code(8, "etcdserver: too many requests", 429) == errc::quota_exceeded);
+        // A message over gRPC's own size limit stays value_too_large.
+        CHECK(core::map_code(8, "grpc: received message larger than max (2097300 vs. 2097152)", 429) ==
+              errc::value_too_large);
+        CHECK(std::string(make_error_code(errc::quota_exceeded).message()).find("quota") != std::string::npos);
+
+        // The real thing: one member with a 4 MiB backend quota, filled until NOSPACE.
+        qr_test::etcd_cluster c(1, std::nullopt, std::chrono::seconds(60), {}, {"--quota-backend-bytes=4194304"});
+        etcd_store s(options_for(c.client_urls()));
+        std::string big = random_bytes(700 * 1024, 3);
+        std::error_code ec;
+        for (int i = 0; i < 40 && !ec; ++i)
+            s.put("quota/k" + std::to_string(i), big, 0, ec);
+        CHECK(ec == errc::quota_exceeded);
+        CHECK(etcd_store::error_detail().find("database space exceeded") != std::string::npos);
+    }
+
+    TEST_CASE("defect 4: the transaction budget counts compare values and both branches together") {
+        etcd_store s(options_for(shared_cluster().client_urls()));
+        const std::string k = "budget/k";
+        std::string a = random_bytes(600 * 1024, 4), b = random_bytes(600 * 1024, 5), f = random_bytes(600 * 1024, 6);
+        s.put(k, a);
+        // 1.8 MB in one request (compare value + success put + failure put): over etcd's 1.5 MiB.
+        store_txn t;
+        t.compares.push_back(key_compare::value_is(k, a));
+        t.on_success.push_back(store_op::put(k, b));
+        t.on_failure.push_back(store_op::put(k + "/failed", f));
+        std::error_code ec;
+        auto r = s.commit(t, ec);
+        CHECK_FALSE(ec);
+        CHECK(r.succeeded);
+        auto kv = s.get(k);
+        REQUIRE(kv.has_value());
+        CHECK(kv->value == b);
+        CHECK_FALSE(s.get(k + "/failed").has_value());
+        // The compare still decides: a stale expected value fails the transaction.
+        r = s.commit(t, ec);
+        CHECK_FALSE(ec);
+        CHECK_FALSE(r.succeeded);
+        CHECK(s.get(k + "/failed")->value == f);
+    }
+
+    TEST_CASE("defect 5: expired and outdated auth tokens are renewed; only safe calls are retried") {
+        qr_test::etcd_cluster c(1, std::nullopt, std::chrono::seconds(60), {}, {"--auth-token-ttl=2"});
+        const std::string ep = "ETCDCTL_API=3 /usr/bin/etcdctl --endpoints=" + c.client_url(0);
+        REQUIRE(run(ep + " user add root:rootpw") == 0);
+        REQUIRE(run(ep + " user add app:apppw") == 0);
+        REQUIRE(run(ep + " role add app-role") == 0);
+        REQUIRE(run(ep + " role grant-permission app-role --prefix=true readwrite app/") == 0);
+        REQUIRE(run(ep + " user grant-role app app-role") == 0);
+        REQUIRE(run(ep + " auth enable") == 0);
+        const std::string root = ep + " --user=root:rootpw";
+        auto o = options_for(c.client_urls());
+        o.username = "app";
+        o.password = "apppw";
+        etcd_store app(o);
+        auto r1 = app.put("app/x", "1");
+        std::this_thread::sleep_for(std::chrono::milliseconds(3000)); // the token expires (TTL 2 s)
+        std::error_code ec;
+        auto kv = app.get("app/x", ec);
+        CHECK_FALSE(ec);
+        REQUIRE(kv.has_value());
+        CHECK(kv->mod_revision == r1);
+
+        // A change to the auth store during the run: calls go on. (With simple tokens etcd 3.4
+        // stamps each request with the current auth revision, so "revision of authentication
+        // store is old" only shows in a race; its mapping is checked below, expiry is real.)
+        REQUIRE(run(root + " user add u1:pw") == 0);
+        kv = app.get("app/x", ec);
+        CHECK_FALSE(ec);
+        REQUIRE(kv.has_value());
+        CHECK(detail::etcd::token_refused(3, "etcdserver: revision of authentication store is old"));
+        CHECK(detail::etcd::core::map_code(3, "etcdserver: revision of authentication store is old", 400) ==
+              errc::unauthenticated);
+        std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+        auto r2 = app.put_if("app/x", "2", r1, 0, ec); // conditional: retried after renewal
+        CHECK_FALSE(ec);
+        CHECK(r2 > r1);
+        REQUIRE(run(root + " user add u2:pw") == 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+        app.put("app/x", "3", 0, ec); // unconditional: refused, token renewed, not repeated
+        CHECK(ec == errc::unauthenticated);
+        CHECK(etcd_store::error_detail().find("not applied") != std::string::npos);
+        CHECK(app.get("app/x")->value == "2");
+        app.put("app/x", "4", 0, ec); // the renewed token works
+        CHECK_FALSE(ec);
+        CHECK(app.get("app/x")->value == "4");
+    }
+}

@@ -207,6 +207,39 @@ TEST_SUITE("resource_types") {
         CHECK(!by["node-b"].ok());
     }
 
+    // Issue 16, item 11: the monitor protocol carries a library path in a bounded frame field;
+    // a longer path used to be clipped there silently, so the monitor loaded another path than
+    // the one registered. Registration now refuses it, and so does decoding a record.
+    TEST_CASE("a library path over max_library_path_bytes is refused at registration, not clipped later") {
+        quorumreg::memory_store store;
+        qr_test::temp_dir allowed("qr-longpath");
+        quorumreg::resource_type_registry reg(store, test_options(allowed.path()));
+        fs::path dir = allowed.path();
+        while (dir.string().size() <= quorumreg::max_library_path_bytes + 300)
+            dir /= std::string(200, 'd');
+        fs::create_directories(dir);
+        fs::copy_file(plugin("good"), dir / "qr_plugin_good.so");
+        auto lib = (dir / "qr_plugin_good.so").string();
+        REQUIRE(lib.size() > 1300); // longer than the frame field that used to clip it
+        std::error_code ec;
+        reg.register_type(type("LongPath", lib), ec);
+        CHECK(ec == errc::invalid_argument);
+        CHECK(store.list("cluster/").empty());
+
+        // A path of exactly the limit is fine as far as length goes.
+        auto t = reg.register_type(type("GoodType", plugin("good")));
+        auto at_limit = t;
+        at_limit.library = "/" + std::string(quorumreg::max_library_path_bytes - 1, 'p');
+        std::error_code dec;
+        (void)quorumreg::resource_type_registry::decode(quorumreg::resource_type_registry::encode(at_limit), dec);
+        CHECK_FALSE(dec);
+        // One byte more: a record register_type() cannot have written.
+        auto over = t;
+        over.library = "/" + std::string(quorumreg::max_library_path_bytes, 'p');
+        (void)quorumreg::resource_type_registry::decode(quorumreg::resource_type_registry::encode(over), dec);
+        CHECK(dec == errc::corrupt_data);
+    }
+
     TEST_CASE("a corrupt registration record is reported, not misread") {
         quorumreg::memory_store store;
         quorumreg::resource_type_registry reg(store, test_options());

@@ -26,6 +26,7 @@ struct recorder {
     std::vector<std::string> log;
     std::map<std::string, int> starts, stops;
     std::map<std::string, std::string> fail_start; // name -> exception text
+    std::map<std::string, int> fail_next;          // name -> how many of the next starts throw
     void note(const std::string& s) {
         std::lock_guard lk(mu);
         log.push_back(s);
@@ -38,6 +39,10 @@ struct recorder {
         std::lock_guard lk(mu);
         return starts[n];
     }
+    int stopped(const std::string& n) {
+        std::lock_guard lk(mu);
+        return stops[n];
+    }
     service_definition def(const std::string& n, std::chrono::milliseconds start_delay = 0ms) {
         service_definition d;
         d.start = [this, n, start_delay] {
@@ -49,6 +54,8 @@ struct recorder {
                 auto it = fail_start.find(n);
                 if (it != fail_start.end())
                     err = it->second;
+                else if (fail_next[n] > 0 && fail_next[n]--)
+                    err = "transient start failure";
                 else
                     log.push_back("start " + n);
             }
@@ -392,12 +399,111 @@ TEST_SUITE("service_controller") {
         }
         ctl.report_failure("db", "crashed");
         REQUIRE(ctl.wait_idle());
-        CHECK(ctl.status("db").reason == "start failed: db corrupt");
+        // Every restart the policy allows is tried (issue 16, item 11), then it gives up.
+        CHECK(r.started("db") == 1 + 3);
+        auto db = ctl.status("db");
+        CHECK(db.error == errc::restart_limit);
+        CHECK(db.reason == "restart limit reached (3 restarts within 900 s); last failure: start failed: db corrupt");
         auto web = ctl.status("web");
         CHECK(web.state == service_state::failed);
-        CHECK(web.reason == "dependency \"db\" failed (root cause: \"db\": start failed: db corrupt)");
+        CHECK(web.reason == "dependency \"db\" failed (root cause: \"db\": " + db.reason + ")");
         CHECK(ctl.state("report") == service_state::online); // replica is online: never stopped
         CHECK(r.started("report") == 1);
+    }
+
+    // Issue 16, item 11: the header promised that a reported failure stops the service; the
+    // code only marked it failed and started it again over whatever was still running.
+    TEST_CASE("report_failure stops the failed service, after its dependents, before restarting it") {
+        auto clock = std::make_shared<quorumreg::fake_service_clock>();
+        recorder r;
+        service_controller ctl({.threads = 2, .clock = clock});
+        for (auto n : {"db", "web"})
+            ctl.add_service(n, r.def(n));
+        ctl.add_dependency("web", "db");
+        ctl.start("web");
+        ctl.report_failure("db", "health check failed");
+        REQUIRE(ctl.wait_idle());
+        CHECK(r.stopped("db") == 1);
+        CHECK(r.stopped("web") == 1);
+        auto log = r.snapshot();
+        REQUIRE(log.size() == 6);
+        CHECK(log == std::vector<std::string>{"start db", "start web", "stop web", "stop db", "start db", "start web"});
+        CHECK(ctl.state("db") == service_state::online);
+        // Past the restart limit it is still stopped, and stays failed.
+        for (int i = 0; i < 3; ++i) {
+            ctl.report_failure("db", "health check failed");
+            REQUIRE(ctl.wait_idle());
+        }
+        CHECK(r.stopped("db") == 4);
+        CHECK(ctl.status("db").error == errc::restart_limit);
+        CHECK(r.started("db") == 4);
+    }
+
+    TEST_CASE("a failed automatic restart is tried again while the restart budget lasts") {
+        auto clock = std::make_shared<quorumreg::fake_service_clock>();
+        recorder r;
+        service_controller ctl({.threads = 2, .clock = clock});
+        for (auto n : {"db", "web"})
+            ctl.add_service(n, r.def(n));
+        ctl.add_dependency("web", "db");
+        ctl.start("web");
+        {
+            std::lock_guard lk(r.mu);
+            r.fail_next["db"] = 1; // the first automatic restart fails, the second works
+        }
+        ctl.report_failure("db", "crashed");
+        REQUIRE(ctl.wait_idle());
+        CHECK(ctl.state("db") == service_state::online);
+        CHECK(ctl.state("web") == service_state::online);
+        CHECK(r.started("db") == 3);
+        CHECK(ctl.status("db").restarts_in_period == 2);
+    }
+
+    // Issue 16, item 11: a start that timed out and completed later left the service running
+    // while the controller said failed, and a new start could run beside it.
+    TEST_CASE("a start that completes after its pending timeout is stopped, and no new start overlaps it") {
+        auto clock = std::make_shared<quorumreg::fake_service_clock>();
+        service_controller ctl({.threads = 2, .clock = clock});
+        std::promise<void> gate;
+        auto gate_future = gate.get_future().share();
+        std::atomic<int> running{0}, most{0}, starts{0}, stops{0};
+        service_definition d;
+        d.start = [&, gate_future] {
+            int now = ++running;
+            int m = most.load();
+            while (now > m && !most.compare_exchange_weak(m, now)) {
+            }
+            ++starts;
+            gate_future.wait();
+            --running;
+        };
+        d.stop = [&] { ++stops; };
+        d.options.pending_timeout = 30s;
+        ctl.add_service("slow", d);
+        auto first = std::async(std::launch::async, [&] {
+            std::error_code ec;
+            ctl.start("slow", ec);
+            return ec;
+        });
+        REQUIRE(eventually([&] { return starts.load() == 1; }));
+        clock->advance(31s);
+        REQUIRE(first.wait_for(30s) == std::future_status::ready);
+        CHECK(first.get() == errc::timeout);
+        auto second = std::async(std::launch::async, [&] {
+            std::error_code ec;
+            ctl.start("slow", ec);
+            return ec;
+        });
+        std::this_thread::sleep_for(200ms);
+        CHECK(starts.load() == 1); // waits for the late start to return
+        CHECK(second.wait_for(0ms) == std::future_status::timeout);
+        gate.set_value();
+        REQUIRE(second.wait_for(30s) == std::future_status::ready);
+        CHECK_FALSE(second.get());
+        CHECK(stops.load() == 1); // the late start was undone before the new one ran
+        CHECK(starts.load() == 2);
+        CHECK(most.load() == 1);
+        CHECK(ctl.state("slow") == service_state::online);
     }
 
     TEST_CASE("stop pending timeout") {

@@ -462,38 +462,18 @@ std::string node_name(const args& a) {
     return "qreg";
 }
 
-std::string unescape(std::string_view s) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-            std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-            out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-            i += 2;
-        } else
-            out.push_back(s[i]);
-    }
-    return out;
-}
-
-const std::string cp_prefix = qr::checkpoint_options{}.prefix;
-
 /// Resources with checkpoints in the store (names from the store keys).
-std::vector<std::string> checkpoint_resources(qr::quorum_store& s) {
-    std::vector<std::string> names;
-    for (auto& kv : s.list(cp_prefix)) {
-        auto rest = std::string_view(kv.key).substr(cp_prefix.size());
-        auto name = unescape(rest.substr(0, rest.find('/')));
-        if (names.empty() || names.back() != name) names.push_back(name);
-    }
-    names.erase(std::unique(names.begin(), names.end()), names.end());
-    return names;
-}
+std::vector<std::string> checkpoint_resources(qr::quorum_store& s) { return qr::checkpoint_catalog(s).resources(); }
 
-/// Who owns the resource now: "node" or "" when offline everywhere.
+/// Who owns the resource now: "node" or "" when offline everywhere. The owner key holds the
+/// one owner-record format (decode_owner_record); a record without a node name shows its lease
+/// ("lease N"), never the lease number as a node.
 std::string owner_of(qr::quorum_store& s, const std::string& res) {
-    auto kv = s.get(cp_prefix + qr::detail::key_escape(res) + "/owner");
+    auto kv = s.get(qr::checkpoint_layout(qr::checkpoint_options{}.prefix).owner_key(res));
     if (!kv) return {};
-    return kv->value.substr(0, kv->value.rfind('#'));
+    auto rec = qr::decode_owner_record(kv->value);
+    if (!rec) return "? (unreadable owner record)";
+    return rec->node.empty() ? "lease " + std::to_string(rec->lease) : rec->node;
 }
 
 const char* checkpoint_help =
@@ -774,17 +754,7 @@ int cmd_resource(const args& a) {
     const std::string& sub = a.pos[0];
     if (sub != "list" && sub != "status") throw usage("unknown resource command \"" + sub + "\"");
     auto store = open_store(a, true);
-    auto tmpl = (fs::temp_directory_path() / "qreg-hive-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw failure(failed, "cannot create a scratch hive");
-    struct cleanup {
-        std::string d;
-        ~cleanup() {
-            std::error_code ec;
-            fs::remove_all(d, ec);
-        }
-    } clean{tmpl};
-    qr::hive scratch(tmpl);
-    qr::checkpoint_manager cp(scratch, *store, {});
+    qr::checkpoint_catalog cp(*store); // read-only: no hive, no writes
     if (sub == "list") {
         a.max_positional(1);
         json::array arr;

@@ -1,5 +1,5 @@
 // quorumreg_monitor — the resource monitor process. The controller (quorumreg::monitor_controller)
-// starts one per monitor it needs and talks to it over a Boost.Interprocess queue pair; the
+// starts one per monitor it needs and talks to it over a socketpair (fds 3 and 4: channel and board); the
 // registry starts a throwaway one to probe a plugin at registration. Not meant to be run by hand.
 #include <quorumreg/resource_monitor.hpp>
 

@@ -51,13 +51,16 @@ enum class errc {
     permission_denied = 47,
     not_found = 48, ///< a named object (key in a store, resource, service, type) is absent
     already_exists = 49,
-    backend_error = 50,     ///< the backend reported an error; its own text is in the message
-    watch_canceled = 51,    ///< a watch ended (e.g. history compacted); resynchronise
-    identity_mismatch = 52, ///< the store is not the one this node recorded (replaced or re-created)
+    backend_error = 50,      ///< the backend reported an error; its own text is in the message
+    watch_canceled = 51,     ///< a watch ended (e.g. history compacted); resynchronise
+    identity_mismatch = 52,  ///< the store is not the one this node recorded (replaced or re-created)
+    watch_out_of_order = 53, ///< a watch saw a duplicate, backward or missing revision (a backend bug)
+    quota_exceeded = 54,     ///< the backend is out of space or overloaded (etcd: resource exhausted)
     // Checkpoints.
     checkpoint_conflict = 60, ///< offline edits diverge from the checkpoint (policy = reject)
     checkpoint_corrupt = 61,  ///< the checkpoint fails its checksum or format checks
     not_online = 62,          ///< the resource is not online on this node
+    ownership_lost = 63,      ///< this node's lease ownership ended (not renewed in time, or revoked)
     // Dependency graph and services.
     dependency_cycle = 70,  ///< the edge would close a cycle (the message names it)
     dependency_failed = 71, ///< a dependency failed; the message names the root cause
@@ -65,14 +68,19 @@ enum class errc {
     restart_limit = 73,     ///< restart threshold reached within the period
     unsatisfiable = 74,     ///< no member of a required OR-group can come online
     // Resource types and monitors.
-    plugin_missing = 80,       ///< the registered library file is absent
-    plugin_load_failed = 81,   ///< dlopen failed or the startup symbol is missing
-    plugin_hash_mismatch = 82, ///< the library on disk differs from the registered SHA-256
-    plugin_type_mismatch = 83, ///< the library does not implement the requested type
-    monitor_crashed = 84,      ///< the hosting monitor process died
-    monitor_deadlock = 85,     ///< a call exceeded the deadlock timeout; the monitor was killed
-    resource_failed = 86,      ///< the plugin reported failure
-    plugin_not_allowed = 87,   ///< the library is outside the configured plugin directories
+    plugin_missing = 80,             ///< the registered library file is absent
+    plugin_load_failed = 81,         ///< dlopen failed or the startup symbol is missing
+    plugin_hash_mismatch = 82,       ///< the library on disk differs from the registered SHA-256
+    plugin_type_mismatch = 83,       ///< the library does not implement the requested type
+    monitor_crashed = 84,            ///< the hosting monitor process died
+    monitor_deadlock = 85,           ///< a call exceeded the deadlock timeout; the monitor was killed
+    resource_failed = 86,            ///< the plugin reported failure
+    plugin_not_allowed = 87,         ///< the library is outside the configured plugin directories
+    monitor_protocol_violation = 88, ///< a monitor sent malformed data; it was killed and blamed
+    // Sealed secrets.
+    secret_key_unknown = 100, ///< no loaded key (and no key provider answer) has the blob's key id
+    secret_auth_failed = 101, ///< a sealed blob does not open: wrong key, tampered, or bound to other data
+    key_file_unsafe = 102,    ///< a key file others can read, owned by someone else, or not a regular file
 };
 
 namespace detail {
@@ -138,9 +146,12 @@ inline std::string error_category_impl::message(int ev) const {
     case errc::backend_error: return "backend error";
     case errc::watch_canceled: return "watch canceled";
     case errc::identity_mismatch: return "store identity changed";
+    case errc::watch_out_of_order: return "watch revisions out of order (duplicate, backward or missing)";
+    case errc::quota_exceeded: return "store quota exceeded or overloaded";
     case errc::checkpoint_conflict: return "local edits conflict with the checkpoint";
     case errc::checkpoint_corrupt: return "checkpoint is corrupt";
     case errc::not_online: return "resource is not online on this node";
+    case errc::ownership_lost: return "ownership lost: the lease was not renewed in time";
     case errc::dependency_cycle: return "dependency would create a cycle";
     case errc::dependency_failed: return "a dependency failed";
     case errc::timeout: return "timed out";
@@ -154,6 +165,10 @@ inline std::string error_category_impl::message(int ev) const {
     case errc::monitor_deadlock: return "resource monitor call exceeded the deadlock timeout";
     case errc::resource_failed: return "resource failed";
     case errc::plugin_not_allowed: return "resource library is outside the allowed plugin directories";
+    case errc::monitor_protocol_violation: return "resource monitor violated the monitor protocol";
+    case errc::secret_key_unknown: return "no loaded key has the sealed blob's key id";
+    case errc::secret_auth_failed: return "sealed blob does not open (wrong key, tampered, or bound to other data)";
+    case errc::key_file_unsafe: return "key file is not private to this user";
     }
     return "unknown quorumreg error " + std::to_string(ev);
 }

@@ -59,6 +59,8 @@
 #include <quorumreg/detail/hive_recovery.hpp>
 #include <quorumreg/detail/registry_tree.hpp>
 #include <quorumreg/error.hpp>
+#include <quorumreg/events.hpp>
+#include <quorumreg/metrics.hpp>
 #include <quorumreg/registry.hpp>
 
 #include <boost/interprocess/sync/file_lock.hpp>
@@ -99,6 +101,14 @@ struct hive_options {
     bool read_only = false;
     /// File-call seam (tests inject failures); nullptr = POSIX.
     detail::file_io* io = nullptr;
+    /// Where to report commit latency, group-commit batch sizes and syncs (docs/metrics.md);
+    /// nullptr (default): no metrics, no cost. Must outlive the hive.
+    metrics_registry* metrics = nullptr;
+    /// The `hive` label of those metrics; empty: the hive's directory.
+    std::string metrics_name;
+    /// Where to report failures the hive handles itself (docs/events.md, ids 1001-1004);
+    /// nullptr (default): none. Must outlive the hive.
+    event_log* events = nullptr;
 };
 
 template <class Traits = case_insensitive_traits> class basic_hive : public registry_api<basic_hive<Traits>, Traits> {
@@ -212,10 +222,16 @@ private:
             return 0;
         }
         pending me{&ops};
+        const auto started = metrics_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         group_.submit(me, [this](std::vector<pending*>& batch) { run_batch(batch); });
         events_.drain();
         ec = me.ec;
         why = me.why;
+        if (metrics_) {
+            (ec ? metrics_->failures : metrics_->commits).inc();
+            metrics_->latency.observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        }
         return ec ? 0 : me.revision;
     }
 
@@ -241,6 +257,7 @@ private:
     void init(const std::filesystem::path& dir, std::error_code& ec, std::string& why) {
         namespace fs = std::filesystem;
         dir_ = fs::absolute(dir).lexically_normal();
+        if (opts_.metrics) register_metrics(*opts_.metrics);
         struct stat st {};
         if (io().stat(dir_.c_str(), &st) != 0) {
             // Only "does not exist" means absent; any other failure is reported as it is.
@@ -675,6 +692,9 @@ private:
             if (as_writer) {
                 // Nothing from here on can have been acknowledged: cut it.
                 if (auto ec = journal_.cut(bad_at, why)) return ec;
+                note(event_id::hive_torn_tail_cut, journal_.path() + ": torn tail of " + std::to_string(s.tail_bytes) +
+                                                       " bytes at offset " + std::to_string(bad_at) +
+                                                       " cut (no acknowledged commit was in it)");
             } else if (full) {
                 torn_tail_ = s.tail_bytes;
             }
@@ -822,9 +842,15 @@ private:
                 x->ec = ec;
                 x->why = why;
             }
+            note(event_id::hive_write_failed, std::to_string(ok.size()) + " transaction(s) failed: " + why);
+            if (broken_) note_broken();
             return;
         }
         journal_.advance(at + frame.size(), seq + 1);
+        if (metrics_) {
+            metrics_->batch_size.observe(static_cast<double>(ok.size()));
+            metrics_->journal_bytes.set(static_cast<double>(journal_.offset()));
+        }
         if (synced_now) {
             journal_.mark_durable(seq + 1);
             meta_.synced_frames().store(seq + 1, std::memory_order_release);
@@ -844,8 +870,35 @@ private:
         seen_seq_.store(meta_.seq().load(), std::memory_order_release);
         if (journal_.offset() >= opts_.snapshot_threshold) {
             std::string cwhy;
-            compact_locked(cwhy); // a failed compaction keeps the current journal; nothing is lost
+            // A failed compaction keeps the current journal; nothing is lost.
+            if (compact_locked(cwhy)) {
+                note(event_id::hive_compaction_failed, "snapshot failed, journal kept: " + cwhy);
+                if (broken_) note_broken();
+            }
         }
+    }
+
+    void note(event_id id, std::string message) const {
+        if (opts_.events) opts_.events->emit(id, dir_.string(), std::move(message));
+    }
+    void note_broken() const {
+        note(event_id::hive_broken,
+             "a failed write could not be undone; writes are refused until the hive is reopened");
+    }
+
+    void register_metrics(metrics_registry& m) {
+        const metric_labels l{{"hive", opts_.metrics_name.empty() ? dir_.string() : opts_.metrics_name}};
+        metrics_.reset(new hive_metrics{
+            m.add_counter("quorumreg_hive_commits_total", "Hive transactions committed by this process.", l),
+            m.add_counter("quorumreg_hive_commit_failures_total", "Hive transactions that failed (nothing applied).",
+                          l),
+            m.add_counter("quorumreg_hive_syncs_total", "fdatasync calls on the hive journal by this process.", l),
+            m.add_counter("quorumreg_hive_compactions_total", "Snapshots written (new journal generations).", l),
+            m.add_histogram("quorumreg_hive_commit_seconds", "Hive commit latency, submit to durable return.",
+                            latency_buckets(), l),
+            m.add_histogram("quorumreg_hive_commit_batch_size", "Transactions per group-commit journal frame.",
+                            power_of_two_buckets(10), l),
+            m.add_gauge("quorumreg_hive_journal_bytes", "Size of the current journal generation.", l)});
     }
 
     bool sync_due() const {
@@ -853,6 +906,7 @@ private:
         return std::chrono::steady_clock::now() - last_sync_ >= opts_.sync_interval;
     }
     void mark_synced() {
+        if (metrics_) metrics_->syncs.inc();
         dirty_ = false;
         last_sync_ = std::chrono::steady_clock::now();
     }
@@ -931,6 +985,7 @@ private:
             return ec;
         }
         ++gen_;
+        if (metrics_) metrics_->compactions.inc();
         journal_.swap(next);                                       // the old journal closes with `next`
         meta_.generation().store(gen_, std::memory_order_release); // before the new end: see read_frames
         meta_.synced_frames().store(0, std::memory_order_release);
@@ -1000,6 +1055,17 @@ private:
     }
 
     hive_options opts_;
+    /// Series in opts_.metrics, looked up once at open; nullptr when metrics are off.
+    struct hive_metrics {
+        counter& commits;
+        counter& failures;
+        counter& syncs;
+        counter& compactions;
+        histogram& latency;
+        histogram& batch_size;
+        gauge& journal_bytes;
+    };
+    std::unique_ptr<hive_metrics> metrics_;
     std::filesystem::path dir_;
     detail::open_hive_registry::id dir_id_{};
     mutable std::shared_mutex mu_; // the tree

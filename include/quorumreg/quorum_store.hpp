@@ -26,6 +26,7 @@
 #include <quorumreg/detail/watch_hub.hpp>
 #include <quorumreg/error.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -133,6 +134,33 @@ struct watch_event {
 /// (errc::watch_canceled when history from the requested revision is gone).
 using watch_handler = std::function<void(const std::vector<watch_event>&, std::error_code)>;
 
+/// Who holds an ownership lock: the value of every lock key (acquire_lock, checkpoint owner
+/// keys, ownership). One format, written by encode_owner_record and read by
+/// decode_owner_record only: "<node>#<lease in decimal>" (the node may itself contain '#').
+struct owner_record {
+    std::string node; ///< the owner's node name ("" if the taker gave none)
+    lease_id lease = 0;
+    friend bool operator==(const owner_record&, const owner_record&) = default;
+};
+
+inline std::string encode_owner_record(const owner_record& r) { return r.node + "#" + std::to_string(r.lease); }
+
+/// Parses a lock key's value. A bare decimal lease (what acquire_lock wrote before the one
+/// format) decodes as {"", lease}, never as a node name; anything else without a valid
+/// "#<lease>" suffix is std::nullopt.
+inline std::optional<owner_record> decode_owner_record(std::string_view v) {
+    auto hash = v.rfind('#');
+    auto digits = hash == std::string_view::npos ? v : v.substr(hash + 1);
+    if (digits.empty() || digits.front() < '0' || digits.front() > '9') return std::nullopt;
+    lease_id lease = 0; // etcd's lease ids use all 63 bits: up to 19 digits
+    auto [end, err] = std::from_chars(digits.data(), digits.data() + digits.size(), lease);
+    if (err != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+    owner_record r;
+    if (hash != std::string_view::npos) r.node = std::string(v.substr(0, hash));
+    r.lease = lease;
+    return r;
+}
+
 /// The quorum store interface. Thread-safe: every member may be called concurrently.
 /// Non-throwing overloads are the primitive; the throwing ones wrap them.
 class quorum_store {
@@ -234,14 +262,15 @@ public:
     }
 
     /// Takes the named ownership lock for `lease`: creates `lock_key` attached to the lease if
-    /// absent. Returns the fencing token (the key's create_revision). If another lease holds it,
+    /// absent, its value the owner record of (`node`, `lease`) (encode_owner_record). Returns the
+    /// fencing token (the key's create_revision). If another lease holds it,
     /// errc::already_exists. Taking a lock the same lease already holds returns its token.
-    store_revision acquire_lock(std::string_view lock_key, lease_id lease, std::error_code& ec) {
-        std::string owner = std::to_string(lease);
+    store_revision acquire_lock(std::string_view lock_key, lease_id lease, std::string_view node, std::error_code& ec) {
         store_txn t;
         t.compares.push_back(key_compare::absent(std::string(lock_key)));
-        t.on_success.push_back(store_op::put(std::string(lock_key), owner, lease));
-        auto r = commit(t, ec);
+        t.on_success.push_back(
+            store_op::put(std::string(lock_key), encode_owner_record({std::string(node), lease}), lease));
+        commit(t, ec);
         if (ec) return 0;
         auto kv = get(lock_key, ec);
         if (ec) return 0;
@@ -253,8 +282,11 @@ public:
             ec = errc::already_exists;
             return 0;
         }
-        (void)r;
         return kv->create_revision;
+    }
+    /// acquire_lock with no node name (the record then names only the lease).
+    store_revision acquire_lock(std::string_view lock_key, lease_id lease, std::error_code& ec) {
+        return acquire_lock(lock_key, lease, {}, ec);
     }
 
     /// Releases the lock if `token` still owns it (a stale token is a no-op: never deletes a
@@ -332,8 +364,15 @@ public:
             return 0;
         });
     }
-    store_revision acquire_lock(std::string_view lock_key, lease_id lease) {
-        return thrown("acquire_lock", lock_key, [&](std::error_code& ec) { return acquire_lock(lock_key, lease, ec); });
+    store_revision acquire_lock(std::string_view lock_key, lease_id lease, std::string_view node = {}) {
+        return thrown("acquire_lock", lock_key,
+                      [&](std::error_code& ec) { return acquire_lock(lock_key, lease, node, ec); });
+    }
+    void release_lock(std::string_view lock_key, store_revision token) {
+        thrown("release_lock", lock_key, [&](std::error_code& ec) {
+            release_lock(lock_key, token, ec);
+            return 0;
+        });
     }
 
 protected:

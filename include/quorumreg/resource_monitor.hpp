@@ -3,8 +3,9 @@
 // A monitor_controller owns resources (a name, a registered type, a parameter string) and the
 // monitor processes that host them. Each monitor is a child process (`quorumreg_monitor`, or the
 // application re-executing itself, see run_monitor_if_requested) that dlopen()s plugin libraries
-// and runs their entry points; the controller talks to it over a Boost.Interprocess queue pair
-// and watches it with waitpid() and heartbeats.
+// and runs their entry points; the controller talks to it over a socketpair with framed,
+// bounds-checked messages (a monitor that sends anything malformed is killed and blamed with
+// monitor_protocol_violation) and watches it with waitpid() and heartbeats.
 //
 // When a monitor dies (crash, kill -9) or a call into it exceeds the type's deadlock timeout
 // (the controller then kills it), every resource it hosted is re-hosted: the controller starts a
@@ -54,6 +55,8 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,8 +73,11 @@ namespace quorumreg {
 ///     ... // the application proper
 /// }
 /// @endcode
-inline std::optional<int> run_monitor_if_requested(int argc, char** argv) {
-    return detail::run_monitor_main(argc, argv);
+/// A monitor refuses to run when its privileges differ from its caller's (setuid/setgid binary,
+/// file capabilities: exit code 5) unless the program opts in with `allow_privileged`.
+using monitor_entry_options = detail::monitor_entry_options;
+inline std::optional<int> run_monitor_if_requested(int argc, char** argv, const monitor_entry_options& options = {}) {
+    return detail::run_monitor_main(argc, argv, options);
 }
 
 /// Observable resource states (the WSFC set that matters here).
@@ -231,6 +237,8 @@ private:
     };
     struct monitor_io {
         std::unique_ptr<detail::monitor_channel> ch;
+        int wake[2] = {-1, -1};                      ///< the engine wakes the I/O thread when it queues a frame
+        std::size_t max_heartbeats_per_second = 600; ///< more is a flood (a protocol violation)
         std::mutex mu;
         std::deque<std::string> outbox;
         std::atomic<bool> stop{false};
@@ -238,6 +246,15 @@ private:
         std::atomic<std::int64_t> last_seen_ns{0};
         std::atomic<bool> heard{false};
         std::thread thread;
+        void notify() const noexcept {
+            if (wake[1] >= 0) (void)!::write(wake[1], "w", 1);
+        }
+        ~monitor_io() {
+            for (auto& s : outbox)
+                detail::wipe(s);
+            for (int fd : wake)
+                if (fd >= 0) ::close(fd);
+        }
     };
     struct pending_call {
         std::string res;       ///< folded resource name; empty for load_type
@@ -273,6 +290,7 @@ private:
         bool retiring = false; ///< idle, asked to shut down: takes no new resources
         std::optional<clock::time_point> idle_since;
         int wait_status = 0;
+        std::optional<clock::time_point> channel_closed; ///< EOF on its channel (process maybe alive)
     };
     struct res_rec {
         resource_spec spec;
@@ -287,6 +305,7 @@ private:
         bool waiting_load = false;
         bool need_terminate = false;
         bool removing = false;
+        bool erased = false; ///< forgotten; its node waits in graveyard_ until the current job ends
         clock::time_point next_looks, next_is;
         std::deque<clock::time_point> restart_times;
         std::optional<clock::time_point> retry_at; ///< store unreachable: drive again then
@@ -328,6 +347,11 @@ private:
     void engine_loop();
     void supervise();
     void drive(res_rec& r);
+    /// After a state change inside drive(): did a callback remove the resource, start a call for
+    /// it, or change its target? Then the caller must not go on with what it was about to do.
+    static bool taken_over(const res_rec& r, resource_state target) {
+        return r.erased || r.inflight || r.waiting_load || r.st.target != target;
+    }
     void publish(res_rec& r);
     void set_state(res_rec& r, resource_state s, std::error_code ec = {}, std::string reason = {});
     void fail_hard(res_rec& r, std::error_code ec, std::string reason);
@@ -337,7 +361,6 @@ private:
                        std::function<void(std::error_code, std::string)> done = {});
     void pump_controls(res_rec& r);
     static void fail_controls(res_rec& r, std::error_code ec, const std::string& why);
-    static void remove_stale_queues();
     mon_rec* find_mon(std::uint64_t id) {
         auto it = mons_.find(id);
         return it == mons_.end() ? nullptr : &it->second;
@@ -346,7 +369,15 @@ private:
         auto it = res_.find(f);
         return it == res_.end() ? nullptr : &it->second;
     }
-    mon_rec* monitor_for(const std::string& role, std::error_code& ec, std::string& why);
+    mon_rec* monitor_for(const std::string& role, const std::string& type_fold, const resource_type_info& t,
+                         std::error_code& ec, std::string& why);
+    /// Whether `m` has no library of the type yet, or exactly registration `t` (loaded or loading).
+    static bool same_registration(const mon_rec& m, const std::string& type_fold, const resource_type_info& t) {
+        auto it = m.types.find(type_fold);
+        if (it == m.types.end() || (!it->second.loaded && it->second.waiters.empty())) return true;
+        auto& i = it->second.info;
+        return i.revision == t.revision && i.sha256 == t.sha256 && i.library == t.library;
+    }
     void kill_monitor(mon_rec& m, errc reason, std::string detail);
     void on_monitor_death(std::uint64_t id);
     void on_reply(std::uint64_t mon_id, const msg& m);
@@ -354,6 +385,9 @@ private:
     void erase_resource(res_rec& r);
     static void io_loop(std::shared_ptr<monitor_io> io, std::shared_ptr<inbox> box, monitor_controller* self,
                         std::uint64_t mon_id);
+    static void io_loop_body(monitor_io& io, inbox& box, monitor_controller* self, std::uint64_t mon_id);
+    void on_violation(std::uint64_t mon_id, const std::string& what);
+    void on_channel_closed(std::uint64_t mon_id);
 
     resource_type_registry& types_;
     monitor_options opts_;
@@ -362,6 +396,9 @@ private:
 
     // Engine-thread state.
     std::map<std::string, res_rec> res_;
+    // Records erased while a caller up the stack (drive, failure, on_monitor_death — a callback
+    // may remove a resource from inside any of them) still holds a reference: freed between jobs.
+    std::vector<std::map<std::string, res_rec>::node_type> graveyard_;
     std::map<std::uint64_t, mon_rec> mons_;
     std::map<std::string, std::deque<clock::time_point>> type_crashes_;
     std::set<std::string> isolated_types_;
@@ -380,6 +417,21 @@ private:
 
     std::thread::id engine_id_;
     std::thread engine_;
+
+    // Store writes the engine does not wait for (verification records): a store stalled by an
+    // election must not delay the handling of replies and turn them into false deadlock kills.
+    std::mutex bg_mu_;
+    std::condition_variable bg_cv_;
+    std::deque<std::function<void()>> bg_jobs_;
+    bool bg_stop_ = false;
+    std::thread bg_;
+    void post_store_write(std::function<void()> job) {
+        {
+            std::lock_guard lk(bg_mu_);
+            bg_jobs_.push_back(std::move(job));
+        }
+        bg_cv_.notify_one();
+    }
 };
 
 // ==== implementation ===========================================================================
@@ -387,7 +439,6 @@ private:
 inline monitor_controller::monitor_controller(resource_type_registry& types, monitor_options options)
     : types_(types), opts_(std::move(options)) {
     command_ = opts_.monitor_command.empty() ? types_.monitor_command() : opts_.monitor_command;
-    remove_stale_queues();
     std::promise<void> started;
     auto ready = started.get_future();
     engine_ = std::thread([this, &started] {
@@ -396,6 +447,18 @@ inline monitor_controller::monitor_controller(resource_type_registry& types, mon
         engine_loop();
     });
     ready.wait();
+    bg_ = std::thread([this] {
+        std::unique_lock lk(bg_mu_);
+        while (true) {
+            bg_cv_.wait(lk, [&] { return bg_stop_ || !bg_jobs_.empty(); });
+            if (bg_stop_) return; // best-effort records still queued are dropped
+            auto job = std::move(bg_jobs_.front());
+            bg_jobs_.pop_front();
+            lk.unlock();
+            job();
+            lk.lock();
+        }
+    });
 }
 
 inline monitor_controller::~monitor_controller() {
@@ -408,6 +471,12 @@ inline monitor_controller::~monitor_controller() {
         }
     });
     engine_.join();
+    {
+        std::lock_guard lk(bg_mu_);
+        bg_stop_ = true;
+    }
+    bg_cv_.notify_one();
+    bg_.join();
 }
 
 inline void monitor_controller::engine_loop() {
@@ -418,55 +487,147 @@ inline void monitor_controller::engine_loop() {
             inbox_->cv.wait_for(lk, opts_.supervision_interval, [&] { return !inbox_->jobs.empty(); });
             jobs.swap(inbox_->jobs);
         }
-        for (auto& j : jobs)
+        for (auto& j : jobs) {
             j();
+            graveyard_.clear();
+        }
         supervise();
+        graveyard_.clear();
     }
 }
 
+// The I/O thread of one monitor: the only code that touches bytes the monitor wrote. Nothing may
+// escape it (an exception here would be std::terminate of the application): whatever goes wrong
+// — a malformed frame, a flood, an allocation failure while decoding — becomes a blame of that
+// monitor (on_violation), and the thread ends.
 // NOLINTNEXTLINE(performance-unnecessary-value-param): the thread's own references keep both alive
 inline void monitor_controller::io_loop(std::shared_ptr<monitor_io> io, std::shared_ptr<inbox> box,
                                         monitor_controller* self, std::uint64_t mon_id) {
-    auto idle = std::chrono::microseconds(100);
-    msg m;
-    while (!io->stop.load()) {
-        bool active = false;
-        while (io->ch->try_receive(m)) {
-            active = true;
-            io->last_seen_ns = clock::now().time_since_epoch().count();
-            io->heard = true;
-            if (m.kind == kind::heartbeat) continue;
-            {
-                std::lock_guard lk(box->mu);
-                box->jobs.push_back([self, mon_id, m = std::move(m)] { self->on_reply(mon_id, m); });
-            }
-            box->cv.notify_one();
-            m = msg{};
+    auto report = [&](std::string what) noexcept {
+        try {
+            std::lock_guard lk(box->mu);
+            box->jobs.push_back([self, mon_id, w = std::move(what)] { self->on_violation(mon_id, w); });
+        } catch (...) {
+            // Out of memory even for the report: the monitor's heartbeat timeout still catches it.
         }
-        // Send outside io->mu: if a dying monitor left the queue's mutex locked, only this
-        // (abandonable) thread blocks, never the controller thread that appends to the outbox.
-        std::deque<std::string> batch;
-        {
-            std::lock_guard lk(io->mu);
-            batch.swap(io->outbox);
-        }
-        while (!batch.empty() && io->ch->try_send(batch.front())) {
-            batch.pop_front();
-            active = true;
-        }
-        if (!batch.empty()) {
-            std::lock_guard lk(io->mu);
-            io->outbox.insert(io->outbox.begin(), std::make_move_iterator(batch.begin()),
-                              std::make_move_iterator(batch.end()));
-        }
-        // Short adaptive sleep: never wait on a process-shared condition (see monitor_protocol.hpp).
-        idle = active ? std::chrono::microseconds(100) : std::min(idle * 2, std::chrono::microseconds(2000));
-        std::this_thread::sleep_for(idle);
+        box->cv.notify_one();
+    };
+    try {
+        io_loop_body(*io, *box, self, mon_id);
+    } catch (const std::exception& e) {
+        report(std::string("the controller's I/O failed: ") + e.what());
+    } catch (...) {
+        report("the controller's I/O failed");
     }
     io->exited = true;
 }
 
+inline void monitor_controller::io_loop_body(monitor_io& io, inbox& box, monitor_controller* self,
+                                             std::uint64_t mon_id) {
+    auto deliver = [&](std::function<void()> job) {
+        {
+            std::lock_guard lk(box.mu);
+            box.jobs.push_back(std::move(job));
+        }
+        box.cv.notify_one();
+    };
+    // Floods are judged by counts, not by how fast this thread reads: heartbeats beyond a generous
+    // multiple of the configured rate, or more replies than requests ever sent.
+    auto window_start = clock::now();
+    std::size_t heartbeats_in_window = 0;
+    std::uint64_t sent = 0, replies = 0;
+    std::deque<std::string> batch;
+    while (!io.stop.load()) {
+        {
+            std::lock_guard lk(io.mu);
+            while (!io.outbox.empty()) {
+                batch.push_back(std::move(io.outbox.front()));
+                io.outbox.pop_front();
+            }
+        }
+        bool closed = false;
+        while (!batch.empty()) {
+            auto r = io.ch->send(batch.front());
+            if (r == detail::channel_io::again) break;
+            detail::wipe(batch.front()); // parameters, control input
+            batch.pop_front();
+            if (r == detail::channel_io::done) ++sent;
+            if (r == detail::channel_io::closed) {
+                closed = true;
+                break;
+            }
+        }
+        pollfd p[2] = {{io.ch->fd(), static_cast<short>(POLLIN | (batch.empty() ? 0 : POLLOUT)), 0},
+                       {io.wake[0], POLLIN, 0}};
+        if (!closed && ::poll(p, 2, 50) < 0) continue;
+        if (p[1].revents & POLLIN) {
+            char drain[256];
+            while (::read(io.wake[0], drain, sizeof drain) > 0) {
+            }
+        }
+        if (!closed && !(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        while (!closed) {
+            std::string_view payload;
+            auto r = io.ch->receive(payload);
+            if (r == detail::channel_io::again) break;
+            if (r == detail::channel_io::closed) {
+                closed = true;
+                break;
+            }
+            if (r == detail::channel_io::violation) {
+                deliver([self, mon_id, w = std::string(io.ch->what())] { self->on_violation(mon_id, w); });
+                return;
+            }
+            msg m;
+            if (const char* bad = detail::decode_monitor_msg(payload, m, detail::monitor_peer::monitor)) {
+                deliver([self, mon_id, w = std::string(bad)] { self->on_violation(mon_id, w); });
+                return;
+            }
+            auto now = clock::now();
+            if (now - window_start >= std::chrono::seconds(1)) {
+                window_start = now;
+                heartbeats_in_window = 0;
+            }
+            if (m.kind == kind::heartbeat ? ++heartbeats_in_window > io.max_heartbeats_per_second : ++replies > sent) {
+                deliver([self, mon_id, hb = m.kind == kind::heartbeat] {
+                    self->on_violation(mon_id, hb ? "flood: heartbeats far above the configured rate"
+                                                  : "flood: more replies than requests");
+                });
+                return;
+            }
+            io.last_seen_ns = now.time_since_epoch().count();
+            io.heard = true;
+            if (m.kind == kind::heartbeat) continue;
+            deliver([self, mon_id, m = std::move(m)]() mutable {
+                self->on_reply(mon_id, m);
+                detail::wipe(m); // control output
+            });
+        }
+        if (closed) {
+            deliver([self, mon_id] { self->on_channel_closed(mon_id); });
+            return;
+        }
+    }
+}
+
+// A monitor broke the protocol: nothing it sends can be trusted any more. Kill it; its death is
+// then handled like a crash (blame from the board, else the calls in flight) with this cause.
+inline void monitor_controller::on_violation(std::uint64_t mon_id, const std::string& what) {
+    mon_rec* m = find_mon(mon_id);
+    if (!m || m->killed || m->reaped) return;
+    kill_monitor(*m, errc::monitor_protocol_violation,
+                 "monitor pid " + std::to_string(m->pid) + " violated the monitor protocol (" + what + "); killed");
+}
+
+// EOF on the channel: normally the monitor is exiting (waitpid reports it within a few ms). If it
+// is still alive after a grace period it closed or replaced its descriptor: a violation
+// (supervise() checks).
+inline void monitor_controller::on_channel_closed(std::uint64_t mon_id) {
+    if (mon_rec* m = find_mon(mon_id); m && !m->channel_closed) m->channel_closed = clock::now();
+}
+
 inline void monitor_controller::publish(res_rec& r) {
+    if (r.erased) return;
     resource_status copy = r.st;
     {
         std::lock_guard lk(snap_mu_);
@@ -542,32 +703,43 @@ inline std::uint64_t monitor_controller::send(mon_rec& m, res_rec* r, kind k, co
         std::lock_guard lk(m.io->mu);
         m.io->outbox.push_back(detail::encode_monitor_msg(out));
     }
+    m.io->notify();
+    detail::wipe(out); // parameters and control input do not linger in freed memory
     return out.req;
 }
 
-inline monitor_controller::mon_rec* monitor_controller::monitor_for(const std::string& role, std::error_code& ec,
+inline monitor_controller::mon_rec* monitor_controller::monitor_for(const std::string& role,
+                                                                    const std::string& type_fold,
+                                                                    const resource_type_info& t, std::error_code& ec,
                                                                     std::string& why) {
     for (auto& [id, m] : mons_) {
         (void)id;
-        if (m.role == role && !m.killed && !m.reaped && !m.retiring) return &m;
+        if (m.role == role && !m.killed && !m.reaped && !m.retiring && same_registration(m, type_fold, t)) return &m;
     }
     auto io = std::make_shared<monitor_io>();
-    auto base = detail::monitor_channel::unique_base();
-    try {
-        io->ch = detail::monitor_channel::create(base);
-    } catch (const std::exception& e) {
+    std::error_code cec;
+    io->ch = detail::monitor_channel::create(cec);
+    if (!io->ch || ::pipe2(io->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         ec = errc::io_error;
-        why = std::string("cannot create the monitor's message queues: ") + e.what();
+        why = "cannot create the monitor's channel: " + (cec ? cec.message() : std::string("pipe failed"));
         return nullptr;
     }
     auto argv = command_;
-    argv.insert(argv.end(), {detail::monitor_flag, base, std::to_string(::getpid()),
+    argv.insert(argv.end(), {detail::monitor_flag, std::to_string(::getpid()),
                              std::to_string(std::max<std::int64_t>(1, opts_.heartbeat_interval.count()))});
+    for (auto& d : types_.plugin_directories()) // the monitor re-checks every load against them
+        argv.push_back(d.string());
+    // Ten times the configured heartbeat rate (plus slack) is a flood, however fast we read.
+    io->max_heartbeats_per_second =
+        100 + static_cast<std::size_t>(10000 / std::max<std::int64_t>(1, opts_.heartbeat_interval.count()));
     // Spawned from the controller's own thread, which lives exactly as long as the controller:
     // the monitor's PR_SET_PDEATHSIG follows the spawning *thread*, so it fires when the
     // controller is gone, not when some short-lived caller thread ends.
     std::error_code sec;
-    pid_t pid = detail::spawn_process(argv, -1, sec);
+    pid_t pid = detail::spawn_process(
+        argv, -1, sec,
+        {{io->ch->peer_fd(), detail::monitor_channel_fd}, {io->ch->board_fd(), detail::monitor_board_fd}});
+    io->ch->close_peer();
     if (pid < 0) {
         ec = errc::monitor_crashed;
         why = "cannot start the monitor program \"" + argv[0] + "\": " + sec.message();
@@ -590,26 +762,23 @@ inline void monitor_controller::kill_monitor(mon_rec& m, errc reason, std::strin
     m.killed = true;
     m.kill_reason = reason;
     m.kill_detail = std::move(detail);
+    ::kill(-m.pid, SIGKILL); // its process group: children its plugins forked die with it
     ::kill(m.pid, SIGKILL);
 }
 
 inline void monitor_controller::stop_io(mon_rec& m) {
     if (!m.io) return;
     m.io->stop = true;
-    // The I/O thread only sleeps and polls, so it exits within a couple of milliseconds — unless
-    // the dead monitor died holding a queue mutex, in which case it is abandoned (it owns its
-    // state through shared_ptr and never touches the controller again).
-    auto until = clock::now() + std::chrono::milliseconds(1000);
-    while (!m.io->exited && clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (m.io->exited)
-        m.io->thread.join();
-    else
-        m.io->thread.detach();
+    m.io->notify();
+    // The I/O thread blocks only in poll() (50 ms at most, woken at once here); socket I/O cannot be
+    // left locked by a dying peer, so it is always joined.
+    if (m.io->thread.joinable()) m.io->thread.join();
     m.io.reset();
 }
 
 inline void monitor_controller::erase_resource(res_rec& r) {
+    if (r.erased) return;
+    r.erased = true;
     fail_controls(r, errc::not_found, "the resource was removed");
     auto f = r.fold;
     {
@@ -617,18 +786,20 @@ inline void monitor_controller::erase_resource(res_rec& r) {
         snapshot_.erase(f);
     }
     snap_cv_.notify_all();
-    res_.erase(f);
+    // Not freed yet: the caller (or a caller further up, if a callback removed it) may still
+    // hold `r`. The name is free for a new resource at once.
+    graveyard_.push_back(res_.extract(f));
 }
 
 inline void monitor_controller::drive(res_rec& r) {
-    if (shutting_down_ || r.inflight || r.waiting_load) return;
+    if (shutting_down_ || r.erased || r.inflight || r.waiting_load) return;
     mon_rec* m = find_mon(r.mon);
     if (m && (m->killed || m->reaped)) return; // its death is being handled; drive() runs again then
     if (!m) {
         r.mon = 0;
         r.opened = false;
     }
-    const auto tmo = r.type.deadlock_timeout;
+    auto tmo = r.type.deadlock_timeout;
     if (r.st.target == resource_state::offline) {
         if (m && r.opened) {
             if (r.need_terminate) {
@@ -638,6 +809,7 @@ inline void monitor_controller::drive(res_rec& r) {
             }
             if (r.st.state == resource_state::online || r.st.state == resource_state::online_pending) {
                 set_state(r, resource_state::offline_pending);
+                if (taken_over(r, resource_state::offline)) return;
                 send(*m, &r, kind::offline, r.type_fold, tmo);
                 return;
             }
@@ -652,8 +824,9 @@ inline void monitor_controller::drive(res_rec& r) {
         return;
     }
     if (r.st.state == resource_state::failed) return; // until online() is called again
-    if (!m) {
-        // Re-resolve the type from the store: the monitor that knew it may be gone.
+    if (!m || !r.opened) {
+        // Re-resolve the type from the store before every open: the monitor that knew it may be
+        // gone, and the registration may have changed since (what runs is what the registry says).
         std::error_code ec;
         resource_type_info t;
         // While the store is known to be unreachable, do not block this thread on it once per
@@ -692,20 +865,24 @@ inline void monitor_controller::drive(res_rec& r) {
             role = "resource:" + r.fold;
         else if (isolated_types_.count(r.type_fold))
             role = "type:" + r.type_fold;
-        std::string why;
-        m = monitor_for(role, ec, why);
-        if (!m) return fail_hard(r, ec, why);
-        r.mon = m->id;
-        r.opened = false;
-        r.st.monitor = m->id;
-        r.st.monitor_pid = m->pid;
-        r.st.dedicated_monitor = role != "shared";
-        publish(r);
+        tmo = t.deadlock_timeout;
+        // A monitor that has another registration of this type loaded (or loading) runs other
+        // code: the resource is not opened there.
+        if (m && (m->role != role || !same_registration(*m, r.type_fold, t))) m = nullptr;
+        if (!m) {
+            std::string why;
+            m = monitor_for(role, r.type_fold, t, ec, why);
+            if (!m) return fail_hard(r, ec, why);
+            r.mon = m->id;
+            r.opened = false;
+            r.st.monitor = m->id;
+            r.st.monitor_pid = m->pid;
+            r.st.dedicated_monitor = role != "shared";
+            publish(r);
+            if (taken_over(r, resource_state::online)) return drive(r);
+        }
     }
     auto& slot = m->types[r.type_fold];
-    // A type re-registered while this monitor has its previous library loaded keeps running the
-    // loaded (verified) copy here; the new registration takes effect in the next monitor (the
-    // dynamic loader would hand back the loaded object for the same path anyway).
     if (!slot.loaded) {
         if (slot.waiters.empty()) {
             slot.info = r.type;
@@ -718,8 +895,10 @@ inline void monitor_controller::drive(res_rec& r) {
         return;
     }
     if (!r.opened) {
-        if (r.st.state != resource_state::online_pending)
+        if (r.st.state != resource_state::online_pending) {
             set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+            if (taken_over(r, resource_state::online)) return drive(r);
+        }
         send(*m, &r, kind::open, r.type_fold, tmo, r.type.name, r.spec.name, r.spec.parameters);
         return;
     }
@@ -729,8 +908,10 @@ inline void monitor_controller::drive(res_rec& r) {
         return;
     }
     if (r.st.state != resource_state::online) {
-        if (r.st.state != resource_state::online_pending)
+        if (r.st.state != resource_state::online_pending) {
             set_state(r, resource_state::online_pending, r.st.error, r.st.reason);
+            if (taken_over(r, resource_state::online)) return drive(r);
+        }
         send(*m, &r, kind::online, r.type_fold, tmo);
     }
 }
@@ -744,7 +925,7 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
     m->calls.erase(it);
     std::error_code ec = rep.code ? make_error_code(static_cast<errc>(rep.code)) : std::error_code{};
     auto now = clock::now();
-    if (pc.done) pc.done(ec, rep.a);
+    if (pc.done) pc.done(ec, pc.what == kind::control && !ec ? rep.b : rep.a); // b: control output
 
     if (pc.what == kind::load_type) {
         auto sit = m->types.find(pc.type_fold);
@@ -752,19 +933,26 @@ inline void monitor_controller::on_reply(std::uint64_t mon_id, const msg& rep) {
         auto waiters = std::move(sit->second.waiters);
         sit->second.waiters.clear();
         auto info = sit->second.info;
-        std::error_code sec; // the verification record is best effort: the store may be unreachable
+        // The verification record is best effort (the store may be unreachable) and written off
+        // this thread.
         if (!ec) {
             sit->second.loaded = true;
-            types_.record_verification(info, {}, "loaded by a monitor", info.sha256, sec);
+            post_store_write([&types = types_, info] {
+                std::error_code sec;
+                types.record_verification(info, {}, "loaded by a monitor", info.sha256, sec);
+            });
         } else {
             m->types.erase(sit);
-            types_.record_verification(info, ec, rep.a, {}, sec);
+            post_store_write([&types = types_, info, ec, why = rep.a] {
+                std::error_code sec;
+                types.record_verification(info, ec, why, {}, sec);
+            });
         }
         for (auto& w : waiters) {
             res_rec* r = find_res(w);
             if (!r || !r->waiting_load || r->mon != mon_id) continue;
             r->waiting_load = false;
-            if (ec)
+            if (ec && !r->removing) // a resource removed meanwhile is forgotten, not failed
                 fail_hard(*r, ec, "library of type \"" + r->spec.type + "\": " + rep.a);
             else
                 drive(*r);
@@ -907,7 +1095,7 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
     }
     for (auto& f : affected) {
         res_rec* r = find_res(f);
-        if (!r) continue;
+        if (!r || r->mon != id) continue; // removed, or already re-driven, by a callback
         r->mon = 0;
         r->opened = false;
         r->inflight = 0;
@@ -943,6 +1131,17 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
 }
 
 inline void monitor_controller::supervise() {
+    // Replies that arrived while this thread was busy (a slow store lookup, a callback) count as
+    // arrived: handle them before judging any deadline.
+    std::deque<std::function<void()>> arrived;
+    {
+        std::lock_guard lk(inbox_->mu);
+        arrived.swap(inbox_->jobs);
+    }
+    for (auto& j : arrived) {
+        j();
+        graveyard_.clear();
+    }
     auto now = clock::now();
     std::vector<std::uint64_t> dead;
     for (auto& [id, m] : mons_) {
@@ -952,6 +1151,9 @@ inline void monitor_controller::supervise() {
             if (p == m.pid || (p < 0 && errno == ECHILD)) {
                 m.reaped = true;
                 m.wait_status = status;
+                // What its plugins forked must not outlive it. The group id cannot have been reused:
+                // Linux keeps a pid that is the id of a live process group.
+                ::kill(-m.pid, SIGKILL);
             }
         }
         if (m.reaped) {
@@ -961,6 +1163,11 @@ inline void monitor_controller::supervise() {
         if (m.killed) continue;
         if (shutting_down_) {
             if (now > shutdown_deadline_) kill_monitor(m, errc::monitor_crashed, "shutdown grace expired");
+            continue;
+        }
+        if (m.channel_closed && !m.retiring && now - *m.channel_closed > std::chrono::milliseconds(250)) {
+            kill_monitor(m, errc::monitor_protocol_violation,
+                         "monitor pid " + std::to_string(m.pid) + " closed its channel but kept running (killed)");
             continue;
         }
         auto seen = clock::time_point(clock::duration(m.io->last_seen_ns.load()));
@@ -1055,14 +1262,15 @@ inline void monitor_controller::add_resource(const resource_spec& spec, std::err
         return;
     }
     std::string why;
+    // The lookup runs on the caller's thread: the engine never waits for the store here.
+    std::error_code lec;
+    auto t = types_.lookup(spec.type, lec);
     ec = on_engine([&]() -> std::error_code {
         auto f = fold(spec.name);
         if (res_.count(f)) {
             why = "a resource with this name exists";
             return errc::already_exists;
         }
-        std::error_code lec;
-        auto t = types_.lookup(spec.type, lec);
         if (lec) {
             why = "resource type \"" + spec.type + "\": " + lec.message();
             return lec;
@@ -1212,23 +1420,6 @@ inline void monitor_controller::fail_controls(res_rec& r, std::error_code ec, co
     r.controls.clear();
     for (auto& c : pending)
         c.done(ec, why);
-}
-
-// Queues of monitors whose controller died without cleaning up (kill -9 of the application)
-// would stay in /dev/shm forever: remove those whose creating process is gone.
-inline void monitor_controller::remove_stale_queues() {
-    std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-        auto name = it->path().filename().string();
-        if (name.rfind("qrmon.", 0) != 0) continue;
-        auto dot = name.find('.', 6);
-        if (dot == std::string::npos) continue;
-        pid_t pid = static_cast<pid_t>(std::atoi(name.substr(6, dot - 6).c_str()));
-        if (pid <= 0 || pid == ::getpid()) continue;
-        if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
-        boost::interprocess::shared_memory_object::remove(name.c_str()); // queues and boards alike
-    }
 }
 
 inline std::string monitor_controller::control(std::string_view name, std::uint32_t code, std::string_view input,

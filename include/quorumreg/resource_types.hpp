@@ -74,6 +74,10 @@ struct node_verification {
     bool ok() const noexcept { return !result && current; }
 };
 
+/// Longest library path a type may name, in bytes. The path travels to monitors inside a
+/// bounded protocol frame; a longer one is refused at registration rather than clipped there.
+inline constexpr std::size_t max_library_path_bytes = 1024;
+
 /// Options of a resource_type_registry.
 struct type_registry_options {
     /// Store prefix of the registrations (one key per type: prefix + folded name).
@@ -149,9 +153,18 @@ public:
     quorum_store& store() noexcept { return store_; }
     /// The command used to start monitors and probes.
     std::vector<std::string> monitor_command() const;
+    /// The configured plugin directories (monitors and probes re-check every load against them).
+    const std::vector<std::filesystem::path>& plugin_directories() const noexcept { return opts_.plugin_directories; }
 
     /// Encodes/decodes a registration record (versioned, CRC-32C checked).
+    /// Upper bound of the polling intervals and the deadlock timeout (a larger value would
+    /// overflow deadline arithmetic: milliseconds::max() became an immediate kill loop).
+    static constexpr std::chrono::milliseconds max_timing{std::chrono::hours(24)};
     static std::string encode(const resource_type_info& info);
+    static bool timings_valid(const resource_type_info& t) {
+        auto ok = [](std::chrono::milliseconds d) { return d.count() > 0 && d <= max_timing; };
+        return ok(t.looks_alive_interval) && ok(t.is_alive_interval) && ok(t.deadlock_timeout);
+    }
     static resource_type_info decode(std::string_view bytes, std::error_code& ec);
     static resource_type_info decode(std::string_view bytes) {
         std::error_code ec;
@@ -308,7 +321,11 @@ inline resource_type_info resource_type_registry::decode(std::string_view bytes,
     t.deadlock_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(r.varint()));
     t.flags = r.u32le();
     t.registered_by = std::string(r.str());
-    if (!r.ok() || r.remaining() != 0 || validate_name(t.name) || !detail::is_sha256_hex(t.sha256)) {
+    // A record is checked like a registration: a zero, negative or huge timing or a relative
+    // library path is not something register_type() can have written.
+    if (!r.ok() || r.remaining() != 0 || validate_name(t.name) || !detail::is_sha256_hex(t.sha256) ||
+        !timings_valid(t) || !std::filesystem::path(t.library).is_absolute() ||
+        t.library.size() > max_library_path_bytes) {
         ec = errc::corrupt_data;
         return {};
     }
@@ -353,8 +370,9 @@ inline resource_type_info resource_type_registry::register_type(const resource_t
         fail(ec, errc::invalid_argument, "the library path must be absolute (it must be the same on every node)");
         return {};
     }
-    if (in.looks_alive_interval.count() <= 0 || in.is_alive_interval.count() <= 0 || in.deadlock_timeout.count() <= 0) {
-        fail(ec, errc::invalid_argument, "polling intervals and the deadlock timeout must be positive");
+    if (!timings_valid(in)) {
+        fail(ec, errc::invalid_argument,
+             "polling intervals and the deadlock timeout must be positive and at most 24 h");
         return {};
     }
     if (!in.sha256.empty() && !detail::is_sha256_hex(in.sha256)) {
@@ -363,6 +381,12 @@ inline resource_type_info resource_type_registry::register_type(const resource_t
     }
     resource_type_info t = in;
     t.library = fs::path(in.library).lexically_normal().string();
+    if (t.library.size() > max_library_path_bytes) {
+        fail(ec, errc::invalid_argument,
+             "the library path is " + std::to_string(t.library.size()) + " bytes; at most " +
+                 std::to_string(max_library_path_bytes) + " are allowed");
+        return {};
+    }
     if (t.display_name.empty()) t.display_name = t.name;
     t.registered_by = opts_.node_id;
     if (auto e = check_allowed(t.library)) {
@@ -381,7 +405,8 @@ inline resource_type_info resource_type_registry::register_type(const resource_t
         return {};
     }
     t.sha256 = actual;
-    auto probe = detail::probe_plugin(monitor_command(), t.library, t.name, t.sha256, opts_.probe_timeout);
+    auto probe = detail::probe_plugin(monitor_command(), t.library, t.name, t.sha256, opts_.probe_timeout,
+                                      opts_.plugin_directories);
     if (probe.ec) {
         fail(ec, probe.ec, probe.message);
         return {};
@@ -536,7 +561,8 @@ inline node_verification resource_type_registry::verify_on_this_node(std::string
             v.result = errc::plugin_hash_mismatch;
             v.message = "\"" + t.library + "\" has SHA-256 " + v.observed_sha256 + ", registered " + t.sha256;
         } else {
-            auto p = detail::probe_plugin(monitor_command(), t.library, t.name, t.sha256, opts_.probe_timeout);
+            auto p = detail::probe_plugin(monitor_command(), t.library, t.name, t.sha256, opts_.probe_timeout,
+                                          opts_.plugin_directories);
             v.result = p.ec;
             v.message = p.ec ? p.message : "loads and matches the registered SHA-256";
         }

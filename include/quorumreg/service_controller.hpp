@@ -26,9 +26,13 @@
 // - A pending state longer than the service's pending_timeout fails it with errc::timeout.
 // - report_failure(x) (e.g. a health check failed) applies x's restart policy: at most
 //   `threshold` restarts within `period` (defaults 3 within 15 minutes, as WSFC); only x and
-//   what cannot stay online without it are stopped and restarted, never its dependencies or
-//   unrelated services. Past the threshold x stays failed (errc::restart_limit) and its
-//   dependents fail or fall back to another OR-group member.
+//   what cannot stay online without it are stopped (dependents first, then x's own stop
+//   action, since a failed health check does not mean nothing runs) and restarted, never its
+//   dependencies or unrelated services. A restart whose start fails is tried again while the
+//   budget lasts (not one that timed out: it is undone if it completes). Past the threshold x
+//   stays failed (errc::restart_limit) and its dependents fail or fall back to another
+//   OR-group member. If x's stop action fails or times out, x is not started again (it may
+//   still run) and stays failed with that error.
 // - Replication is a service like any other: set_replication_service() names it, and a service
 //   declares with service_options::writes that it writes replicated keys, either requiring the
 //   replication service (replicated_writes::after_replication: it is then made a required
@@ -44,8 +48,9 @@
 // - report_failure never blocks: recovery runs on the controller's supervisor thread;
 //   wait_idle() waits for it.
 // - Actions run on pool threads. An action is never launched for a service whose previous
-//   action is still pending; after a timeout the late action keeps its pool thread until it
-//   returns and its result is ignored.
+//   action has not returned, even after a timeout: the late action keeps its pool thread
+//   until it returns, its result is ignored, and a start that succeeds late is undone with
+//   the service's stop action before anything else runs for it.
 // - Observers run outside the controller's locks, one state change at a time, in the order
 //   the changes happened, on the thread that made the change; start, stop and restart return
 //   only after the observers have seen the changes they made. They may call state(), status(),
@@ -485,8 +490,9 @@ private:
         std::string root_reason; // and what it was
         std::deque<time_point> restarts;
         time_point deadline{};
-        std::uint64_t gen = 0;     // bumped per launched action; stale completions are ignored
-        std::uint64_t gen_job = 0; // the operation that last launched or failed it
+        std::uint64_t gen = 0;       // bumped per launched action; stale completions are ignored
+        std::uint64_t in_flight = 0; // id of the action that has not returned yet (maybe timed out); 0: none
+        std::uint64_t gen_job = 0;   // the operation that last launched or failed it
     };
 
     /// Bookkeeping of one operation (under mu_).
@@ -606,26 +612,35 @@ private:
 
     // ---- actions ---------------------------------------------------------------------------
 
+    /// Runs an action, turning what it throws into an error code and a reason.
+    static std::error_code run_action(const service_action& act, std::string& why) noexcept {
+        try {
+            act();
+            return {};
+        } catch (const std::system_error& e) {
+            why = e.what();
+            return e.code();
+        } catch (const std::exception& e) {
+            why = e.what();
+        } catch (...) {
+            why = "unknown exception";
+        }
+        return make_error_code(errc::resource_failed);
+    }
+
+    /// Call only when !s.in_flight (the operations wait for that first).
     void launch(const std::string& name, svc& s, bool starting) {
         set_state(name, s, starting ? service_state::online_pending : service_state::offline_pending);
         s.deadline = clock_->now() + s.def.options.pending_timeout;
         auto gen = ++s.gen;
+        auto flight = ++action_ids_;
+        s.in_flight = flight;
         service_action act = starting ? s.def.start : s.def.stop;
-        boost::asio::post(pool_, [this, name, gen, act, starting] {
-            std::error_code ec;
+        service_action undo = starting ? s.def.stop : service_action{};
+        boost::asio::post(pool_, [this, name, gen, flight, act, undo, starting] {
             std::string why;
-            try {
-                act();
-            } catch (const std::system_error& e) {
-                ec = e.code();
-                why = e.what();
-            } catch (const std::exception& e) {
-                ec = make_error_code(errc::resource_failed);
-                why = e.what();
-            } catch (...) {
-                ec = make_error_code(errc::resource_failed);
-                why = "unknown exception";
-            }
+            std::error_code ec = run_action(act, why);
+            bool late = false;
             {
                 std::lock_guard lk(mu_);
                 auto it = svcs_.find(name);
@@ -637,11 +652,43 @@ private:
                             fail(name, t, ec, std::string(starting ? "start failed: " : "stop failed: ") + why);
                         else
                             set_state(name, t, starting ? service_state::online : service_state::offline);
+                    } else {
+                        late = true;
                     }
+                } else {
+                    late = true;
                 }
+                // Settled in the same step as the state: whoever sees the result also sees the
+                // action returned (a failed start's retry must not take it for a timed-out one).
+                if (!late && it->second.in_flight == flight) it->second.in_flight = 0;
             }
+            // A start that succeeded after the controller gave up on it: the service runs although
+            // the controller says it does not. Undo it before anything else runs for it.
+            if (late && starting && !ec) {
+                std::string ignored;
+                (void)run_action(undo, ignored);
+            }
+            {
+                std::lock_guard lk(mu_);
+                auto it = svcs_.find(name);
+                if (it != svcs_.end() && it->second.in_flight == flight) it->second.in_flight = 0;
+                ++changes_; // operations waiting for the action to return look again
+            }
+            cv_.notify_all();
             drain_events();
         });
+    }
+
+    /// Waits until `name` is not pending (its action returned or timed out) and, with
+    /// `returned`, until its action has returned (mu_ held through lk). False if it is gone.
+    bool wait_settled(const std::string& name, std::unique_lock<std::mutex>& lk, bool returned) {
+        while (true) {
+            check_timeouts();
+            auto it = svcs_.find(name);
+            if (it == svcs_.end()) return false;
+            if (!pending(it->second.state) && (!returned || !it->second.in_flight)) return true;
+            wait_for_change(lk);
+        }
     }
 
     static bool pending(service_state s) {
@@ -789,6 +836,7 @@ private:
                     if (it == svcs_.end() || j.terminal.count(n)) continue;
                     svc& s = it->second;
                     if (s.state != service_state::offline && s.state != service_state::failed) continue;
+                    if (s.in_flight) continue; // a timed-out action has not returned: wait for it
                     std::error_code ec;
                     std::string reason, root, root_reason;
                     auto v = evaluate(n, j, ec, reason, root, root_reason);
@@ -861,7 +909,9 @@ private:
                 auto it = svcs_.find(n);
                 if (it == svcs_.end() || handled.count(n)) continue;
                 svc& s = it->second;
-                if (pending(s.state)) continue;
+                // A failed service whose timed-out start has not returned is cleared below at once:
+                // the late start undoes itself. Only an online one can still be finishing.
+                if (pending(s.state) || (s.in_flight && s.state == service_state::online)) continue;
                 if (s.state == service_state::offline) {
                     handled.insert(n);
                     continue;
@@ -978,29 +1028,53 @@ private:
         auto it = svcs_.find(name);
         if (it == svcs_.end() || it->second.state != service_state::online) return;
         ++job_id_;
-        svc& s = it->second;
-        fail(name, s, make_error_code(errc::resource_failed), reason);
-        auto now = clock_->now();
-        const auto& pol = s.def.options.restart;
-        while (!s.restarts.empty() && now - s.restarts.front() >= pol.period)
-            s.restarts.pop_front();
+        fail(name, it->second, make_error_code(errc::resource_failed), reason);
         auto set = stop_set({name});
-        job j;
+        std::vector<std::string> dependents;
         for (auto& n : set)
-            if (n != name && svcs_.at(n).state == service_state::online) j.targets.push_back(n);
+            if (n != name && svcs_.at(n).state == service_state::online) dependents.push_back(n);
         set.erase(std::remove(set.begin(), set.end(), name), set.end());
-        if (s.restarts.size() < pol.threshold) {
-            s.restarts.push_back(now);
-            j.targets.insert(j.targets.begin(), name);
-        } else {
-            auto secs = std::chrono::duration<double>(pol.period).count();
-            fail(name, s, make_error_code(errc::restart_limit),
-                 "restart limit reached (" + std::to_string(pol.threshold) + " restarts within " +
-                     format_seconds(secs) + "); last failure: " + reason);
-            j.terminal.insert(name);
+        run_stop(set, lk); // dependents first, then x itself: a failed probe does not mean nothing runs
+        if (!wait_settled(name, lk, true)) return; // x was online: at most a moment
+        launch(name, svcs_.at(name), false);
+        if (!wait_settled(name, lk, false)) return; // a stop that times out leaves x failed
+        std::string last = reason;
+        bool may_start = svcs_.at(name).state == service_state::offline; // else its stop failed: it may still run
+        // Each attempt spends one restart of the budget; a start that fails is tried again while
+        // budget is left, at most `threshold` times for this report however the window moves.
+        for (unsigned attempt = 0;; ++attempt) {
+            svc& s = svcs_.at(name);
+            const auto& pol = s.def.options.restart;
+            auto now = clock_->now();
+            while (!s.restarts.empty() && now - s.restarts.front() >= pol.period)
+                s.restarts.pop_front();
+            job j;
+            j.targets = dependents;
+            if (may_start && s.restarts.size() < pol.threshold && attempt < pol.threshold) {
+                s.restarts.push_back(now);
+                j.targets.insert(j.targets.begin(), name);
+            } else {
+                if (may_start) {
+                    auto secs = std::chrono::duration<double>(pol.period).count();
+                    fail(name, s, make_error_code(errc::restart_limit),
+                         "restart limit reached (" + std::to_string(pol.threshold) + " restarts within " +
+                             format_seconds(secs) + "); last failure: " + last);
+                }
+                j.terminal.insert(name);
+                ++job_id_;
+                run_start(j, lk); // the dependents fail with the root cause or fall back
+                return;
+            }
+            ++job_id_;
+            run_start(j, lk);
+            auto found = svcs_.find(name);
+            if (found == svcs_.end()) return;
+            svc& after = found->second;
+            // Retry only x's own start failures whose action returned (a start that timed out may
+            // still come up; it is undone when it does); a failed dependency of x is its own matter.
+            if (after.state != service_state::failed || after.root != name || after.in_flight) return;
+            last = after.reason;
         }
-        run_stop(set, lk);
-        run_start(j, lk);
     }
 
     void supervise() {
@@ -1044,6 +1118,7 @@ private:
     bool recovering_ = false;
     bool closing_ = false;
     std::uint64_t job_id_ = 0;
+    std::uint64_t action_ids_ = 0;
     std::uint64_t changes_ = 0; // state changes and clock jumps so far (wakes waiting operations)
 
     std::mutex ev_mu_;

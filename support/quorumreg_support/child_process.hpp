@@ -45,14 +45,18 @@ private:
 };
 
 /// A child process (fork + exec of argv[0]) whose stdout we read; stderr is inherited, so a
-/// child's error messages reach the terminal or the ctest log. Killed (SIGKILL) and reaped on
-/// destruction, so a failing test cannot leave it behind.
+/// child's error messages reach the terminal or the ctest log. It leads its own process group,
+/// and the whole group is killed (SIGKILL) on destruction: a failing test cannot leave it, or a
+/// grandchild holding the stdout pipe that ctest waits on, behind.
+///
+/// `env` entries ("NAME=VALUE") are added to (or replace in) the inherited environment.
 ///
 /// Two ways to read: raw (read_some/read_all into the caller's buffer) or by line through the
 /// object's own buffer (wait_for, value_of, output). Use one per process.
 class child_process {
 public:
-    explicit child_process(const std::vector<std::string>& argv) {
+    explicit child_process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+        std::vector<std::string> environment = merged_environment(env);
         int fds[2];
         if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
         pid_ = ::fork();
@@ -63,20 +67,27 @@ public:
             throw std::system_error(e, std::generic_category(), "fork");
         }
         if (pid_ == 0) {
+            ::setpgid(0, 0);
             ::dup2(fds[1], 1);
             std::vector<char*> args;
             for (auto& a : argv)
                 args.push_back(const_cast<char*>(a.c_str()));
             args.push_back(nullptr);
-            ::execv(args[0], args.data());
+            std::vector<char*> envp;
+            for (auto& e : environment)
+                envp.push_back(const_cast<char*>(e.c_str()));
+            envp.push_back(nullptr);
+            ::execve(args[0], args.data(), envp.data());
             ::_exit(127);
         }
+        ::setpgid(pid_, pid_); // also here, so the group exists before the constructor returns
         ::close(fds[1]);
         out_ = fds[0];
     }
     ~child_process() {
         kill(SIGKILL);
         wait();
+        if (pid_ > 0) ::kill(-pid_, SIGKILL); // what it started and left running
         if (out_ >= 0) ::close(out_);
     }
     child_process(const child_process&) = delete;
@@ -162,7 +173,7 @@ public:
         return v;
     }
 
-private:
+    /// Has it exited? Reaps it if so (wait() then returns its status at once).
     bool exited() {
         if (reaped_) return true;
         pid_t r = ::waitpid(pid_, &status_, WNOHANG);
@@ -172,6 +183,21 @@ private:
         }
         return reaped_;
     }
+
+private:
+    static std::vector<std::string> merged_environment(const std::vector<std::string>& extra) {
+        std::vector<std::string> out;
+        auto name_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
+        for (char** e = environ; e && *e; ++e) {
+            std::string entry(*e);
+            bool replaced = std::any_of(extra.begin(), extra.end(),
+                                        [&](const std::string& x) { return name_of(x) == name_of(entry); });
+            if (!replaced) out.push_back(std::move(entry));
+        }
+        out.insert(out.end(), extra.begin(), extra.end());
+        return out;
+    }
+
     bool read_into(std::string& buffer, int timeout_ms) {
         if (out_ < 0) return false;
         pollfd p{out_, POLLIN, 0};

@@ -176,10 +176,11 @@ public:
 
     /// Starts `n` members and waits until all are healthy. Data and logs go to a fresh folder
     /// under `parent` (empty: $QUORUMREG_TEST_TMP, else the system temp directory).
+    /// `extra_args` are appended to every member's command line (e.g. "--auth-token-ttl=2").
     explicit etcd_cluster(int n = 3, std::optional<tls_files> tls = std::nullopt,
                           std::chrono::seconds ready_timeout = std::chrono::seconds(60),
-                          const std::filesystem::path& parent = {})
-        : tls_(std::move(tls)) {
+                          const std::filesystem::path& parent = {}, std::vector<std::string> extra_args = {})
+        : tls_(std::move(tls)), extra_args_(std::move(extra_args)) {
         const char* base = std::getenv("QUORUMREG_TEST_TMP");
         std::filesystem::path root = !parent.empty() ? parent
                                      : base          ? std::filesystem::path(base)
@@ -351,6 +352,7 @@ private:
             if (!tls_->trusted_ca_file.empty()) args.insert(args.end(), {"--trusted-ca-file", tls_->trusted_ca_file});
             if (tls_->client_cert_auth) args.push_back("--client-cert-auth");
         }
+        args.insert(args.end(), extra_args_.begin(), extra_args_.end());
         std::vector<char*> argv;
         for (auto& a : args)
             argv.push_back(a.data());
@@ -428,6 +430,7 @@ private:
     }
 
     std::optional<tls_files> tls_;
+    std::vector<std::string> extra_args_;
     std::string token_;
     std::filesystem::path root_;
     std::vector<member> members_;

@@ -3,6 +3,9 @@
 //   frame   := magic u32le 'QRLG' | payload length u32le | crc32c(payload) u32le | payload
 //   payload := entry*                       (one frame = one atomic change)
 //   entry   := 1 snapshot | 2 txn | 3 lease grant | 4 keep-alive | 5 lease revoke
+// A grant or keep-alive carries the lease's renewal stamp (u64, "expiry_ms": the writer's
+// clock + TTL, strictly increasing per lease); readers use it only to see that a renewal
+// happened, never as a time (issue 15, defect 10: the writers' wall clocks may disagree).
 //
 // The first frame of the file is a snapshot (the whole state and the watch history kept
 // across compaction, and since format version 2 the store's identity); every later frame is
@@ -291,8 +294,11 @@ inline bool dir_decode_entries(std::string_view payload, std::vector<dir_entry>&
 }
 
 /// Applies decoded entries to the state and history (the same code for the writer and every
-/// reader, so all processes compute identical states).
-inline void dir_apply_entries(const std::vector<dir_entry>& entries, store_state& st, store_history& h) {
+/// reader, so all processes compute identical states). `observed_ms` is the applying process's
+/// steady_clock now: a grant or keep-alive seen now restarts that lease's time for this
+/// process (the only per-process part of the state).
+inline void dir_apply_entries(const std::vector<dir_entry>& entries, store_state& st, store_history& h,
+                              std::int64_t observed_ms) {
     for (const auto& e : entries) {
         switch (e.type) {
         case dir_entry_type::txn: {
@@ -306,13 +312,17 @@ inline void dir_apply_entries(const std::vector<dir_entry>& entries, store_state
             l.id = e.lease;
             l.ttl_ms = e.ttl_ms;
             l.expiry_ms = e.expiry_ms;
+            l.observed_ms = observed_ms;
             st.leases[e.lease] = std::move(l);
             st.next_lease = std::max(st.next_lease, e.lease + 1);
             break;
         }
         case dir_entry_type::keep_alive: {
             auto it = st.leases.find(e.lease);
-            if (it != st.leases.end()) it->second.expiry_ms = e.expiry_ms;
+            if (it != st.leases.end()) {
+                it->second.expiry_ms = e.expiry_ms;
+                it->second.observed_ms = observed_ms;
+            }
             break;
         }
         case dir_entry_type::revoke: st.leases.erase(e.lease); break;

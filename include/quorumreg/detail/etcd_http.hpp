@@ -21,7 +21,10 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -168,13 +171,16 @@ public:
 
     /// Streaming request (watch, lease keep-alive): sends the request, then feeds every complete
     /// newline-delimited line of the chunked response to `on_line` until it returns false, the
-    /// peer closes, `stop()` returns true (checked every `poll` interval) or `idle_timeout`
-    /// passes without any bytes. Returns the HTTP status and, for a non-200 answer, its body.
-    /// The connection is closed afterwards (a stream is never reused).
+    /// peer closes, `stop()` returns true (checked every `poll` interval) or the stream stays
+    /// silent: after `idle_timeout` without any bytes, `on_idle` (if set) decides whether to
+    /// keep waiting (true) or to give up with beast::error::timeout (false, or no `on_idle`).
+    /// Returns the HTTP status and, for a non-200 answer, its body. The connection is closed
+    /// afterwards (a stream is never reused).
     http_result stream(std::string_view target, std::string body,
                        const std::vector<std::pair<std::string, std::string>>& headers,
                        clock::time_point connect_deadline, const std::function<bool(std::string_view)>& on_line,
                        const std::function<bool()>& stop, std::chrono::milliseconds idle_timeout,
+                       const std::function<bool()>& on_idle = {},
                        std::chrono::milliseconds poll = std::chrono::milliseconds(100)) {
         http_result r;
         if (!is_open()) {
@@ -192,7 +198,9 @@ public:
         parser.body_limit(std::numeric_limits<std::uint64_t>::max());
         std::string pending;
         bool want_more = true;
+        auto last_bytes = clock::now();
         auto chunk_cb = [&](std::uint64_t, std::string_view data, beast::error_code&) -> std::size_t {
+            last_bytes = clock::now();
             pending.append(data.data(), data.size());
             std::size_t pos;
             while (want_more && (pos = pending.find('\n')) != std::string::npos) {
@@ -217,29 +225,39 @@ public:
                 close();
                 return r;
             }
+            // Silence is measured here, not with the stream's expiry: that one closes the
+            // socket, and on_idle may decide the stream is still good.
+            last_bytes = clock::now();
             while (want_more && !parser.is_done()) {
                 bool done = false;
                 beast::error_code ec;
-                if (idle_timeout.count() > 0)
-                    lowest().expires_after(idle_timeout);
-                else
-                    lowest().expires_never();
+                lowest().expires_never();
                 with_stream([&](auto& s) {
                     http::async_read_some(s, buffer_, parser, [&](beast::error_code e, std::size_t) {
                         ec = e;
                         done = true;
+                        last_bytes = clock::now();
                     });
                 });
                 ioc_.restart();
                 while (!done) {
                     ioc_.run_for(poll);
-                    if (!done && stop && stop()) {
+                    if (done) break;
+                    bool give_up = stop && stop();
+                    if (!give_up && idle_timeout.count() > 0 && clock::now() - last_bytes >= idle_timeout) {
+                        if (on_idle && on_idle())
+                            last_bytes = clock::now();
+                        else
+                            give_up = true;
+                    }
+                    if (give_up) {
+                        bool stopped = stop && stop();
                         lowest().cancel();
                         ioc_.restart();
                         ioc_.run();
                         done = true;
                         want_more = false;
-                        ec = {};
+                        ec = stopped ? beast::error_code{} : beast::error_code(beast::error::timeout);
                     }
                 }
                 if (ec) {
@@ -315,6 +333,14 @@ private:
         ioc_.run();
         if (cec) return cec;
         lowest().socket().set_option(tcp::no_delay(true), ec);
+        // Keep-alive probes find a peer that vanished without a FIN (power loss, cut link) on
+        // idle pooled connections and streams: first probe after 5 s idle, dead after 3 more.
+        lowest().socket().set_option(asio::socket_base::keep_alive(true), ec);
+        int fd = static_cast<int>(lowest().socket().native_handle());
+        int idle = 5, intvl = 2, cnt = 3;
+        (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
         if (secure_) {
             lowest().expires_at(deadline);
             auto hec = run([&](auto&& h) { secure_->async_handshake(ssl::stream_base::client, h); });

@@ -12,6 +12,7 @@
 #include <quorumreg/quorum_store.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -106,14 +107,34 @@ inline bool store_has_prefix(std::string_view key, std::string_view prefix) noex
     return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0;
 }
 
-/// One lease; `expiry_ms` is in the backend's lease clock (steady for memory_store, the
-/// store's recorded clock for directory_store).
+/// One lease. memory_store: `expiry_ms` is the expiry on steady_clock. directory_store:
+/// `expiry_ms` is the renewal stamp in the lease record (the writer's clock + TTL, strictly
+/// increasing with every keep-alive so that each renewal is an observable change) and is never
+/// compared with anyone's clock; `observed_ms` is when THIS process last saw the record change,
+/// on its own steady_clock (not stored), and the lease expires for it at
+/// store_lease_observed_expiry (issue 15, defect 10).
 struct store_lease {
     lease_id id = 0;
     std::int64_t ttl_ms = 0;
     std::int64_t expiry_ms = 0;
+    std::int64_t observed_ms = 0;
     std::set<std::string, std::less<>> keys;
 };
+
+/// The observer's margin on top of the TTL: 1/50 of it (2%), for rate drift between the
+/// renewer's and the observer's monotonic clocks (one machine: one CLOCK_MONOTONIC, no drift).
+inline std::int64_t store_lease_observer_margin(std::int64_t ttl_ms) noexcept { return ttl_ms / 50; }
+
+/// When a lease expires for an observer that last saw its record change at observed_ms.
+inline std::int64_t store_lease_observed_expiry(const store_lease& l) noexcept {
+    return l.observed_ms + l.ttl_ms + store_lease_observer_margin(l.ttl_ms);
+}
+
+/// Milliseconds on steady_clock: the observer clock of lease expiry.
+inline std::int64_t store_steady_ms() noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 
 /// A resolved write: what a transaction branch does to concrete keys.
 struct store_mutation {
@@ -242,6 +263,14 @@ public:
             r.kvs.push_back(it->second);
         }
         return r;
+    }
+
+    /// The lease that expires first for this observer (observed_ms + TTL + margin), or nullptr.
+    const store_lease* earliest_observed_lease() const {
+        const store_lease* best = nullptr;
+        for (const auto& [id, l] : leases)
+            if (!best || store_lease_observed_expiry(l) < store_lease_observed_expiry(*best)) best = &l;
+        return best;
     }
 
     /// The lease with the earliest expiry, or nullptr.

@@ -24,10 +24,16 @@
 // 20 ms) and delivers new events; a watch from a revision older than the kept history gets
 // errc::watch_canceled.
 //
-// Leases: a grant or keep-alive frame records the lease's expiry time. Whichever process next
-// touches the store (any operation, or any store object's poller) after that time deletes the
-// lease's keys in a normal change, so the lock of a killed process frees itself within its
-// TTL plus one poll interval (as long as some process has the store open).
+// Leases: a grant or keep-alive frame is a change of the lease record (its renewal stamp
+// strictly increases). Each process times every lease on its OWN steady_clock from the last
+// change of the record it saw (a store object that opens sees every lease change at that
+// moment): a lease is expired for it once it has seen no change for TTL + TTL/50. It then
+// deletes the lease's keys in a normal change (any operation, or any store object's poller),
+// so the lock of a killed process frees itself within TTL + TTL/50 plus one poll interval of
+// its last keep-alive (as long as some process has the store open; a store object opened
+// later waits that long from its opening). Wall clocks are never compared (issue 15,
+// defect 10): tolerated wall-clock skew between processes: any (steps included); tolerated
+// rate drift of the monotonic clocks: 2% (on one machine they share CLOCK_MONOTONIC: none).
 //
 // What it needs from the file system, and where it is not safe:
 // - One kernel's caches over the files and POSIX advisory fcntl locks: a local file system.
@@ -37,10 +43,9 @@
 //   when every process reaches the store through one mount on one machine). Advisory: a
 //   process that writes the files without the lock can corrupt them.
 // - Atomic rename() within the directory and a durable fsync() of file and directory.
-// - Lease times use the clock recorded when the store was created: CLOCK_REALTIME by default
-//   (valid across machines only with synchronized clocks; a clock step changes every lease's
-//   remaining time), or CLOCK_BOOTTIME (lease_clock::boottime: immune to clock steps and
-//   counts suspend, but valid on ONE machine only).
+// - Lease expiry is timed on each process's steady_clock (above). The clock recorded when the
+//   store was created (lease_clock: CLOCK_REALTIME by default, or CLOCK_BOOTTIME) only makes
+//   the renewal stamps of the log readable for people; no expiry decision reads it.
 // - Whole-state-in-memory: suited to configuration-sized data (checkpoints, the cluster hive),
 //   not bulk data; every process holds the whole key space.
 // - A damaged frame followed by valid ones (bit rot) is refused with errc::corrupt_data by
@@ -89,10 +94,11 @@
 
 namespace quorumreg {
 
-/// The clock lease expiry times are measured on (fixed when the store is created).
+/// The clock of the lease records' renewal stamps (fixed when the store is created). Expiry
+/// never reads it: each process times leases on its own steady_clock (issue 15, defect 10).
 enum class lease_clock : std::uint8_t {
-    realtime = 1, ///< CLOCK_REALTIME: works across machines with synchronized clocks
-    boottime = 2, ///< CLOCK_BOOTTIME: immune to clock steps; one machine only
+    realtime = 1, ///< CLOCK_REALTIME stamps
+    boottime = 2, ///< CLOCK_BOOTTIME stamps
 };
 
 /// Options of a directory_store.
@@ -315,7 +321,10 @@ public:
                 return;
             }
             std::string payload;
-            detail::dir_put_keep_alive(payload, lease, now_ms() + it->second.ttl_ms);
+            // Strictly increasing: every keep-alive is a change every observer can see, even
+            // if this writer's clock stands still or steps back.
+            detail::dir_put_keep_alive(payload, lease,
+                                       std::max(now_ms() + it->second.ttl_ms, it->second.expiry_ms + 1));
             append(payload, ec);
         });
     }
@@ -340,7 +349,8 @@ public:
                 last_error_detail() = "lease " + std::to_string(lease) + " is gone";
                 return;
             }
-            out = std::chrono::milliseconds(std::max<std::int64_t>(0, it->second.expiry_ms - now_ms()));
+            out = std::chrono::milliseconds(
+                std::max<std::int64_t>(0, it->second.observed_ms + it->second.ttl_ms - detail::store_steady_ms()));
         });
         return out;
     }
@@ -614,6 +624,14 @@ private:
             log_ino_ = st.st_ino;
             clock_ = static_cast<lease_clock>(snap.clock);
             identity_ = std::move(snap.identity);
+            // A lease whose record (renewal stamp) is unchanged keeps the time this process saw
+            // it change; a new or renewed one is seen now.
+            auto seen = detail::store_steady_ms();
+            for (auto& [id, l] : snap.state.leases) {
+                auto old = state_.leases.find(id);
+                l.observed_ms =
+                    old != state_.leases.end() && old->second.expiry_ms == l.expiry_ms ? old->second.observed_ms : seen;
+            }
             state_ = std::move(snap.state);
             history_ = std::move(snap.history);
             pos_ = size;
@@ -649,7 +667,7 @@ private:
                 last_error_detail() = file(log_file_name) + ": undecodable frame at offset " + std::to_string(pos_);
                 return;
             }
-            detail::dir_apply_entries(entries, state_, history_);
+            detail::dir_apply_entries(entries, state_, history_, detail::store_steady_ms());
             pos_ += size;
             ++frames_since_snapshot_;
             tail.remove_prefix(size);
@@ -722,7 +740,7 @@ private:
         std::vector<detail::dir_entry> entries;
         detail::dir_decode_entries(payload, entries, ec);
         std::lock_guard lk(mu_);
-        detail::dir_apply_entries(entries, state_, history_);
+        detail::dir_apply_entries(entries, state_, history_, detail::store_steady_ms());
         pos_ += frame.size();
         ++frames_since_snapshot_;
         return true;
@@ -736,11 +754,11 @@ private:
 
     /// Revokes every expired lease (with the exclusive lock held), one revision each.
     void reap(std::error_code& ec) {
-        auto now = now_ms();
+        auto now = detail::store_steady_ms();
         std::string payload;
         store_revision rev = state_.rev;
         for (const auto& [id, l] : state_.leases) {
-            if (l.expiry_ms > now) continue;
+            if (detail::store_lease_observed_expiry(l) > now) continue;
             std::vector<detail::store_mutation> muts;
             for (const auto& k : l.keys)
                 muts.push_back({true, k, {}, 0});
@@ -752,8 +770,8 @@ private:
 
     bool needs_reap() const {
         std::lock_guard lk(mu_);
-        const auto* l = state_.earliest_lease();
-        return l && l->expiry_ms <= now_ms();
+        const auto* l = state_.earliest_observed_lease();
+        return l && detail::store_lease_observed_expiry(*l) <= detail::store_steady_ms();
     }
 
     void maybe_compact() {
@@ -796,12 +814,12 @@ private:
         if (opts_.read_only) {
             locked(false, ec, [&] {
                 std::lock_guard lk(mu_);
-                const auto* l = state_.earliest_lease();
-                if (!l || l->expiry_ms > now_ms()) return f(std::as_const(state_));
+                auto now = detail::store_steady_ms();
+                const auto* l = state_.earliest_observed_lease();
+                if (!l || detail::store_lease_observed_expiry(*l) > now) return f(std::as_const(state_));
                 auto view = state_;
-                auto now = now_ms();
                 for (auto it = view.leases.begin(); it != view.leases.end();) {
-                    if (it->second.expiry_ms > now) {
+                    if (detail::store_lease_observed_expiry(it->second) > now) {
                         ++it;
                         continue;
                     }

@@ -18,6 +18,7 @@
 
 #include <quorumreg/detail/etcd_codec.hpp>
 #include <quorumreg/detail/etcd_http.hpp>
+#include <quorumreg/detail/etcd_watch_guard.hpp>
 #include <quorumreg/detail/watch_hub.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/quorum_store.hpp>
@@ -27,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,20 +67,39 @@ struct etcd_options {
     std::size_t chunk_size = 1024 * 1024;
     /// Largest value accepted at all (errc::value_too_large above it).
     std::size_t max_value_size = std::size_t(512) * 1024 * 1024;
-    /// Inline value bytes allowed in one transaction before its largest values are chunked.
+    /// Key and inline value bytes allowed in one transaction request (compares and both branches
+    /// together, as etcd counts them) before its largest values are chunked and its largest
+    /// value compares are evaluated by reading the key and pinning its mod_revision.
     std::size_t txn_budget = 1024 * 1024;
     /// Key prefix reserved for chunks; hidden from range, list and watch.
     std::string chunk_prefix = std::string("\xff\xffquorumreg-chunks/");
+    /// A watch stream with no byte (no event, no progress notification) for this long has its
+    /// member probed (GET /health, at most watch_probe_timeout); if the probe fails the stream
+    /// is dead and the watch resumes on the next member. A silent member is therefore left
+    /// within watch_silence_timeout + watch_probe_timeout (default 4 s).
+    std::chrono::milliseconds watch_silence_timeout{3000};
+    std::chrono::milliseconds watch_probe_timeout{1000};
 };
 
 namespace detail::etcd {
 
 /// What kind of request is being made: decides which failures may be retried.
 enum class call_kind {
-    read,       ///< no effect: retry anywhere on any failure
-    idempotent, ///< repeating it is harmless (chunk puts, lease keep-alive/revoke)
-    write       ///< may not be repeated once it may have been applied
+    read,        ///< no effect: retry anywhere on any failure
+    idempotent,  ///< repeating it is harmless (chunk puts, lease keep-alive/revoke)
+    conditional, ///< a write guarded by compares: like write, but repeated after a token renewal
+    write        ///< may not be repeated once it may have been applied
 };
+
+inline bool is_write(call_kind k) { return k == call_kind::write || k == call_kind::conditional; }
+
+/// etcd refused the request because of its token: "invalid auth token" (expired, code 16) or
+/// "revision of authentication store is old" (the auth store changed, code 3). Both are
+/// refusals before anything is applied.
+inline bool token_refused(std::int64_t code, std::string_view msg) {
+    return code == 16 || msg.find("invalid auth token") != std::string_view::npos ||
+           msg.find("revision of authentication store is old") != std::string_view::npos;
+}
 
 struct call_result {
     std::error_code ec;
@@ -205,13 +226,13 @@ public:
                 // not eat the whole deadline; a write is not retried after a timeout anyway.
                 auto now = clock::now();
                 auto step_end = attempt_end;
-                if (kind != call_kind::write && n > 1 && k + 1 < n)
+                if (!is_write(kind) && n > 1 && k + 1 < n)
                     step_end = now + std::max<clock::duration>((attempt_end - now) / 2, std::chrono::milliseconds(200));
                 step_end = std::min(step_end, attempt_end);
                 auto res = conn->exchange(http::verb::post, path, payload, headers(), step_end);
                 if (res.net) {
                     detail = endpoints[i].url + ": " + res.net.message();
-                    if (res.reached == stage::sent && kind == call_kind::write) {
+                    if (res.reached == stage::sent && is_write(kind)) {
                         drop_pool(i);
                         if (i == preferred.load() % n) preferred = (i + 1) % n; // next call elsewhere
                         out.ec = errc::unknown_outcome;
@@ -242,11 +263,19 @@ public:
                 }
                 detail = endpoints[i].url + ": HTTP " + std::to_string(res.status) + ", gRPC code " +
                          std::to_string(code) + ": " + msg;
-                if (code == 16 && auth_enabled() && !reauthed) { // token expired: not applied
+                if (token_refused(code, msg) && auth_enabled() && !reauthed) { // refused: not applied
                     reauthed = true;
                     set_token({});
+                    auto refused = detail;
                     out.ec = authenticate(end, detail);
                     if (out.ec) return out;
+                    if (kind == call_kind::write) {
+                        // Not repeated behind the caller's back: the caller decides (it was not
+                        // applied, etcd refused it before applying anything).
+                        out.ec = errc::unauthenticated;
+                        detail = refused + " (token renewed; the write was not applied: repeat it if still wanted)";
+                        return out;
+                    }
                     --k;
                     continue;
                 }
@@ -261,7 +290,7 @@ public:
                     continue;
                 }
                 if (unavailable) {
-                    if (kind == call_kind::write) {
+                    if (is_write(kind)) {
                         out.ec = errc::unknown_outcome;
                         return out;
                     }
@@ -309,9 +338,12 @@ public:
         switch (code) {
         case 3:
             if (has("too large")) return errc::value_too_large;
-            if (has("user name is empty") || has("invalid auth")) return errc::unauthenticated;
+            if (has("user name is empty") || has("invalid auth") || has("authentication store is old"))
+                return errc::unauthenticated;
             return errc::invalid_argument;
-        case 8: return errc::value_too_large;
+        case 8: // resource exhausted: gRPC's own message size limit, or quota / rate limit
+            if (has("larger than max")) return errc::value_too_large;
+            return errc::quota_exceeded;
         case 5:
             if (has("lease")) return errc::lease_expired;
             return errc::not_found;
@@ -324,7 +356,8 @@ public:
             return errc::backend_error;
         default: break;
         }
-        if (status == 429 || status == 413) return errc::value_too_large;
+        if (status == 413) return errc::value_too_large;
+        if (status == 429) return has("larger than max") ? errc::value_too_large : errc::quota_exceeded;
         if (status == 401) return errc::unauthenticated;
         if (status == 403) return errc::permission_denied;
         return errc::backend_error;
@@ -423,8 +456,12 @@ private:
 /// failure and resumes from the revision after the last one delivered.
 class watcher final : public subscription_state_base, public hub_base, public std::enable_shared_from_this<watcher> {
 public:
-    watcher(std::shared_ptr<core> c, std::string prefix, store_revision next, watch_handler h)
-        : core_(std::move(c)), prefix_(std::move(prefix)), next_(next), handler_(std::move(h)) {}
+    /// `set_detail` records the reason of a final error where the handler can read it
+    /// (etcd_store::error_detail() on the watch thread).
+    watcher(std::shared_ptr<core> c, std::string prefix, store_revision next, watch_handler h,
+            std::function<void(std::string)> set_detail)
+        : core_(std::move(c)), prefix_(std::move(prefix)), guard_(next), handler_(std::move(h)),
+          set_detail_(std::move(set_detail)) {}
 
     ~watcher() override { stop_thread(); }
 
@@ -445,7 +482,8 @@ private:
     }
 
     /// Runs the handler unless the subscription was cancelled (the watch_hub contract).
-    bool deliver(const std::vector<watch_event>& evs, std::error_code ec) {
+    bool deliver(const std::vector<watch_event>& evs, std::error_code ec, std::string detail = {}) {
+        if (set_detail_) set_detail_(std::move(detail));
         {
             std::lock_guard lk(mu);
             if (!active) return false;
@@ -477,9 +515,12 @@ private:
         std::string end_key = prefix_end(prefix_);
         while (!stop_) {
             bool finished = false;
+            // Progress notifications keep a quiet stream talking on clusters that send them
+            // (--experimental-watch-progress-notify-interval, 10 min by default).
             json::object create{{"key", base64_encode(prefix_)},
                                 {"range_end", base64_encode(end_key)},
-                                {"start_revision", std::to_string(next_)}};
+                                {"start_revision", std::to_string(guard_.next())},
+                                {"progress_notify", true}};
             json::object body{{"create_request", std::move(create)}};
             if (core_->auth_enabled() && core_->token().empty()) {
                 std::string d;
@@ -494,7 +535,8 @@ private:
                 auto& o = v.get_object();
                 auto res = get_obj(o, "result");
                 if (!res) { // {"error": {...}}: stream-level failure; reconnect elsewhere
-                    if (auto e = get_obj(o, "error"); e && get_i64(*e, "code") == 16) core_->set_token({});
+                    if (auto e = get_obj(o, "error"); e && token_refused(get_i64(*e, "code"), get_str(*e, "message")))
+                        core_->set_token({});
                     return false;
                 }
                 got_data = true;
@@ -502,19 +544,21 @@ private:
                     auto compact = get_i64(*res, "compact_revision");
                     if (compact > 0) {
                         finished = true;
-                        deliver({}, make_error_code(errc::watch_canceled));
+                        std::string d;
+                        auto ec = guard_.compacted(compact, d);
+                        deliver({}, ec, core_->endpoints[ep].url + ": " + d);
+                        return false;
                     }
                     auto reason = get_str(*res, "cancel_reason");
                     if (reason.find("permission denied") != std::string::npos) { // will not heal
                         finished = true;
-                        deliver({}, make_error_code(errc::permission_denied));
+                        deliver({}, make_error_code(errc::permission_denied), reason);
                     }
                     return false; // canceled for another reason (no leader...): resume elsewhere
                 }
                 auto evs = get_arr(*res, "events");
                 if (!evs) return !stop_;
-                std::vector<watch_event> batch;
-                store_revision max_rev = 0;
+                std::vector<watch_event> all;
                 for (auto& e : *evs) {
                     if (!e.is_object()) continue;
                     auto kvo = get_obj(e.get_object(), "kv");
@@ -524,15 +568,25 @@ private:
                     we.revision = we.kv.mod_revision;
                     we.what =
                         get_str(e.get_object(), "type") == "DELETE" ? watch_event::kind::erase : watch_event::kind::put;
-                    max_rev = std::max(max_rev, we.revision);
-                    if (we.revision < next_) continue; // already delivered before a reconnect
+                    all.push_back(std::move(we));
+                }
+                // Every event, chunk keys included, passes the guard: a repeat or a step back
+                // is reported, never dropped.
+                std::string gd;
+                if (auto gec = guard_.check(all, gd)) {
+                    finished = true;
+                    deliver({}, gec, core_->endpoints[ep].url + ": " + gd);
+                    return false;
+                }
+                std::vector<watch_event> batch;
+                for (auto& we : all) {
                     if (core_->is_chunk_key(we.kv.key)) continue;
                     if (we.what == watch_event::kind::put && is_manifest(we.kv.value)) {
                         std::string d;
                         auto ec = core_->resolve(we.kv, we.revision, clock::now() + core_->deadline(), d);
                         if (ec) {
                             finished = true;
-                            deliver({}, ec);
+                            deliver({}, ec, d);
                             return false;
                         }
                     }
@@ -542,24 +596,25 @@ private:
                     finished = true;
                     return false;
                 }
-                if (max_rev >= next_) next_ = max_rev + 1;
                 return !stop_;
             };
+            // A silent stream: is its member still there? A member cut off (or frozen) does not
+            // answer /health either; one that answers keeps the stream.
+            auto member_alive = [&] { return core_->health(ep, clock::now() + core_->opts.watch_probe_timeout); };
             auto res = conn.stream(
                 "/v3/watch", json::serialize(body), core_->headers(), clock::now() + core_->deadline(), on_line,
-                [this] { return stop_.load(); }, std::chrono::milliseconds(0));
+                [this] { return stop_.load(); }, core_->opts.watch_silence_timeout, member_alive);
             if (finished || stop_) break;
             if (res.status != 0 && res.status != 200) {
                 // A definite refusal (bad auth, bad request) will not heal by retrying.
                 boost::system::error_code jec;
                 auto v = json::parse(res.body, jec);
                 std::int64_t code = (!jec && v.is_object()) ? get_i64(v.get_object(), "code") : 0;
-                if (code == 16 && core_->auth_enabled()) {
+                auto msg = get_str(v.is_object() ? v.get_object() : json::object{}, "message");
+                if (token_refused(code, msg) && core_->auth_enabled()) {
                     core_->set_token({});
                 } else if (code == 3 || code == 7 || code == 16) {
-                    deliver({},
-                            core::map_code(code, get_str(v.is_object() ? v.get_object() : json::object{}, "message"),
-                                           res.status));
+                    deliver({}, core::map_code(code, msg, res.status), msg);
                     break;
                 }
             }
@@ -573,8 +628,9 @@ private:
 
     std::shared_ptr<core> core_;
     std::string prefix_;
-    store_revision next_;
+    watch_guard guard_; ///< the next revision to deliver, and the checks on what arrives
     watch_handler handler_;
+    std::function<void(std::string)> set_detail_;
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };
@@ -636,6 +692,11 @@ public:
     etcd_store& operator=(const etcd_store&) = delete;
 
     const etcd_options& options() const noexcept { return core_->opts; }
+
+    /// etcd's own text for the calling thread's last failure (what the throwing forms append).
+    /// Inside a watch handler called with an error: why the watch ended (for watch_canceled
+    /// after compaction it names the compact revision).
+    static const std::string& error_detail() noexcept { return last_error_detail(); }
 
     /// How many times this store's watch streams were re-established after a failure (each
     /// resumed from the revision after the last one delivered). For monitoring and tests.
@@ -829,9 +890,11 @@ public:
 
         // Compares on values that are stored as manifests are evaluated by reading the key and
         // pinning its mod_revision (a value cannot be compared against chunks inside etcd).
+        // Both branches and the compares travel in one request: the budget covers all of it.
+        auto plan = plan_budget(txn);
         boost::json::array compares;
-        for (auto& c : txn.compares) {
-            auto cmp = compare_json(c, end, ec);
+        for (std::size_t i = 0; i < txn.compares.size(); ++i) {
+            auto cmp = compare_json(txn.compares[i], plan.pin[i], end, ec);
             if (ec) return {};
             compares.push_back(std::move(cmp));
         }
@@ -839,8 +902,8 @@ public:
         // Large values: chunks first (idempotent puts to fresh keys), manifest in the txn.
         std::vector<std::string> chunked_success, chunked_failure; // chunk-set ids written
         boost::json::array success, failure;
-        build_ops(txn.on_success, success, chunked_success, end, ec);
-        if (!ec) build_ops(txn.on_failure, failure, chunked_failure, end, ec);
+        build_ops(txn.on_success, plan.chunk_success, success, chunked_success, end, ec);
+        if (!ec) build_ops(txn.on_failure, plan.chunk_failure, failure, chunked_failure, end, ec);
         if (ec) {
             std::set<std::string> ids(chunked_success.begin(), chunked_success.end());
             ids.insert(chunked_failure.begin(), chunked_failure.end());
@@ -851,7 +914,7 @@ public:
 
         boost::json::object body{
             {"compare", std::move(compares)}, {"success", std::move(success)}, {"failure", std::move(failure)}};
-        auto r = call("/v3/kv/txn", body, call_kind::write, end, ec);
+        auto r = call("/v3/kv/txn", body, txn.compares.empty() ? call_kind::write : call_kind::conditional, end, ec);
         if (ec) {
             if (ec != errc::unknown_outcome) {
                 std::set<std::string> ids(chunked_success.begin(), chunked_success.end());
@@ -907,7 +970,8 @@ public:
             if (ec) return {};
             from_revision = header_rev(r) + 1;
         }
-        auto w = std::make_shared<detail::etcd::watcher>(core_, std::string(prefix), from_revision, std::move(handler));
+        auto w = std::make_shared<detail::etcd::watcher>(core_, std::string(prefix), from_revision, std::move(handler),
+                                                         [](std::string d) { last_error_detail() = std::move(d); });
         w->start();
         return subscription(w, std::weak_ptr<detail::hub_base>(w));
     }
@@ -971,7 +1035,9 @@ public:
                     if (!jec && v.is_object()) first = v.get_object();
                     return false;
                 },
-                {}, std::chrono::milliseconds(0));
+                {}, // silence until the deadline ends it (a blackholed member never answers)
+                std::max(std::chrono::milliseconds(1),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(end - clock::now())));
             if (first) {
                 if (auto rr = detail::etcd::get_obj(*first, "result")) {
                     if (detail::etcd::get_i64(*rr, "TTL") <= 0)
@@ -1159,7 +1225,58 @@ private:
         return out;
     }
 
-    json_object compare_json(const key_compare& c, clock::time_point end, std::error_code& ec) {
+    /// Which values leave the request: puts to chunks, value compares to a pinned mod_revision.
+    struct budget_plan {
+        std::vector<bool> pin, chunk_success, chunk_failure;
+    };
+
+    /// Counts every key and inline value of the request (compares and both branches) and moves
+    /// the largest values out until it fits txn_budget (etcd refuses requests of 1.5 MiB or more).
+    budget_plan plan_budget(const store_txn& txn) const {
+        budget_plan p{std::vector<bool>(txn.compares.size(), false), std::vector<bool>(txn.on_success.size(), false),
+                      std::vector<bool>(txn.on_failure.size(), false)};
+        struct candidate {
+            std::size_t size;
+            std::vector<bool>* flags;
+            std::size_t index;
+        };
+        std::vector<candidate> movable;
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < txn.compares.size(); ++i) {
+            auto& c = txn.compares[i];
+            total += c.key.size();
+            if (c.what != key_compare::target::value_is) continue;
+            if (needs_chunks(c.value))
+                p.pin[i] = true;
+            else {
+                total += c.value.size();
+                movable.push_back({c.value.size(), &p.pin, i});
+            }
+        }
+        auto ops = [&](const std::vector<store_op>& v, std::vector<bool>& flags) {
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                total += v[i].key.size();
+                if (v[i].what != store_op::kind::put) continue;
+                if (needs_chunks(v[i].value))
+                    flags[i] = true;
+                else {
+                    total += v[i].value.size();
+                    movable.push_back({v[i].value.size(), &flags, i});
+                }
+            }
+        };
+        ops(txn.on_success, p.chunk_success);
+        ops(txn.on_failure, p.chunk_failure);
+        std::stable_sort(movable.begin(), movable.end(), [](auto& a, auto& b) { return a.size > b.size; });
+        for (auto& m : movable) {
+            if (total <= core_->opts.txn_budget) break;
+            (*m.flags)[m.index] = true;
+            total -= m.size;
+        }
+        return p;
+    }
+
+    json_object compare_json(const key_compare& c, bool pin, clock::time_point end, std::error_code& ec) {
         json_object o{{"key", b64(c.key)}};
         switch (c.what) {
         case key_compare::target::exists:
@@ -1183,7 +1300,7 @@ private:
             o["create_revision"] = std::to_string(c.revision);
             break;
         case key_compare::target::value_is:
-            if (!needs_chunks(c.value)) {
+            if (!pin) {
                 // An inline value can never equal a manifest, so etcd compares it directly.
                 o["target"] = "VALUE";
                 o["result"] = "EQUAL";
@@ -1224,29 +1341,8 @@ private:
     }
 
     /// Translates store_ops to etcd RequestOps; values that must be chunked are written first.
-    void build_ops(const std::vector<store_op>& ops, boost::json::array& out, std::vector<std::string>& chunk_ids,
-                   clock::time_point end, std::error_code& ec) {
-        // Which puts go chunked: those over the inline limit, then the largest until the inline
-        // bytes of this branch fit the transaction budget.
-        std::vector<bool> chunk(ops.size(), false);
-        std::size_t inline_bytes = 0;
-        std::vector<std::size_t> order;
-        for (std::size_t i = 0; i < ops.size(); ++i) {
-            if (ops[i].what != store_op::kind::put) continue;
-            if (needs_chunks(ops[i].value)) {
-                chunk[i] = true;
-            } else {
-                inline_bytes += ops[i].value.size() + ops[i].key.size();
-                order.push_back(i);
-            }
-        }
-        std::sort(order.begin(), order.end(),
-                  [&](auto a, auto b) { return ops[a].value.size() > ops[b].value.size(); });
-        for (auto i : order) {
-            if (inline_bytes <= core_->opts.txn_budget) break;
-            chunk[i] = true;
-            inline_bytes -= ops[i].value.size() + ops[i].key.size();
-        }
+    void build_ops(const std::vector<store_op>& ops, const std::vector<bool>& chunk, boost::json::array& out,
+                   std::vector<std::string>& chunk_ids, clock::time_point end, std::error_code& ec) {
         for (std::size_t i = 0; i < ops.size(); ++i) {
             auto& op = ops[i];
             switch (op.what) {

@@ -1,0 +1,159 @@
+// quorumreg — read-only catalog of the checkpoints in a quorum store: resources, registered
+// subtrees, history, conflict records and their content. No hive, no writes, no ownership:
+// what qreg (and any observer) needs. checkpoint_manager answers the same questions through it.
+#pragma once
+
+#include <quorumreg/checkpoint/format.hpp>
+#include <quorumreg/checkpoint/layout.hpp>
+#include <quorumreg/checkpoint/types.hpp>
+#include <quorumreg/quorum_store.hpp>
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quorumreg {
+
+/// Thread-safe as far as the store is (it holds no mutable state of its own).
+template <class Traits = case_insensitive_traits> class basic_checkpoint_catalog {
+public:
+    basic_checkpoint_catalog(quorum_store& store, std::string prefix = checkpoint_options{}.prefix,
+                             std::string cluster_key = {}, registry_limits limits = {})
+        : store_(store), layout_(std::move(prefix)), cluster_key_(std::move(cluster_key)), limits_(limits) {}
+
+    const checkpoint_layout& layout() const noexcept { return layout_; }
+
+    /// Resources with any key under the prefix, sorted by escaped name.
+    std::vector<std::string> resources(std::error_code& ec) const {
+        std::vector<std::string> names;
+        auto kvs = store_.list(layout_.prefix(), ec);
+        if (ec) return names;
+        for (auto& kv : kvs) {
+            auto name = layout_.resource_of(kv.key);
+            if (name && (names.empty() || names.back() != *name)) names.push_back(std::move(*name));
+        }
+        return names;
+    }
+
+    // Throwing forms (quorumreg::error naming the call).
+    std::vector<std::string> resources() const {
+        return thrown("list checkpointed resources", [&](std::error_code& ec, std::string&) { return resources(ec); });
+    }
+    std::vector<std::string> checkpoints(std::string_view resource) const {
+        return thrown("checkpoints \"" + std::string(resource) + "\"",
+                      [&](std::error_code& ec, std::string&) { return checkpoints(resource, ec); });
+    }
+    std::vector<checkpoint_generation> history(std::string_view resource, std::string_view subtree) const {
+        return thrown("history \"" + std::string(resource) + "\" \"" + std::string(subtree) + "\"",
+                      [&](std::error_code& ec, std::string& why) { return history(resource, subtree, ec, why); });
+    }
+    std::vector<conflict_record> conflicts(std::string_view resource) const {
+        return thrown("conflicts \"" + std::string(resource) + "\"",
+                      [&](std::error_code& ec, std::string&) { return conflicts(resource, ec); });
+    }
+    std::string conflict_content(std::string_view resource, std::string_view id) const {
+        return thrown("conflict_content \"" + std::string(resource) + "\" \"" + std::string(id) + "\"",
+                      [&](std::error_code& ec, std::string& why) { return conflict_content(resource, id, ec, why); });
+    }
+
+    /// Registered subtrees of `resource` (as registered).
+    std::vector<std::string> checkpoints(std::string_view resource, std::error_code& ec) const {
+        std::vector<std::string> out;
+        auto kvs = store_.list(layout_.subtrees_prefix(resource), ec);
+        out.reserve(kvs.size());
+        for (auto& kv : kvs)
+            out.push_back(kv.value);
+        return out;
+    }
+
+    /// Stored generations of `subtree`, oldest first; a corrupt one is listed with its reason
+    /// as writer "(corrupt: …)".
+    std::vector<checkpoint_generation> history(std::string_view resource, std::string_view subtree, std::error_code& ec,
+                                               std::string& why) const {
+        std::vector<checkpoint_generation> out;
+        checkpoint_subtree_name s;
+        if ((ec = make_checkpoint_subtree_name<Traits>(subtree, limits_, s, why))) return out;
+        auto kvs = store_.list(layout_.generations_prefix(resource, s.esc), ec);
+        if (ec) return out;
+        for (auto& kv : kvs) {
+            detail::checkpoint_blob b;
+            std::string w, sha;
+            checkpoint_generation g;
+            g.generation = std::stoull(std::string(checkpoint_layout::leaf(kv.key)));
+            g.subtree = s.path;
+            if (!detail::decode_checkpoint(kv.value, cluster_key_, b, w, &sha)) {
+                g.writer = b.writer;
+                g.time = from_ms(b.time_ms);
+                g.sha256 = sha;
+                g.absent = b.absent;
+            } else {
+                g.writer = "(corrupt: " + w + ")";
+            }
+            out.push_back(std::move(g));
+        }
+        return out;
+    }
+
+    /// Conflict records kept for `resource` (undecodable ones are skipped).
+    std::vector<conflict_record> conflicts(std::string_view resource, std::error_code& ec) const {
+        std::vector<conflict_record> out;
+        auto kvs = store_.list(layout_.conflicts_prefix(resource), ec);
+        if (ec) return out;
+        for (auto& kv : kvs) {
+            detail::checkpoint_blob b;
+            std::string why, sha;
+            if (detail::decode_checkpoint(kv.value, cluster_key_, b, why, &sha)) continue;
+            out.push_back({std::string(checkpoint_layout::leaf(kv.key)), b.subtree, b.writer, from_ms(b.time_ms), sha});
+        }
+        return out;
+    }
+
+    /// The store key of conflict `id` (not_found if there is none).
+    std::string conflict_key(std::string_view resource, std::string_view id, std::error_code& ec) const {
+        auto kvs = store_.list(layout_.conflicts_prefix(resource), ec);
+        if (ec) return {};
+        for (auto& kv : kvs)
+            if (checkpoint_layout::leaf(kv.key) == id) return kv.key;
+        ec = errc::not_found;
+        return {};
+    }
+
+    /// The preserved local copy (registry subtree encoding).
+    std::string conflict_content(std::string_view resource, std::string_view id, std::error_code& ec,
+                                 std::string& why) const {
+        auto key = conflict_key(resource, id, ec);
+        if (ec) return {};
+        auto kv = store_.get(key, ec);
+        if (ec) return {};
+        if (!kv) {
+            ec = errc::not_found;
+            return {};
+        }
+        detail::checkpoint_blob b;
+        if ((ec = detail::decode_checkpoint(kv->value, cluster_key_, b, why))) return {};
+        return b.content;
+    }
+
+    static std::chrono::system_clock::time_point from_ms(std::uint64_t ms) {
+        return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+    }
+
+private:
+    template <class F> static auto thrown(const std::string& what, F&& f) {
+        std::error_code ec;
+        std::string why;
+        auto r = f(ec, why);
+        detail::throw_if(ec, why.empty() ? what : what + " (" + why + ")");
+        return r;
+    }
+
+    quorum_store& store_;
+    checkpoint_layout layout_;
+    std::string cluster_key_;
+    registry_limits limits_;
+};
+
+using checkpoint_catalog = basic_checkpoint_catalog<>;
+
+} // namespace quorumreg

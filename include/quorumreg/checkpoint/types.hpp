@@ -1,0 +1,70 @@
+// quorumreg — checkpoint manager: public options and result types (see checkpoint.hpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quorumreg {
+
+/// What online() does with a local subtree that was edited while the resource was offline.
+enum class offline_edit_policy {
+    reject,      ///< online fails with errc::checkpoint_conflict; nothing changes
+    preserve,    ///< keep the local copy as a conflict record, restore the quorum copy (default)
+    adopt_local, ///< the local copy becomes the new checkpoint (the old one stays in history)
+};
+
+struct checkpoint_options {
+    std::string node = "node";                        ///< this node's name (recorded as writer)
+    std::string prefix = "quorumreg/checkpoints/";    ///< store key prefix
+    std::chrono::milliseconds lease_ttl{10000};       ///< ownership lease
+    std::chrono::milliseconds coalesce_delay{50};     ///< max delay before a change is written
+    std::chrono::milliseconds retry_interval{100};    ///< retry after a transient store error
+    std::chrono::milliseconds offline_timeout{30000}; ///< offline()'s final flush
+    /// An owner re-lists its resource's registrations this often, besides watching them, so a
+    /// watch that stalls without an error cannot hide a registration for longer (0: never).
+    std::chrono::milliseconds registration_resync{30000};
+    std::size_t history = 10;                              ///< generations kept per subtree
+    std::string cluster_key{};                             ///< non-empty: HMAC-SHA-256 every checkpoint
+    std::string local_meta_key = "QuorumReg\\Checkpoints"; ///< hive key for this node's records
+    /// Test seam: called by online() after it read the local subtrees and decided what to do,
+    /// right before the restore commit (tests interleave an edit there deterministically).
+    std::function<void(std::string_view resource)> before_restore_commit{};
+};
+
+struct online_options {
+    offline_edit_policy policy = offline_edit_policy::preserve;
+    /// How long to wait for another owner's lease to expire (0: fail at once with already_exists).
+    std::chrono::milliseconds wait_for_owner{0};
+};
+
+/// One stored checkpoint generation.
+struct checkpoint_generation {
+    std::uint64_t generation = 0;
+    std::string subtree;
+    std::string writer; ///< node that wrote it
+    std::chrono::system_clock::time_point time;
+    std::string sha256;  ///< hex digest of the content
+    bool absent = false; ///< the subtree did not exist when checkpointed
+};
+
+/// A local copy that diverged from the quorum, kept instead of being dropped.
+struct conflict_record {
+    std::string id;
+    std::string subtree;
+    std::string node;
+    std::chrono::system_clock::time_point time;
+    std::string sha256;
+};
+
+/// What online() did.
+struct online_report {
+    std::vector<std::string> restored;      ///< subtrees restored from the quorum
+    std::vector<std::string> adopted;       ///< local copies that became the checkpoint
+    std::vector<conflict_record> conflicts; ///< local copies preserved as conflict records
+};
+
+} // namespace quorumreg
