@@ -22,6 +22,7 @@ add_custom_target(quorumreg_soak_all DEPENDS soak_hive_kill soak_checkpoint_fail
 function(quorumreg_soak_smoke name rounds)
   add_test(NAME ${name} COMMAND ${name} ${rounds})
   set_tests_properties(${name} PROPERTIES LABELS "soak" TIMEOUT 600 PASS_REGULAR_EXPRESSION "acked=[1-9][0-9]* lost=0 corrupt=0\n"
+                       FAIL_REGULAR_EXPRESSION "stuck: "
                        ENVIRONMENT "QUORUMREG_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp")
 endfunction()
 quorumreg_soak_smoke(soak_hive_kill 20)

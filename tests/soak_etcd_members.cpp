@@ -13,7 +13,9 @@
 // fresh store lists soak/ page by page and counts:
 // - lost: acknowledged keys that are missing;
 // - corrupt: keys whose value is not the one written, or keys no writer attempted.
-// Ends with exactly one line "acked=N lost=L corrupt=C"; exit status 0 only if L == C == 0.
+// After the last round every writer must acknowledge a put again within 60 s (liveness).
+// Ends with exactly one line "acked=N lost=L corrupt=C"; exit status 0 only if L == C == 0
+// and no writer stayed stuck.
 #include <quorumreg/stores/open_store.hpp>
 
 #include <quorumreg_support/etcd_cluster.hpp>
@@ -39,6 +41,7 @@ struct writer_state {
     std::vector<bool> acked;     // by seq
     std::uint64_t attempted = 0; // seqs 0 .. attempted-1 were tried
     std::uint64_t errors = 0;    // puts that returned an error (not acknowledged)
+    std::atomic<std::uint64_t> acks{0}; // read by the main thread while the writer runs
 };
 
 } // namespace
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
     if (argc > 1) rounds = std::atol(argv[1]);
     constexpr int writers = 3;
     std::uint64_t acked = 0, lost = 0, corrupt = 0;
+    int stuck_writers = 0;
     try {
         qr_support::etcd_cluster cluster(3);
         std::vector<std::unique_ptr<qr_support::tcp_proxy>> proxies;
@@ -92,6 +96,7 @@ int main(int argc, char** argv) {
                         std::this_thread::sleep_for(milliseconds(20)); // no busy loop while there is no quorum
                     } else {
                         ++live_acks;
+                        ++st.acks;
                     }
                 }
             });
@@ -144,7 +149,27 @@ int main(int argc, char** argv) {
                 std::fflush(stdout);
             }
         }
-        std::this_thread::sleep_for(milliseconds(500)); // writers make progress on the healthy cluster
+        // Liveness after the faults: every writer must acknowledge again once the cluster is
+        // healthy (a client stuck on a reset or blackholed connection would fail here). A fixed
+        // pause was not enough: under ASan three quick rounds ended before any writer had its
+        // first acknowledgement, and the run reported acked=0.
+        {
+            std::vector<std::uint64_t> before(writers);
+            for (int t = 0; t < writers; ++t)
+                before[static_cast<std::size_t>(t)] = state[static_cast<std::size_t>(t)].acks.load();
+            auto deadline = steady_clock::now() + seconds(60);
+            int stuck = writers;
+            while (stuck > 0 && steady_clock::now() < deadline) {
+                std::this_thread::sleep_for(milliseconds(50));
+                stuck = 0;
+                for (int t = 0; t < writers; ++t)
+                    if (state[static_cast<std::size_t>(t)].acks.load() <= before[static_cast<std::size_t>(t)]) ++stuck;
+            }
+            if (stuck > 0) {
+                std::printf("stuck: %d writer(s) acknowledged nothing within 60 s of the last fault healing\n", stuck);
+                stuck_writers = stuck;
+            }
+        }
         stop = true;
         for (auto& th : threads)
             th.join();
@@ -200,5 +225,5 @@ int main(int argc, char** argv) {
     }
     std::printf("acked=%llu lost=%llu corrupt=%llu\n", static_cast<unsigned long long>(acked),
                 static_cast<unsigned long long>(lost), static_cast<unsigned long long>(corrupt));
-    return lost == 0 && corrupt == 0 ? 0 : 1;
+    return lost == 0 && corrupt == 0 && stuck_writers == 0 ? 0 : 1;
 }
