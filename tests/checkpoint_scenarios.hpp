@@ -11,11 +11,13 @@
 #include <quorumreg/hive.hpp>
 #include <quorumreg/registry.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -319,6 +321,114 @@ inline void checkpoint_defect9_follow_generations(quorumreg::quorum_store& store
     cb.online("App");
     CHECK_MESSAGE(b.get_value(app, "Port").as_dword() == 42, "online() restored an old generation from the cache");
     cb.offline("App");
+}
+
+/// Defect 5: one hive transaction that changes several subtrees reaches the store all or
+/// nothing. The owner's link is cut at each of its store commits in turn (crash or partition;
+/// with `deliver`, that commit still lands and only its answer is lost); the next owner must
+/// restore a state that existed, every subtree old or every subtree new, and the new one if the
+/// owner's flush() had returned. `per_txn` 1 forces the staged manifest path.
+inline void checkpoint_defect5_atomic_batches(quorumreg::quorum_store& store, const std::filesystem::path& root,
+                                              std::size_t per_txn, bool deliver, std::chrono::milliseconds ttl) {
+    using namespace quorumreg;
+    using namespace std::chrono_literals;
+    const std::vector<std::string> subtrees = {"App\\A", "App\\B", "App\\C"};
+    for (int cut = 0;; ++cut) {
+        auto tag = std::to_string(per_txn) + (deliver ? "d" : "c") + std::to_string(cut);
+        auto dir = root / tag;
+        std::filesystem::create_directories(dir);
+        const std::string resource = "R" + tag;
+        faulty_store link(store);
+        bool acknowledged = false;
+        {
+            hive a(dir / "A");
+            checkpoint_options o{.node = "A"};
+            o.lease_ttl = ttl;
+            o.batch_subtrees = per_txn;
+            o.offline_timeout = 300ms;
+            o.retry_interval = 20ms;
+            checkpoint_manager ca(a, link, o);
+            for (auto& s : subtrees) {
+                a.set_value(s, "v", value::dword(1));
+                ca.add_checkpoint(resource, s);
+            }
+            ca.online(resource);
+            link.cut_after(cut, deliver);
+            transaction t;
+            for (auto& s : subtrees)
+                t.set_value(s, "v", value::dword(2));
+            a.commit(t);
+            std::error_code ec;
+            auto until = std::chrono::steady_clock::now() + 10s;
+            do // once cut nothing can succeed: stop waiting then
+                ca.flush(resource, 50ms, ec);
+            while (ec == errc::deadline_exceeded && !link.was_cut() && std::chrono::steady_clock::now() < until);
+            acknowledged = !ec;
+        } // offline fails once cut: abandoned as in a crash, its lease left to expire
+        hive b(dir / "B");
+        checkpoint_manager cb(b, store, {.node = "B"});
+        online_options oo;
+        oo.wait_for_owner = ttl * 4 + 5s;
+        cb.online(resource, oo);
+        std::set<std::uint32_t> seen;
+        for (auto& s : subtrees)
+            seen.insert(b.get_value(s, "v").as_dword());
+        const std::string how = deliver ? " (delivered, answer lost)" : "";
+        INFO("cut at store commit " << cut << how << ", " << per_txn << " subtree(s) per transaction");
+        CHECK_MESSAGE(seen.size() == 1, "the next owner restored part of a batch: a state that never existed");
+        if (acknowledged) CHECK_MESSAGE(*seen.begin() == 2, "an acknowledged batch was lost");
+        // A blob staged for a batch that never switched is not a generation yet.
+        CHECK(cb.history(resource, subtrees[0]).back().generation == *seen.begin());
+        cb.offline(resource);
+        if (!link.was_cut()) break; // the sequence ended before this cut point: every point tried
+    }
+}
+
+/// Defect 7: keep-alives never wait behind writes. Every store write of the owner is made
+/// slower than the lease TTL: the owner stays online and its flush succeeds, and no other node
+/// can take over meanwhile. Then its keep-alives fail: is_online() turns false and on_lost
+/// fires before the lease could end in the store, and the next owner has every flushed change.
+inline void checkpoint_defect7_slow_writes(quorumreg::quorum_store& store, const std::filesystem::path& root,
+                                           std::chrono::milliseconds ttl) {
+    using namespace quorumreg;
+    using namespace std::chrono_literals;
+    std::filesystem::create_directories(root);
+    faulty_store link(store);
+    hive a(root / "A"), b(root / "B");
+    checkpoint_options oa{.node = "A"};
+    oa.lease_ttl = ttl;
+    std::atomic<int> lost{0};
+    oa.on_lost = [&](std::string_view, std::error_code) { ++lost; };
+    checkpoint_manager ca(a, link, oa);
+    checkpoint_manager cb(b, store, {.node = "B"});
+    a.set_value("App", "v", value::dword(1));
+    ca.add_checkpoint("R", "App");
+    ca.online("R");
+    link.commit_delay_ms = static_cast<int>(ttl.count() * 3 / 2); // each write outlasts the TTL
+    a.set_value("App", "v", value::dword(2));
+    std::error_code ec;
+    ca.flush("R", ttl * 10, ec);
+    CHECK_MESSAGE(!ec, "a write slower than the lease TTL fenced its owner: " << ec.message());
+    CHECK(ca.is_online("R"));
+    CHECK(lost.load() == 0);
+    CHECK(code_of([&] { cb.online("R"); }) == errc::already_exists);
+    link.commit_delay_ms = 0;
+
+    link.fail_keep_alive = true; // the store is unreachable for A's keep-alives
+    auto t0 = steady_clock::now();
+    REQUIRE(eventually([&] { return !ca.is_online("R"); }, ttl * 4));
+    auto went = steady_clock::now() - t0;
+    CHECK_MESSAGE(went < ttl, "is_online() stayed true until the lease could have ended in the store");
+    CHECK(eventually([&] { return lost.load() == 1; }, ttl * 2));
+    CHECK(code_of([&] { ca.flush("R", 1s); }) == errc::fenced);
+    online_options oo;
+    oo.wait_for_owner = ttl * 4 + 5s;
+    cb.online("R", oo);
+    CHECK(b.get_value("App", "v").as_dword() == 2);
+    cb.offline("R");
+    ca.offline("R", ec); // cleans up; reports the loss
+    CHECK(ec == errc::fenced);
+    CHECK(lost.load() == 1);
 }
 
 } // namespace qr_test

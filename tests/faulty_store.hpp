@@ -45,18 +45,55 @@ public:
         return last_create_;
     }
 
+    /// From the `n`-th commit on (0: the next one) every call fails, as if this client had
+    /// crashed or been cut off for good. With `deliver` that n-th commit still reaches the
+    /// store and only its answer is lost (errc::unknown_outcome).
+    void cut_after(int n, bool deliver = false) {
+        std::lock_guard lk(mu_);
+        cut_at_ = n;
+        deliver_cut_ = deliver;
+    }
+    /// True once the cut happened.
+    bool was_cut() const { return cut_.load(); }
+
     std::string describe() const override { return "faulty(" + inner_.describe() + ")"; }
     std::string identity(std::error_code& ec) override { return inner_.identity(ec); }
-    std::optional<key_value> get(std::string_view key, std::error_code& ec) override { return inner_.get(key, ec); }
+    std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
+        if (cut(ec)) return std::nullopt;
+        return inner_.get(key, ec);
+    }
     range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
                        std::error_code& ec) override {
+        if (cut(ec)) return {};
         return inner_.range(prefix, start_after, limit, ec);
     }
     store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
+        if (cut(ec)) return 0;
         return inner_.put(key, value, lease, ec);
     }
-    store_revision erase(std::string_view key, std::error_code& ec) override { return inner_.erase(key, ec); }
+    store_revision erase(std::string_view key, std::error_code& ec) override {
+        if (cut(ec)) return 0;
+        return inner_.erase(key, ec);
+    }
     txn_result commit(const store_txn& txn, std::error_code& ec) override {
+        {
+            std::unique_lock lk(mu_);
+            if (cut_) {
+                ec = errc::quorum_unavailable;
+                return {};
+            }
+            if (cut_at_ >= 0 && cut_at_-- == 0) {
+                cut_ = true;
+                bool deliver = deliver_cut_;
+                lk.unlock();
+                if (deliver) {
+                    std::error_code lost;
+                    inner_.commit(txn, lost);
+                }
+                ec = deliver ? errc::unknown_outcome : errc::quorum_unavailable;
+                return {};
+            }
+        }
         if (int d = commit_delay_ms.load(); d > 0) std::this_thread::sleep_for(milliseconds(d));
         auto r = inner_.commit(txn, ec);
         bool create = txn.compares.size() == 1 && txn.compares[0].what == key_compare::target::absent;
@@ -117,8 +154,12 @@ public:
     /// While set, watches deliver nothing and do not end (a stream that hangs).
     std::atomic<bool> stall_watches{false};
     std::atomic<int> watches_started{0};
-    lease_id grant_lease(milliseconds ttl, std::error_code& ec) override { return inner_.grant_lease(ttl, ec); }
+    lease_id grant_lease(milliseconds ttl, std::error_code& ec) override {
+        if (cut(ec)) return 0;
+        return inner_.grant_lease(ttl, ec);
+    }
     void keep_alive(lease_id lease, std::error_code& ec) override {
+        if (cut(ec)) return;
         auto sent = steady_clock::now();
         if (fail_keep_alive) {
             std::lock_guard lk(mu_);
@@ -129,12 +170,20 @@ public:
         inner_.keep_alive(lease, ec);
         if (!ec) ++keep_alives;
     }
-    void revoke_lease(lease_id lease, std::error_code& ec) override { inner_.revoke_lease(lease, ec); }
+    void revoke_lease(lease_id lease, std::error_code& ec) override {
+        if (cut(ec)) return;
+        inner_.revoke_lease(lease, ec);
+    }
     milliseconds lease_ttl(lease_id lease, std::error_code& ec) override { return inner_.lease_ttl(lease, ec); }
     void set_deadline(milliseconds d) override { inner_.set_deadline(d); }
     milliseconds deadline() const override { return inner_.deadline(); }
 
 private:
+    bool cut(std::error_code& ec) const {
+        if (!cut_) return false;
+        ec = errc::quorum_unavailable;
+        return true;
+    }
     struct watch_slot {
         std::mutex mu;
         bool ended = false;
@@ -145,6 +194,9 @@ private:
     std::vector<std::shared_ptr<watch_slot>> watches_;
     steady_clock::time_point first_failed_{};
     steady_clock::time_point last_create_{};
+    int cut_at_ = -1; // guarded by mu_
+    bool deliver_cut_ = false;
+    std::atomic<bool> cut_{false};
 };
 
 } // namespace qr_test

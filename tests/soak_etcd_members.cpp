@@ -38,9 +38,9 @@ using namespace std::chrono;
 namespace {
 
 struct writer_state {
-    std::vector<bool> acked;     // by seq
-    std::uint64_t attempted = 0; // seqs 0 .. attempted-1 were tried
-    std::uint64_t errors = 0;    // puts that returned an error (not acknowledged)
+    std::vector<bool> acked;            // by seq
+    std::uint64_t attempted = 0;        // seqs 0 .. attempted-1 were tried
+    std::uint64_t errors = 0;           // puts that returned an error (not acknowledged)
     std::atomic<std::uint64_t> acks{0}; // read by the main thread while the writer runs
 };
 

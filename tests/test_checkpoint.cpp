@@ -500,6 +500,38 @@ TEST_SUITE("checkpoint") {
         qr_test::checkpoint_defect4_edit_during_online(store, dir.path() / "dir");
     }
 
+    TEST_CASE("defect 5: a write-through batch reaches the store all or nothing, cut at every commit (memory and "
+              "directory store)") {
+        using namespace std::chrono_literals;
+        qr_test::temp_dir dir("cp-d5");
+        for (std::size_t per_txn : {std::size_t(32), std::size_t(1)})
+            for (bool deliver : {false, true}) {
+                CAPTURE(per_txn);
+                CAPTURE(deliver);
+                memory_store mem;
+                qr_test::checkpoint_defect5_atomic_batches(mem, dir.path() / "mem", per_txn, deliver, 300ms);
+                directory_store_options o;
+                o.create = true;
+                auto quorum = dir.path() / ("quorum-" + std::to_string(per_txn) + (deliver ? "d" : "c"));
+                directory_store store(quorum, o);
+                qr_test::checkpoint_defect5_atomic_batches(store, dir.path() / "dir", per_txn, deliver, 300ms);
+            }
+    }
+
+    TEST_CASE("defect 7: keep-alives never wait behind a slow write; on_lost fires before a takeover (memory and "
+              "directory store)") {
+        using namespace std::chrono_literals;
+        qr_test::temp_dir dir("cp-d7");
+        {
+            memory_store store;
+            qr_test::checkpoint_defect7_slow_writes(store, dir.path() / "mem", 1500ms);
+        }
+        directory_store_options o;
+        o.create = true;
+        directory_store store(dir.path() / "quorum", o);
+        qr_test::checkpoint_defect7_slow_writes(store, dir.path() / "dir", 1500ms);
+    }
+
     TEST_CASE("defect 8: an ended or stalled registration watch is resubscribed (memory and directory store)") {
         qr_test::temp_dir dir("cp-d8");
         {

@@ -105,6 +105,29 @@ TEST_SUITE("checkpoint_etcd") {
         qr_test::checkpoint_defect4_edit_during_online(store, dir.path());
     }
 
+    TEST_CASE("defect 7 (etcd): keep-alives never wait behind a slow write; on_lost fires before a takeover") {
+        using namespace std::chrono_literals;
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cp-etcd-d7");
+        quorumreg::etcd_options o;
+        o.endpoints = cluster.client_urls();
+        quorumreg::etcd_store store(o);
+        qr_test::checkpoint_defect7_slow_writes(store, dir.path(), 2000ms);
+    }
+
+    TEST_CASE("defect 5 (etcd): a write-through batch reaches the store all or nothing, cut at every commit") {
+        using namespace std::chrono_literals;
+        qr_test::etcd_cluster cluster(3);
+        qr_test::temp_dir dir("cp-etcd-d5");
+        quorumreg::etcd_options o;
+        o.endpoints = cluster.client_urls();
+        quorumreg::etcd_store store(o);
+        SUBCASE("one transaction") { qr_test::checkpoint_defect5_atomic_batches(store, dir.path() / "one", 32, false, 1s); }
+        SUBCASE("staged, answers lost") {
+            qr_test::checkpoint_defect5_atomic_batches(store, dir.path() / "staged", 1, true, 1s);
+        }
+    }
+
     TEST_CASE("defects 8 and 9 (etcd): watches that end or stall are resubscribed; follow() never serves an old "
               "generation") {
         qr_test::etcd_cluster cluster(3);

@@ -14,10 +14,16 @@
 // @endcode
 //
 // Semantics
-// - Ownership: online() grants a store lease and takes the resource's ownership lock; the
-//   lock's create revision is the fencing token. Every checkpoint write is a store
-//   transaction conditional on that token, so a node that lost its lease (expired, or taken
-//   over after a pause) gets errc::fenced and its writes are never applied.
+// - Ownership: online() takes the resource's lock through `ownership` (ownership.hpp): a
+//   store lease kept alive on threads of its own, so no write delays a keep-alive; the lock's
+//   create revision is the fencing token. Every checkpoint write is a store transaction
+//   conditional on that token, so a node that lost its lease (expired, or taken over after a
+//   pause) gets errc::fenced and its writes are never applied. Past the local deadline
+//   (last successful keep-alive + 0.6 lease_ttl) is_online() is false and
+//   checkpoint_options::on_lost is called, before any other node can take over.
+// - Batches: everything one write-through pass found changed (read at one hive revision)
+//   reaches the store all or nothing, in commit order: one transaction, or staged blobs
+//   switched through a manifest when the batch has more than batch_subtrees subtrees.
 // - online() restores every registered subtree from its latest checkpoint in ONE hive
 //   transaction, then writes through: each committed change under a subtree is checkpointed,
 //   coalesced for at most checkpoint_options::coalesce_delay, in commit order. flush() waits
@@ -57,6 +63,7 @@
 #include <quorumreg/detail/resilient_watch.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/hive.hpp>
+#include <quorumreg/ownership.hpp>
 #include <quorumreg/quorum_store.hpp>
 #include <quorumreg/registry.hpp>
 
@@ -119,8 +126,10 @@ public:
             std::lock_guard lk(mu_);
             left.swap(online_);
         }
-        for (auto& [n, st] : left)
+        for (auto& [n, st] : left) {
             st->stop();
+            st->own->abandon();
+        }
     }
 
     basic_checkpoint_manager(const basic_checkpoint_manager&) = delete;
@@ -184,9 +193,13 @@ public:
         offline(resource, ec, why);
     }
 
+    /// True while `resource` is online here and its ownership valid: false as soon as the
+    /// local deadline passed without a successful keep-alive (before any other node can take
+    /// over), though offline() is still needed to clean up.
     bool is_online(std::string_view resource) const {
         std::lock_guard lk(mu_);
-        return online_.count(std::string(resource)) != 0;
+        auto it = online_.find(std::string(resource));
+        return it != online_.end() && it->second->own->valid();
     }
 
     /// The resource's fencing token while online here (0 otherwise).
@@ -394,6 +407,9 @@ private:
         if (ec) return ec;
         t.token = store_.acquire_lock(t.key, t.lease, ec);
         if (ec == errc::already_exists) why = "resource is owned by " + owner_name(r);
+        if (ec) return ec;
+        std::vector<store_revision> mods; // a batch the last owner left half switched (defect 5)
+        io_.complete_manifest(r, t.token, mods, ec, why);
         return ec;
     }
     std::string owner_name(std::string_view r) {
@@ -499,52 +515,40 @@ private:
         std::lock_guard op(op_mu_);
         if (find_online(r)) return report;
         auto st = std::make_shared<agent>(io_, std::string(r));
-        st->lease = store_.grant_lease(opts_.lease_ttl, ec);
-        if (ec) {
-            why = "grant ownership lease";
-            return report;
-        }
-        auto release = [&] {
-            std::error_code e;
-            if (st->token) store_.release_lock(owner_key(r), st->token, e);
-            store_.revoke_lease(st->lease, e);
+        // The fenced lease, kept alive on its own threads (defect 7). on_lost runs on its
+        // watchdog thread; the agent outlives it (its ownership is destroyed first).
+        ownership_options oo;
+        oo.node = opts_.node;
+        oo.ttl = opts_.lease_ttl;
+        oo.on_lost = [self = st.get(), user = opts_.on_lost, name = std::string(r)](std::error_code why) {
+            self->lost(why);
+            if (user) user(name, why);
         };
-        auto deadline = std::chrono::steady_clock::now() + o.wait_for_owner;
-        while (true) {
-            // The lock's value names the owner for people: "<node>#<lease>".
-            store_txn t;
-            t.compares.push_back(key_compare::absent(owner_key(r)));
-            t.on_success.push_back(
-                store_op::put(owner_key(r), opts_.node + "#" + std::to_string(st->lease), st->lease));
-            auto res = store_.commit(t, ec);
-            if (ec) {
-                why = "take ownership";
-                release();
-                return report;
-            }
-            if (res.succeeded) {
-                auto kv = store_.get(owner_key(r), ec);
-                if (ec || !kv || kv->lease != st->lease) {
-                    if (!ec) ec = errc::lease_expired;
-                    why = "ownership lock vanished";
-                    release();
-                    return report;
-                }
-                st->token = kv->create_revision;
-                break;
-            }
-            if (std::chrono::steady_clock::now() >= deadline) {
+        st->own = std::make_unique<ownership>(store_, owner_key(r), std::move(oo));
+        st->own->acquire(o.wait_for_owner, ec);
+        if (ec) {
+            if (ec == errc::deadline_exceeded) {
                 ec = errc::already_exists;
                 why = "owned by " + owner_name(r);
-                release();
-                return report;
+            } else {
+                why = "take ownership";
             }
-            // Keep our lease alive while we wait for the owner's to expire.
-            std::error_code kec;
-            store_.keep_alive(st->lease, kec);
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            return report;
         }
-
+        st->lease = st->own->lease();
+        st->token = st->own->token();
+        auto release = [&] {
+            std::error_code e;
+            st->own->release(e);
+        };
+        // Before any pointer is read: finish a batch the last owner left half switched, so no
+        // subtree is restored newer than another of the same batch (defect 5).
+        std::vector<store_revision> mods;
+        io_.complete_manifest(r, st->token, mods, ec, why);
+        if (ec) {
+            release();
+            return report;
+        }
         auto regs = store_.list(layout().subtrees_prefix(r), ec);
         if (ec) {
             why = "list registered subtrees";
@@ -600,6 +604,7 @@ private:
         for (auto& l : local) // defect 4: applies only if nothing changed under a subtree since read
             detail::checkpoint_io<Hive>::require_unchanged(restore_txn, l); // first: ops apply in order
         std::vector<std::string> rejected;
+        std::vector<detail::checkpoint_write> adopt;
         for (std::size_t i = 0; i < st->subtrees.size(); ++i) {
             auto& s = st->subtrees[i];
             auto blob = io_.read_latest(r, s, ec, why);
@@ -624,11 +629,9 @@ private:
             case detail::offline_edit_decision::first_checkpoint:
             case detail::offline_edit_decision::push_own:
             case detail::offline_edit_decision::adopt_local:
-                // The local copy becomes the next (or first) generation.
-                if ((ec = io_.write_generation(r, st->token, s, local[i].exists, local[i].content, why))) return 0;
-                io_.add_meta_ops(restore_txn, r, s, s.hash);
-                if (std::find(report.adopted.begin(), report.adopted.end(), s.path) == report.adopted.end())
-                    report.adopted.push_back(s.path); // once, also when a retry adopts it again
+                // The local copy becomes the next (or first) generation: written below, with the
+                // other adopted subtrees in one batch.
+                adopt.push_back({&s, local[i].exists, &local[i].content});
                 continue;
             case detail::offline_edit_decision::preserve_then_restore: {
                 // Keep the local copy in the store before it is replaced.
@@ -650,6 +653,21 @@ private:
                 why += " \"" + p + "\"";
             why += " (policy reject; bring it online with preserve or adopt_local)";
             return 0;
+        }
+        bool manifest_left = false;
+        if ((ec = io_.write_batch(r, st->token, adopt, manifest_left, why))) {
+            if (manifest_left) { // complete it now, so the next owner's restore is not half of it
+                std::error_code mec;
+                std::string mwhy;
+                std::vector<store_revision> mods;
+                io_.complete_manifest(r, st->token, mods, mec, mwhy);
+            }
+            return 0;
+        }
+        for (auto& w : adopt) {
+            io_.add_meta_ops(restore_txn, r, *w.subtree, w.subtree->hash);
+            if (std::find(report.adopted.begin(), report.adopted.end(), w.subtree->path) == report.adopted.end())
+                report.adopted.push_back(w.subtree->path); // once, also when a retry adopts it again
         }
         restore_txn.set_value(io_.online_marker_path(r), "token", value::qword(st->token));
         if (opts_.before_restore_commit) opts_.before_restore_commit(r);
@@ -707,8 +725,7 @@ private:
             hive_.commit(clean, mec);
         }
         std::error_code rec;
-        store_.release_lock(owner_key(r), st->token, rec);
-        store_.revoke_lease(st->lease, rec);
+        st->own->release(rec);
     }
 
     std::vector<checkpoint_generation> history(std::string_view r, std::string_view subtree, std::error_code& ec,
@@ -762,7 +779,7 @@ private:
             t.on_success.push_back(store_op::erase_prefix(layout().resource_prefix(r)));
             auto res = store_.commit(t, ec);
             std::error_code rec;
-            store_.revoke_lease(st->lease, rec);
+            st->own->release(rec); // the lock key went with the prefix: this revokes the lease
             if (!ec && !res.succeeded) {
                 ec = errc::fenced;
                 why = "ownership was lost";

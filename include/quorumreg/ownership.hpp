@@ -19,8 +19,11 @@
 //   receives the keep-alive after it was sent), so the owner stops `margin` before anyone
 //   else can take over.
 // - Takeover grace. acquire() reports success only `takeover_grace` (default: margin) after it
-//   took the lock key, keeping the lease alive meanwhile. An absent lock key cannot tell a
-//   clean release from an expiry reaped a moment ago, so the grace applies to every acquire.
+//   took the lock key, keeping the lease alive meanwhile, unless the previous owner released
+//   cleanly. An absent lock key cannot tell a release from an expiry reaped a moment ago, so
+//   release() records the token it gave up in "<key>.released" and the lock transaction
+//   records the newest token in "<key>.holder" (both without a lease); they match only after
+//   a release.
 //
 // Timing (defaults): keep-alive every ttl/3, retried every ttl/10 after a failure; margin
 // 2/5 ttl, so the local deadline is 0.6 ttl after the last successful send and on_lost fires
@@ -60,6 +63,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -128,8 +132,9 @@ public:
         lease_id lease = store_.grant_lease(opts_.ttl, ec);
         if (ec) return false;
         store_revision token = 0;
+        bool clean = false;
         while (true) {
-            token = store_.acquire_lock(key_, lease, opts_.node, ec);
+            token = try_take(lease, clean, ec);
             if (!ec) break;
             if (ec == errc::lease_expired) { // our lease ended while we waited: a fresh one
                 sent = now();
@@ -168,8 +173,8 @@ public:
         renewer_ = std::thread([this] { renew_loop(); });
         watchdog_ = std::thread([this] { watch_loop(); });
         // Takeover grace: a previous owner whose lease we saw end has been invalid for at
-        // least this long before we report success.
-        sleep_for(opts_.takeover_grace);
+        // least this long before we report success. Not needed after a clean release.
+        if (!clean) sleep_for(opts_.takeover_grace);
         std::error_code lost;
         {
             std::lock_guard lk(mu_);
@@ -238,7 +243,15 @@ public:
         cv_.notify_all();
         if (renewer_.joinable()) renewer_.join();
         if (watchdog_.joinable()) watchdog_.join();
-        if (token != 0) store_.release_lock(key_, token, ec);
+        if (token != 0) {
+            // Fenced: deletes only our lock key, and records that we gave it up (the next
+            // owner then needs no takeover grace).
+            store_txn t;
+            t.compares.push_back(key_compare::create_revision_is(key_, token));
+            t.on_success.push_back(store_op::erase(key_));
+            t.on_success.push_back(store_op::put(released_key(), std::to_string(token)));
+            store_.commit(t, ec);
+        }
         if (lease != 0) {
             std::error_code rec;
             store_.revoke_lease(lease, rec);
@@ -251,12 +264,69 @@ public:
         detail::throw_if(ec, "release ownership of \"" + key_ + "\" on " + store_.describe());
     }
 
+    /// Stops the keep-alives without giving the lock up, as a crash would: the lease expires
+    /// in the store, and the next owner waits out the takeover grace. For an owner that must
+    /// not hand over what it could not make durable. on_lost is not called.
+    void abandon() {
+        {
+            std::lock_guard lk(mu_);
+            stop_ = true;
+            acquired_ = false;
+            lease_ = 0;
+            token_ = 0;
+        }
+        cv_.notify_all();
+        if (renewer_.joinable()) renewer_.join();
+        if (watchdog_.joinable()) watchdog_.join();
+    }
+
     /// Tells the threads that the seam's clock moved (a simulator's step): they re-read it and
     /// act on a passed deadline at once. Not needed with the default steady_clock.
     void clock_advanced() { cv_.notify_all(); }
 
 private:
     clock::time_point now() const { return opts_.now ? opts_.now() : clock::now(); }
+
+    // Beside the lock key: "<key>.holder" is put (without a lease) in the transaction that
+    // takes the lock, so its mod_revision is the newest token ever issued; "<key>.released"
+    // holds the token release() gave up. Equal: the last owner released cleanly and nobody can
+    // still believe it owns, so acquire() skips the takeover grace.
+    std::string holder_key() const { return key_ + ".holder"; }
+    std::string released_key() const { return key_ + ".released"; }
+
+    /// One attempt to take the lock for `lease`: its token, or 0 with errc::already_exists
+    /// (held, or another owner came and went meanwhile: look again), errc::lease_expired, or a
+    /// store error. `clean`: the previous owner released.
+    store_revision try_take(lease_id lease, bool& clean, std::error_code& ec) {
+        auto holder = store_.get(holder_key(), ec);
+        if (ec) return 0;
+        std::optional<key_value> released;
+        if (holder) released = store_.get(released_key(), ec);
+        if (ec) return 0;
+        clean = !holder || (released && released->value == std::to_string(holder->mod_revision));
+        store_txn t;
+        t.compares.push_back(key_compare::absent(key_));
+        t.compares.push_back(holder ? key_compare::mod_revision_is(holder_key(), holder->mod_revision)
+                                    : key_compare::absent(holder_key()));
+        t.on_success.push_back(store_op::put(key_, encode_owner_record({opts_.node, lease}), lease));
+        t.on_success.push_back(store_op::put(holder_key(), opts_.node));
+        auto res = store_.commit(t, ec);
+        const bool unknown = ec == errc::unknown_outcome || ec == errc::deadline_exceeded;
+        if (ec && !unknown) return 0;
+        ec.clear();
+        auto kv = store_.get(key_, ec);
+        if (ec) return 0;
+        if (kv && kv->lease == lease) {
+            if (!res.succeeded) clean = false; // taken by an attempt whose answer was lost: be careful
+            return kv->create_revision;
+        }
+        if (!kv && res.succeeded) { // expired between the two calls
+            ec = errc::lease_expired;
+            return 0;
+        }
+        ec = errc::already_exists;
+        return 0;
+    }
 
     void sleep_for(std::chrono::milliseconds d) {
         std::unique_lock lk(mu_);

@@ -8,6 +8,7 @@
 #include <quorumreg/checkpoint/types.hpp>
 #include <quorumreg/quorum_store.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -74,6 +75,17 @@ public:
         std::vector<checkpoint_generation> out;
         checkpoint_subtree_name s;
         if ((ec = make_checkpoint_subtree_name<Traits>(subtree, limits_, s, why))) return out;
+        // Read the pointer first: a blob above it is staged by a batch not switched yet (or
+        // left by one that never reached its manifest) and is not a generation yet.
+        auto latest = store_.get(layout_.latest_key(resource, s.esc), ec);
+        if (ec || !latest) return out;
+        std::uint64_t newest = 0;
+        auto [p, perr] = std::from_chars(latest->value.data(), latest->value.data() + latest->value.size(), newest);
+        if (perr != std::errc{} || p != latest->value.data() + latest->value.size()) {
+            ec = errc::checkpoint_corrupt;
+            why = "latest pointer of \"" + s.path + "\" is not a number";
+            return out;
+        }
         auto kvs = store_.list(layout_.generations_prefix(resource, s.esc), ec);
         if (ec) return out;
         for (auto& kv : kvs) {
@@ -81,6 +93,7 @@ public:
             std::string w, sha;
             checkpoint_generation g;
             g.generation = std::stoull(std::string(checkpoint_layout::leaf(kv.key)));
+            if (g.generation > newest) continue;
             g.subtree = s.path;
             if (!detail::decode_checkpoint(kv.value, cluster_key_, b, w, &sha)) {
                 g.writer = b.writer;

@@ -112,6 +112,9 @@ public:
     std::string generation_key(std::string_view r, std::string_view esc, std::uint64_t g) const {
         return generations_prefix(r, esc) + detail::gen_key_suffix(g);
     }
+    /// A batch of generations too large for one transaction, while its pointers are switched
+    /// (written after the blobs, erased after the switch; a new owner completes it first).
+    std::string manifest_key(std::string_view r) const { return resource_prefix(r) + "manifest"; }
     std::string conflicts_prefix(std::string_view r) const { return resource_prefix(r) + "conflicts/"; }
     std::string conflict_key(std::string_view r, std::string_view esc, std::string_view id) const {
         return conflicts_prefix(r) + std::string(esc) + "/" + std::string(id);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace quorumreg {
@@ -27,9 +28,18 @@ struct checkpoint_options {
     /// An owner re-lists its resource's registrations this often, besides watching them, so a
     /// watch that stalls without an error cannot hide a registration for longer (0: never).
     std::chrono::milliseconds registration_resync{30000};
+    /// Subtrees written in one store transaction. A write-through batch with more changed
+    /// subtrees is staged and switched through a manifest, still all-or-nothing (etcd allows
+    /// 128 operations per transaction; a subtree takes three).
+    std::size_t batch_subtrees = 32;
     std::size_t history = 10;                              ///< generations kept per subtree
     std::string cluster_key{};                             ///< non-empty: HMAC-SHA-256 every checkpoint
     std::string local_meta_key = "QuorumReg\\Checkpoints"; ///< hive key for this node's records
+    /// Called once when a resource's ownership ends without offline() (no keep-alive succeeded
+    /// before the local deadline, or the store ended the lease), on the ownership's watchdog
+    /// thread, before another node can take over: stop the resource's side effects here. It
+    /// must not call offline() or destroy the manager (hand that to another thread).
+    std::function<void(std::string_view resource, std::error_code why)> on_lost{};
     /// Test seam: called by online() after it read the local subtrees and decided what to do,
     /// right before the restore commit (tests interleave an edit there deterministically).
     std::function<void(std::string_view resource)> before_restore_commit{};

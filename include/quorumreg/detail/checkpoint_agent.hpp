@@ -1,15 +1,17 @@
 // quorumreg — the per-resource checkpoint agent: while a resource is online here, it watches
-// the resource's subtrees and registrations, writes changed subtrees through to the store
-// (coalesced, in commit order) and keeps the ownership lease alive.
+// the resource's subtrees and registrations and writes changed subtrees through to the store
+// (coalesced, in commit order, each batch all or nothing). Its `ownership` keeps the lease
+// alive on threads of its own, so a slow write never delays a keep-alive (defect 7).
 //
-// Threading: one worker thread per agent runs every store write and keep-alive; hive and store
-// watch callbacks only set flags under `mu` and notify `cv`. The manager starts the agent once
+// Threading: one worker thread per agent runs every store write; hive and store watch
+// callbacks and the ownership's on_lost only set flags under `mu` and notify `cv`. The manager starts the agent once
 // (start()) and stops it once (stop(), which joins the worker); other threads only set
 // requests and wait on `cv` under `mu` (flush()).
 #pragma once
 
 #include <quorumreg/detail/checkpoint_io.hpp>
 #include <quorumreg/detail/resilient_watch.hpp>
+#include <quorumreg/ownership.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -31,7 +33,7 @@ public:
     checkpoint_agent& operator=(const checkpoint_agent&) = delete;
 
     // Set before start(); afterwards owned by the worker (subtrees, watches) or read-only
-    // (name, lease, token).
+    // (name, lease, token, own).
     std::string name;
     lease_id lease = 0;
     store_revision token = 0;
@@ -49,6 +51,18 @@ public:
     std::uint64_t written_rev = 0;
     std::error_code failure; // sticky (fenced)
     std::string failure_why;
+
+    /// Ownership ended without release() (on_lost, on the ownership's watchdog thread): every
+    /// later write and flush fails with errc::fenced.
+    void lost(std::error_code why) {
+        std::lock_guard lk(mu);
+        if (!failure) {
+            failure = errc::fenced;
+            failure_why = why == errc::lease_expired ? "ownership lease expired"
+                                                     : "ownership lost: no keep-alive succeeded before the local deadline";
+        }
+        cv.notify_all();
+    }
 
     /// Subscribes to the subtrees and registrations and starts the worker.
     void start() {
@@ -159,27 +173,16 @@ private:
 
     void run() {
         const auto& opts = io_.opts;
-        auto keepalive_every = std::max(opts.lease_ttl / 3, std::chrono::milliseconds(1));
-        auto next_keepalive = clock::now() + keepalive_every;
         std::unique_lock lk(mu);
         while (!stopping) {
             auto due = dirty ? first_dirty + opts.coalesce_delay : clock::time_point::max();
-            auto wake = std::min(due, next_keepalive);
-            if (!flush_requested && !rescan_requested) cv.wait_until(lk, wake);
-            if (stopping) break;
-            auto now = clock::now();
-            if (now >= next_keepalive && !failure) {
-                lk.unlock();
-                std::error_code ec;
-                io_.store.keep_alive(lease, ec);
-                lk.lock();
-                if (ec == errc::lease_expired) {
-                    failure = errc::fenced;
-                    failure_why = "ownership lease expired";
-                    cv.notify_all();
-                }
-                next_keepalive = clock::now() + (ec ? keepalive_every / 4 : keepalive_every);
+            if (!flush_requested && !rescan_requested) {
+                if (due == clock::time_point::max())
+                    cv.wait(lk);
+                else
+                    cv.wait_until(lk, due);
             }
+            if (stopping) break;
             bool write_now = flush_requested || rescan_requested || (dirty && clock::now() >= due);
             if (!write_now || failure) {
                 if (failure) flush_requested = false;
@@ -211,7 +214,8 @@ private:
         }
     }
 
-    /// Checkpoints every subtree whose content changed; records progress in written_rev.
+    /// Checkpoints every subtree whose content changed, as one batch (all or nothing, defect
+    /// 5); records progress in written_rev.
     std::error_code write_through(std::string& why) {
         std::vector<checkpoint_subtree*> ptrs;
         for (auto& s : subtrees)
@@ -219,12 +223,32 @@ private:
         std::vector<checkpoint_local_copy> local;
         auto rev = io_.read_local(ptrs, local);
         transaction meta;
+        if (manifest_left_) {
+            // Our previous batch failed after its commit point: finish it before the next one.
+            std::vector<store_revision> mods;
+            std::error_code ec;
+            auto done = io_.complete_manifest(name, token, mods, ec, why);
+            if (ec) return ec;
+            manifest_left_ = false;
+            for (std::size_t k = 0; k < done.size(); ++k)
+                for (auto& s : subtrees)
+                    if (s.esc == done[k].esc) {
+                        s.generation = done[k].generation;
+                        s.latest_mod = mods[k];
+                        s.hash = done[k].hash;
+                        s.absent = done[k].absent;
+                        io_.add_meta_ops(meta, name, s, s.hash);
+                    }
+        }
+        std::vector<checkpoint_write> batch;
         for (std::size_t i = 0; i < ptrs.size(); ++i) {
             auto& s = *ptrs[i];
             if (local[i].hash == s.hash && local[i].exists == !s.absent) continue;
-            if (auto ec = io_.write_generation(name, token, s, local[i].exists, local[i].content, why)) return ec;
-            io_.add_meta_ops(meta, name, s, s.hash);
+            batch.push_back({&s, local[i].exists, &local[i].content});
         }
+        if (auto ec = io_.write_batch(name, token, batch, manifest_left_, why)) return ec;
+        for (auto& w : batch)
+            io_.add_meta_ops(meta, name, *w.subtree, w.subtree->hash);
         if (!meta.empty()) {
             std::error_code ec;
             io_.hive.commit(meta, ec);
@@ -241,7 +265,13 @@ private:
     checkpoint_io<Hive>& io_;
     std::vector<subscription> watches_;
     std::unique_ptr<resilient_watch> registration_watch_;
+    bool manifest_left_ = false; // worker-owned: a batch of ours awaits complete_manifest()
     std::thread worker_;
+
+public:
+    /// The resource's ownership. Declared last: destroyed (its threads joined) before the
+    /// members its on_lost touches.
+    std::unique_ptr<ownership> own;
 };
 
 } // namespace quorumreg::detail

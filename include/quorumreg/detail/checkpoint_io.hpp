@@ -12,6 +12,8 @@
 #include <quorumreg/quorum_store.hpp>
 #include <quorumreg/registry.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -43,6 +45,55 @@ struct checkpoint_local_copy {
     /// a commit conditional on the subtree being unchanged since this read.
     std::vector<std::pair<std::string, std::uint64_t>> revisions;
 };
+
+/// One subtree's part of a write-through batch: its new content (`content` must outlive the write).
+struct checkpoint_write {
+    checkpoint_subtree* subtree = nullptr;
+    bool exists = false;
+    const std::string* content = nullptr;
+};
+
+/// One line of a batch manifest: the generation a subtree's pointer switches to.
+struct checkpoint_manifest_entry {
+    std::string esc; ///< the subtree's key-escaped canonical name
+    std::uint64_t generation = 0;
+    bool absent = false;
+    digest256 hash{};
+};
+
+/// "QRMANIFEST 1" then one line per entry: "<esc> <generation> <absent 0|1> <sha256 hex>".
+inline std::string encode_checkpoint_manifest(const std::vector<checkpoint_manifest_entry>& entries) {
+    std::string out = "QRMANIFEST 1\n";
+    for (const auto& e : entries)
+        out += e.esc + " " + std::to_string(e.generation) + (e.absent ? " 1 " : " 0 ") + hex_encode(e.hash) + "\n";
+    return out;
+}
+inline bool decode_checkpoint_manifest(std::string_view text, std::vector<checkpoint_manifest_entry>& out) {
+    out.clear();
+    constexpr std::string_view head = "QRMANIFEST 1\n";
+    if (text.substr(0, head.size()) != head) return false;
+    text.remove_prefix(head.size());
+    while (!text.empty()) {
+        auto nl = text.find('\n');
+        if (nl == std::string_view::npos) return false;
+        auto line = text.substr(0, nl);
+        text.remove_prefix(nl + 1);
+        auto s1 = line.find(' '), s2 = line.find(' ', s1 + 1), s3 = line.find(' ', s2 + 1);
+        if (s1 == 0 || s1 == std::string_view::npos || s2 == std::string_view::npos || s3 == std::string_view::npos)
+            return false;
+        checkpoint_manifest_entry e;
+        e.esc = std::string(line.substr(0, s1));
+        auto gen = line.substr(s1 + 1, s2 - s1 - 1);
+        auto [p, perr] = std::from_chars(gen.data(), gen.data() + gen.size(), e.generation);
+        auto absent = line.substr(s2 + 1, s3 - s2 - 1);
+        if (perr != std::errc{} || p != gen.data() + gen.size() || e.generation == 0 || (absent != "0" && absent != "1") ||
+            !hex_decode(line.substr(s3 + 1), e.hash))
+            return false;
+        e.absent = absent == "1";
+        out.push_back(std::move(e));
+    }
+    return true;
+}
 
 /// Warm-standby cache of checkpoint blobs (follow()): the newest blob seen per subtree, with
 /// the store revision that wrote it. A generation and its latest pointer are written in one
@@ -293,6 +344,65 @@ public:
         return errc::compare_failed;
     }
 
+    // ---- write-through batches (issue 15, defect 5) ----------------------------------------------
+    // A batch is what one write-through pass found changed: every subtree read at one hive
+    // revision. It reaches the store all-or-nothing: one transaction when it has at most
+    // opts.batch_subtrees subtrees; else the blobs are staged (invisible: no pointer names
+    // them), a manifest naming the new generations is written (the commit point) and the
+    // pointers are switched in chunks. Whoever owns the resource next completes a manifest
+    // left behind before it reads any pointer, so no reader restores part of a batch.
+
+    /// Writes the next generation of every subtree in `batch`, fenced by `token`. On success
+    /// each subtree's generation, pointer revision and hash are updated. `manifest_left` is
+    /// set when an error came after a manifest may have been written: complete_manifest()
+    /// must run before the next batch.
+    std::error_code write_batch(std::string_view r, store_revision token, std::vector<checkpoint_write>& batch,
+                                bool& manifest_left, std::string& why) {
+        manifest_left = false;
+        if (batch.empty()) return {};
+        std::vector<checkpoint_blob> blobs;
+        std::vector<digest256> digests;
+        for (const auto& w : batch) {
+            blobs.push_back(new_blob(r, *w.subtree, w.exists, *w.content));
+            digests.push_back(sha256(blobs.back().content));
+        }
+        if (batch.size() <= per_txn()) return write_together(r, token, batch, blobs, digests, why);
+        return write_staged(r, token, batch, blobs, digests, manifest_left, why);
+    }
+
+    /// Completes the batch named by a manifest a writer left behind (it failed or crashed after
+    /// the commit point): switches the pointers, then erases the manifest. Run by every new
+    /// owner before it reads a pointer, and by a writer whose own switch failed. Entries whose
+    /// blob is gone (the subtree was removed since) are skipped. Returns the entries applied,
+    /// with the pointer revisions in `mods`.
+    std::vector<checkpoint_manifest_entry> complete_manifest(std::string_view r, store_revision token,
+                                                             std::vector<store_revision>& mods, std::error_code& ec,
+                                                             std::string& why) {
+        mods.clear();
+        auto kv = store.get(layout.manifest_key(r), ec);
+        if (ec) {
+            why = "read the batch manifest";
+            return {};
+        }
+        if (!kv) return {};
+        std::vector<checkpoint_manifest_entry> entries, live;
+        if (!decode_checkpoint_manifest(kv->value, entries)) {
+            ec = errc::checkpoint_corrupt;
+            why = "the batch manifest " + layout.manifest_key(r) + " is unreadable";
+            return {};
+        }
+        for (auto& e : entries) {
+            auto blob = store.get(layout.generation_key(r, e.esc, e.generation), ec);
+            if (ec) {
+                why = "read a staged checkpoint blob";
+                return {};
+            }
+            if (blob) live.push_back(std::move(e));
+        }
+        if ((ec = switch_pointers(r, token, live, mods, why))) return {};
+        return live;
+    }
+
     /// Stores `local` as a conflict record of `s`, fenced by `token`.
     std::error_code write_conflict(std::string_view r, store_revision token, const checkpoint_subtree& s,
                                    const checkpoint_local_copy& local, conflict_record& c, std::string& why) {
@@ -349,6 +459,190 @@ public:
         digest256 d{};
         std::copy(v->as_binary().begin(), v->as_binary().end(), d.begin());
         return d;
+    }
+
+private:
+    std::size_t per_txn() const { return std::max<std::size_t>(opts.batch_subtrees, 1); }
+
+    checkpoint_blob new_blob(std::string_view r, const checkpoint_subtree& s, bool exists,
+                             const std::string& content) const {
+        checkpoint_blob b;
+        b.resource = std::string(r);
+        b.subtree = s.path;
+        b.writer = opts.node;
+        b.time_ms = checkpoint_now_ms();
+        b.absent = !exists;
+        b.content = exists ? content : std::string();
+        return b;
+    }
+
+    static void written(checkpoint_subtree& s, const checkpoint_blob& b, const digest256& digest,
+                        store_revision mod) {
+        s.generation = b.generation;
+        s.latest_mod = mod;
+        s.hash = digest;
+        s.absent = b.absent;
+    }
+
+    /// errc::fenced (with `why`) unless `token` still owns `r`; a read error as it is.
+    std::error_code still_owner(std::string_view r, store_revision token, std::string& why) {
+        std::error_code ec;
+        auto owner = store.get(layout.owner_key(r), ec);
+        if (ec) return ec;
+        if (!owner || owner->create_revision != token) {
+            why = "ownership of \"" + std::string(r) + "\" was lost (lease expired or taken over); write rejected";
+            return errc::fenced;
+        }
+        return {};
+    }
+
+    /// Commits `t` (its first compare is the fencing token). Only for idempotent transactions:
+    /// an unknown outcome is retried as it is.
+    std::error_code commit_fenced(std::string_view r, store_revision token, const store_txn& t, const char* what,
+                                  store_revision& rev, std::string& why) {
+        for (int attempt = 0; attempt < 5; ++attempt) {
+            std::error_code ec;
+            auto res = store.commit(t, ec);
+            if (ec == errc::unknown_outcome || ec == errc::deadline_exceeded) continue;
+            if (ec) {
+                why = what;
+                return ec;
+            }
+            if (res.succeeded) {
+                rev = res.revision;
+                return {};
+            }
+            if (auto fec = still_owner(r, token, why)) return fec;
+            why = std::string(what) + ": a compare failed although the token still owns the resource";
+            return errc::compare_failed;
+        }
+        why = std::string(what) + ": outcome unknown after 5 attempts";
+        return errc::unknown_outcome;
+    }
+
+    /// The whole batch in one transaction, conditional on the token and on every pointer being
+    /// where it was last seen.
+    std::error_code write_together(std::string_view r, store_revision token, std::vector<checkpoint_write>& batch,
+                                   std::vector<checkpoint_blob>& blobs, const std::vector<digest256>& digests,
+                                   std::string& why) {
+        std::vector<std::string> bytes(batch.size());
+        for (int attempt = 0; attempt < 5; ++attempt) {
+            store_txn t;
+            t.compares.push_back(key_compare::create_revision_is(layout.owner_key(r), token));
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                auto& s = *batch[i].subtree;
+                auto& b = blobs[i];
+                b.generation = s.generation + 1;
+                bytes[i] = encode_checkpoint(b, opts.cluster_key, &digests[i]);
+                t.compares.push_back(s.latest_mod ? key_compare::mod_revision_is(latest_key(r, s), s.latest_mod)
+                                                  : key_compare::absent(latest_key(r, s)));
+                t.on_success.push_back(store_op::put(gen_key(r, s, b.generation), bytes[i]));
+                t.on_success.push_back(store_op::put(latest_key(r, s), std::to_string(b.generation)));
+                if (b.generation > opts.history)
+                    t.on_success.push_back(store_op::erase(gen_key(r, s, b.generation - opts.history)));
+            }
+            std::error_code ec;
+            auto res = store.commit(t, ec);
+            if (ec == errc::unknown_outcome || ec == errc::deadline_exceeded) {
+                // Re-read before deciding: the batch may have been applied (all of it, or none).
+                std::error_code rec;
+                std::vector<store_revision> mods;
+                for (std::size_t i = 0; i < batch.size() && !rec; ++i) {
+                    auto& s = *batch[i].subtree;
+                    auto latest = store.get(latest_key(r, s), rec);
+                    if (rec || !latest || latest->value != std::to_string(blobs[i].generation)) break;
+                    auto g = store.get(gen_key(r, s, blobs[i].generation), rec);
+                    if (rec || !g || g->value != bytes[i]) break;
+                    mods.push_back(latest->mod_revision);
+                }
+                if (rec) {
+                    why = "outcome of checkpoint write unknown and the store cannot be read";
+                    return ec;
+                }
+                if (mods.size() == batch.size()) {
+                    for (std::size_t i = 0; i < batch.size(); ++i)
+                        written(*batch[i].subtree, blobs[i], digests[i], mods[i]);
+                    return {};
+                }
+                continue;
+            }
+            if (ec) {
+                why = batch.size() == 1 ? "write checkpoint of \"" + batch[0].subtree->path + "\""
+                                        : "write checkpoints of " + std::to_string(batch.size()) + " subtrees";
+                return ec;
+            }
+            if (res.succeeded) {
+                for (std::size_t i = 0; i < batch.size(); ++i)
+                    written(*batch[i].subtree, blobs[i], digests[i], res.revision);
+                return {};
+            }
+            // A compare failed: lost ownership, or a pointer moved (re-read and retry).
+            if ((ec = still_owner(r, token, why))) return ec;
+            for (auto& w : batch) {
+                read_pointer(r, *w.subtree, ec);
+                if (ec) return ec;
+            }
+        }
+        why = "checkpoint pointers keep changing";
+        return errc::compare_failed;
+    }
+
+    /// A batch larger than one transaction: stage the blobs, write the manifest, switch.
+    std::error_code write_staged(std::string_view r, store_revision token, std::vector<checkpoint_write>& batch,
+                                 std::vector<checkpoint_blob>& blobs, const std::vector<digest256>& digests,
+                                 bool& manifest_left, std::string& why) {
+        std::vector<checkpoint_manifest_entry> entries;
+        store_revision rev = 0;
+        for (std::size_t first = 0; first < batch.size(); first += per_txn()) {
+            store_txn t; // staged blobs: no pointer names them yet, so nobody reads them
+            t.compares.push_back(key_compare::create_revision_is(layout.owner_key(r), token));
+            for (std::size_t i = first; i < std::min(batch.size(), first + per_txn()); ++i) {
+                auto& s = *batch[i].subtree;
+                blobs[i].generation = s.generation + 1; // only this owner moves the pointers
+                t.on_success.push_back(
+                    store_op::put(gen_key(r, s, blobs[i].generation), encode_checkpoint(blobs[i], opts.cluster_key, &digests[i])));
+                entries.push_back({s.esc, blobs[i].generation, blobs[i].absent, digests[i]});
+            }
+            if (auto ec = commit_fenced(r, token, t, "stage checkpoint blobs", rev, why)) return ec;
+        }
+        store_txn m;
+        m.compares.push_back(key_compare::create_revision_is(layout.owner_key(r), token));
+        m.on_success.push_back(store_op::put(layout.manifest_key(r), encode_checkpoint_manifest(entries)));
+        manifest_left = true; // from here an error may leave a committed manifest behind
+        if (auto ec = commit_fenced(r, token, m, "write the batch manifest", rev, why)) return ec;
+        std::vector<store_revision> mods;
+        if (auto ec = switch_pointers(r, token, entries, mods, why)) return ec;
+        manifest_left = false;
+        for (std::size_t i = 0; i < batch.size(); ++i)
+            written(*batch[i].subtree, blobs[i], digests[i], mods[i]);
+        return {};
+    }
+
+    /// Points each entry's subtree at its generation (pruning the oldest kept one), in chunks,
+    /// then erases the manifest. Idempotent: safe to repeat after any failure.
+    std::error_code switch_pointers(std::string_view r, store_revision token,
+                                    const std::vector<checkpoint_manifest_entry>& entries,
+                                    std::vector<store_revision>& mods, std::string& why) {
+        mods.assign(entries.size(), 0);
+        store_revision rev = 0;
+        for (std::size_t first = 0; first < entries.size(); first += per_txn()) {
+            store_txn t;
+            t.compares.push_back(key_compare::create_revision_is(layout.owner_key(r), token));
+            auto last = std::min(entries.size(), first + per_txn());
+            for (std::size_t i = first; i < last; ++i) {
+                const auto& e = entries[i];
+                t.on_success.push_back(store_op::put(layout.latest_key(r, e.esc), std::to_string(e.generation)));
+                if (e.generation > opts.history)
+                    t.on_success.push_back(store_op::erase(layout.generation_key(r, e.esc, e.generation - opts.history)));
+            }
+            if (auto ec = commit_fenced(r, token, t, "switch checkpoint pointers", rev, why)) return ec;
+            for (std::size_t i = first; i < last; ++i)
+                mods[i] = rev;
+        }
+        store_txn done;
+        done.compares.push_back(key_compare::create_revision_is(layout.owner_key(r), token));
+        done.on_success.push_back(store_op::erase(layout.manifest_key(r)));
+        return commit_fenced(r, token, done, "erase the batch manifest", rev, why);
     }
 };
 

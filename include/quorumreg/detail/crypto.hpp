@@ -43,6 +43,23 @@ inline std::string hex_encode(const digest256& d) {
     return hex_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 
+/// Parses 64 hex digits (either case) into `out`; false for anything else.
+inline bool hex_decode(std::string_view hex, digest256& out) noexcept {
+    if (hex.size() != out.size() * 2) return false;
+    auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+    }
+    return true;
+}
+
 /// Constant-time comparison of two digests (for MACs).
 inline bool digest_equal(const digest256& a, const digest256& b) noexcept {
     unsigned diff = 0;
