@@ -366,7 +366,9 @@ inline void checkpoint_defect5_atomic_batches(quorumreg::quorum_store& store, co
             acknowledged = !ec;
         } // offline fails once cut: abandoned as in a crash, its lease left to expire
         hive b(dir / "B");
-        checkpoint_manager cb(b, store, {.node = "B"});
+        checkpoint_options ob{.node = "B"};
+        ob.lease_ttl = ttl; // its takeover grace is 2/5 of its own TTL
+        checkpoint_manager cb(b, store, ob);
         online_options oo;
         oo.wait_for_owner = ttl * 4 + 5s;
         cb.online(resource, oo);
@@ -400,7 +402,9 @@ inline void checkpoint_defect7_slow_writes(quorumreg::quorum_store& store, const
     std::atomic<int> lost{0};
     oa.on_lost = [&](std::string_view, std::error_code) { ++lost; };
     checkpoint_manager ca(a, link, oa);
-    checkpoint_manager cb(b, store, {.node = "B"});
+    checkpoint_options ob{.node = "B"};
+    ob.lease_ttl = ttl;
+    checkpoint_manager cb(b, store, ob);
     a.set_value("App", "v", value::dword(1));
     ca.add_checkpoint("R", "App");
     ca.online("R");

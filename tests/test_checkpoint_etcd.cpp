@@ -122,7 +122,9 @@ TEST_SUITE("checkpoint_etcd") {
         quorumreg::etcd_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store store(o);
-        SUBCASE("one transaction") { qr_test::checkpoint_defect5_atomic_batches(store, dir.path() / "one", 32, false, 1s); }
+        SUBCASE("one transaction") {
+            qr_test::checkpoint_defect5_atomic_batches(store, dir.path() / "one", 32, false, 1s);
+        }
         SUBCASE("staged, answers lost") {
             qr_test::checkpoint_defect5_atomic_batches(store, dir.path() / "staged", 1, true, 1s);
         }

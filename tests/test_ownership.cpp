@@ -222,6 +222,33 @@ void scenario_takeover_grace(two_clients c) {
     CHECK(ms_between(probe.at, acquired) >= margin.count());
 }
 
+/// After a clean release the next owner needs no takeover grace: release() records the token
+/// it gave up, and acquire() sees that it matches the newest token. After an abandon (a crash)
+/// the grace applies again.
+void scenario_clean_handover(two_clients c) {
+    const std::string key = "own/handover";
+    auto margin = c.ttl * 2 / 5;
+    {
+        ownership a(c.a, key, opts("node-a", c.ttl));
+        a.acquire(10s);
+        a.release();
+    }
+    ownership b(c.b, key, opts("node-b", c.ttl));
+    auto t0 = steady_clock::now();
+    b.acquire(10s);
+    auto took = ms_between(t0, steady_clock::now());
+    CHECK(b.valid());
+    CHECK_MESSAGE(took < margin.count(), "a clean hand-over waited out the takeover grace: " << took << " ms");
+    b.abandon(); // as a crash: the lease is left to expire, nothing is recorded
+    CHECK_FALSE(b.valid());
+    ownership a2(c.a, key, opts("node-a", c.ttl));
+    auto t1 = steady_clock::now();
+    a2.acquire(c.ttl * 5);
+    CHECK(ms_between(t1, steady_clock::now()) >= margin.count());
+    CHECK(a2.valid());
+    a2.release();
+}
+
 /// Every scenario in turn on one store (not SUBCASEs: those would re-run the test case, and
 /// with it the etcd cluster's start, once per scenario).
 void run_all(two_clients c) {
@@ -244,6 +271,10 @@ void run_all(two_clients c) {
     {
         INFO("scenario: takeover grace");
         scenario_takeover_grace(c);
+    }
+    {
+        INFO("scenario: no takeover grace after a clean release; grace after an abandon");
+        scenario_clean_handover(c);
     }
 }
 

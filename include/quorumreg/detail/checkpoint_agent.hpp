@@ -58,8 +58,9 @@ public:
         std::lock_guard lk(mu);
         if (!failure) {
             failure = errc::fenced;
-            failure_why = why == errc::lease_expired ? "ownership lease expired"
-                                                     : "ownership lost: no keep-alive succeeded before the local deadline";
+            failure_why = why == errc::lease_expired
+                              ? "ownership lease expired"
+                              : "ownership lost: no keep-alive succeeded before the local deadline";
         }
         cv.notify_all();
     }

@@ -86,8 +86,8 @@ inline bool decode_checkpoint_manifest(std::string_view text, std::vector<checkp
         auto gen = line.substr(s1 + 1, s2 - s1 - 1);
         auto [p, perr] = std::from_chars(gen.data(), gen.data() + gen.size(), e.generation);
         auto absent = line.substr(s2 + 1, s3 - s2 - 1);
-        if (perr != std::errc{} || p != gen.data() + gen.size() || e.generation == 0 || (absent != "0" && absent != "1") ||
-            !hex_decode(line.substr(s3 + 1), e.hash))
+        if (perr != std::errc{} || p != gen.data() + gen.size() || e.generation == 0 ||
+            (absent != "0" && absent != "1") || !hex_decode(line.substr(s3 + 1), e.hash))
             return false;
         e.absent = absent == "1";
         out.push_back(std::move(e));
@@ -476,8 +476,7 @@ private:
         return b;
     }
 
-    static void written(checkpoint_subtree& s, const checkpoint_blob& b, const digest256& digest,
-                        store_revision mod) {
+    static void written(checkpoint_subtree& s, const checkpoint_blob& b, const digest256& digest, store_revision mod) {
         s.generation = b.generation;
         s.latest_mod = mod;
         s.hash = digest;
@@ -599,8 +598,8 @@ private:
             for (std::size_t i = first; i < std::min(batch.size(), first + per_txn()); ++i) {
                 auto& s = *batch[i].subtree;
                 blobs[i].generation = s.generation + 1; // only this owner moves the pointers
-                t.on_success.push_back(
-                    store_op::put(gen_key(r, s, blobs[i].generation), encode_checkpoint(blobs[i], opts.cluster_key, &digests[i])));
+                t.on_success.push_back(store_op::put(gen_key(r, s, blobs[i].generation),
+                                                     encode_checkpoint(blobs[i], opts.cluster_key, &digests[i])));
                 entries.push_back({s.esc, blobs[i].generation, blobs[i].absent, digests[i]});
             }
             if (auto ec = commit_fenced(r, token, t, "stage checkpoint blobs", rev, why)) return ec;
@@ -633,7 +632,8 @@ private:
                 const auto& e = entries[i];
                 t.on_success.push_back(store_op::put(layout.latest_key(r, e.esc), std::to_string(e.generation)));
                 if (e.generation > opts.history)
-                    t.on_success.push_back(store_op::erase(layout.generation_key(r, e.esc, e.generation - opts.history)));
+                    t.on_success.push_back(
+                        store_op::erase(layout.generation_key(r, e.esc, e.generation - opts.history)));
             }
             if (auto ec = commit_fenced(r, token, t, "switch checkpoint pointers", rev, why)) return ec;
             for (std::size_t i = first; i < last; ++i)
