@@ -332,9 +332,10 @@ inline void checkpoint_defect5_atomic_batches(quorumreg::quorum_store& store, co
                                               std::size_t per_txn, bool deliver, std::chrono::milliseconds ttl) {
     using namespace quorumreg;
     using namespace std::chrono_literals;
-    const std::vector<std::string> subtrees = {"App\\A", "App\\B", "App\\C"};
     for (int cut = 0;; ++cut) {
         auto tag = std::to_string(per_txn) + (deliver ? "d" : "c") + std::to_string(cut);
+        // A fresh resource per cut on the same store; its subtrees must not overlap earlier ones.
+        const std::vector<std::string> subtrees = {"App" + tag + "\\A", "App" + tag + "\\B", "App" + tag + "\\C"};
         auto dir = root / tag;
         std::filesystem::create_directories(dir);
         const std::string resource = "R" + tag;

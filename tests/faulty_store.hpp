@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,8 @@ public:
     std::atomic<bool> fail_keep_alive{false};
     std::atomic<int> commit_delay_ms{0};
     std::atomic<int> keep_alives{0};
+    /// Called with each commit before it is forwarded (set it before the store is shared).
+    std::function<void(const store_txn&)> before_commit;
 
     /// Send time of the first keep-alive failed on purpose (time_point{} if none yet).
     steady_clock::time_point first_failed_keep_alive() {
@@ -94,6 +97,7 @@ public:
                 return {};
             }
         }
+        if (before_commit) before_commit(txn);
         if (int d = commit_delay_ms.load(); d > 0) std::this_thread::sleep_for(milliseconds(d));
         auto r = inner_.commit(txn, ec);
         bool create = txn.compares.size() == 1 && txn.compares[0].what == key_compare::target::absent;

@@ -392,9 +392,172 @@ TEST_SUITE("checkpoint") {
         CHECK(b.local.get_value("S2", "y").as_dword() == 2);
         std::error_code ec;
         a.cp.add_checkpoint("App", "S1/Inner", ec);
-        CHECK(ec == errc::invalid_argument); // overlaps S1
+        CHECK(ec == errc::checkpoint_overlap); // overlaps S1
         a.cp.add_checkpoint("App", "QuorumReg/Checkpoints/X", ec);
-        CHECK(ec == errc::invalid_argument);
+        CHECK(ec == errc::checkpoint_overlap);
+    }
+
+    TEST_CASE("two resources never checkpoint overlapping subtrees, even when they register at once") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        qr_test::faulty_store link(store);
+        node a(dir.path(), link, "A"), b(dir.path(), store, "B");
+        auto refused = [](auto&& add) -> std::string {
+            try {
+                add();
+            } catch (const quorumreg::error& e) {
+                CHECK(e.code() == errc::checkpoint_overlap);
+                return e.what();
+            }
+            return "(accepted)";
+        };
+        auto has = [](const std::string& text, const char* part) {
+            INFO("message: " << text);
+            CHECK(text.find(part) != std::string::npos);
+        };
+        a.cp.add_checkpoint("R1", "Software/Contoso/SQL");
+        a.cp.add_checkpoint("R1", "Software/Contoso/SQL"); // idempotent
+        has(refused([&] { b.cp.add_checkpoint("R2", "Software/Contoso/SQL"); }), "of resource \"R1\"");
+        has(refused([&] { b.cp.add_checkpoint("R3", "Software"); }), "Software/Contoso/SQL");
+        has(refused([&] { b.cp.add_checkpoint("R2", "SOFTWARE/contoso/sql/Inner"); }), "\"R1\"");
+        has(refused([&] { a.cp.add_checkpoint("R1", "Software/Contoso/SQL/Inner"); }), "of this resource");
+        b.cp.add_checkpoint("R2", "Software/Contoso/Web"); // a sibling is fine
+        CHECK(b.cp.checkpoints("R2").size() == 1);
+        CHECK(b.cp.checkpoints("R3").empty());
+
+        // A registers R1's subtree while B registers an overlapping one for R2 between A's
+        // overlap check and A's commit: exactly one of them may win.
+        bool raced = false;
+        link.before_commit = [&](const store_txn& t) {
+            bool registers = false;
+            for (auto& op : t.on_success)
+                registers |= op.key.find("/subtrees/") != std::string::npos;
+            if (!registers || raced) return;
+            raced = true;
+            b.cp.add_checkpoint("R2", "Software/Race");
+        };
+        auto why = refused([&] { a.cp.add_checkpoint("R1", "Software/Race/Deep"); });
+        link.before_commit = nullptr;
+        CHECK(raced);
+        has(why, "of resource \"R2\"");
+        CHECK(a.cp.checkpoints("R1").size() == 1);
+        CHECK(b.cp.checkpoints("R2").size() == 2);
+    }
+
+    TEST_CASE("an operator's change sticks: edit_checkpoint offline and online, adopt and discard conflicts") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        a.cp.add_checkpoint("App", "Software/Contoso/Other");
+        auto latest_port = [&]() -> std::uint32_t {
+            auto content = a.cp.catalog().generation_content("App", app);
+            REQUIRE(content);
+            registry r;
+            r.import_subtree(app, *content);
+            return r.get_value(app, "Port").as_dword();
+        };
+        auto code_why = [](auto&& f) -> std::pair<std::error_code, std::string> {
+            try {
+                f();
+            } catch (const quorumreg::error& e) {
+                return {e.code(), e.what()};
+            }
+            return {};
+        };
+
+        // Offline everywhere: a new generation, written by B, that A's next online() restores.
+        transaction set2000;
+        set2000.set_value(app, "Port", value::dword(2000));
+        auto before = a.cp.history("App", app).size();
+        b.cp.edit_checkpoint("App", set2000);
+        CHECK(a.cp.history("App", app).size() == before + 1);
+        CHECK(a.cp.history("App", app).back().writer == "B");
+        CHECK(latest_port() == 2000);
+        a.cp.online("App");
+        CHECK(a.local.get_value(app, "Port").as_dword() == 2000);
+        CHECK(a.cp.conflicts("App").empty()); // not an offline edit: nothing preserved
+
+        // Online on A: B is refused and told where to go; A's own edit goes through its hive.
+        transaction set3000;
+        set3000.set_value(app, "Port", value::dword(3000));
+        auto [owned, owned_why] = code_why([&] { b.cp.edit_checkpoint("App", set3000); });
+        CHECK(owned == errc::already_exists);
+        CHECK(owned_why.find("owned by node \"A\"") != std::string::npos);
+        a.cp.edit_checkpoint("App", set3000);
+        CHECK(a.local.get_value(app, "Port").as_dword() == 3000);
+        CHECK(latest_port() == 3000);
+
+        // Bad edits are refused and change no stored byte.
+        auto bytes = store.list("");
+        transaction outside, spans, revision;
+        outside.set_value("Software/Elsewhere", "x", value::dword(1));
+        spans.set_value(app, "x", value::dword(1)).set_value("Software/Contoso/Other", "y", value::dword(1));
+        revision.require_revision(app, 1).set_value(app, "x", value::dword(1));
+        CHECK(code_why([&] { b.cp.edit_checkpoint("App", outside); }).first == errc::not_found);
+        CHECK(code_why([&] { b.cp.edit_checkpoint("App", spans); }).first == errc::invalid_argument);
+        CHECK(code_why([&] { b.cp.edit_checkpoint("App", revision); }).first == errc::invalid_argument);
+        CHECK(code_why([&] { b.cp.edit_checkpoint("App", transaction{}); }).first == errc::invalid_argument);
+        CHECK(store.list("") == bytes);
+        a.cp.offline("App");
+
+        // An offline edit on A is preserved as a conflict record at its next online(); adopting it
+        // makes it the content (through A's hive, A being online), and the record goes.
+        a.local.set_value(app, "Port", value::dword(42));
+        a.cp.online("App");
+        CHECK(a.local.get_value(app, "Port").as_dword() == 3000);
+        auto cs = a.cp.conflicts("App");
+        REQUIRE(cs.size() == 1);
+        a.cp.adopt_conflict("App", cs[0].id);
+        CHECK(a.local.get_value(app, "Port").as_dword() == 42);
+        CHECK(latest_port() == 42);
+        CHECK(a.cp.conflicts("App").empty());
+        a.cp.offline("App");
+
+        // Discarding one leaves the checkpoint as it is.
+        a.local.set_value(app, "Port", value::dword(7));
+        a.cp.online("App");
+        cs = a.cp.conflicts("App");
+        REQUIRE(cs.size() == 1);
+        CHECK(code_why([&] { b.cp.discard_conflict("App", "no-such-id"); }).first == errc::not_found);
+        b.cp.discard_conflict("App", cs[0].id);
+        CHECK(a.cp.conflicts("App").empty());
+        CHECK(latest_port() == 42);
+        a.cp.offline("App");
+        // The offline adopt path: a conflict adopted by B while nobody owns the resource.
+        a.local.set_value(app, "Port", value::dword(9));
+        a.cp.online("App");
+        a.cp.offline("App");
+        cs = b.cp.conflicts("App");
+        REQUIRE(cs.size() == 1);
+        b.cp.adopt_conflict("App", cs[0].id);
+        CHECK(latest_port() == 9);
+        CHECK(a.cp.history("App", app).back().writer == "B");
+    }
+
+    TEST_CASE("a resource's offline-edit policy is kept in the store and applied by every node") {
+        qr_test::temp_dir dir("cp");
+        memory_store store;
+        node a(dir.path(), store, "A"), b(dir.path(), store, "B");
+        a.local.set_value(app, "Port", value::dword(1));
+        a.cp.add_checkpoint("App", app);
+        CHECK_FALSE(a.cp.catalog().offline_edit_policy_of("App"));
+        b.cp.set_offline_edit_policy("App", offline_edit_policy::reject);
+        CHECK(a.cp.catalog().offline_edit_policy_of("App") == offline_edit_policy::reject);
+        a.local.set_value(app, "Port", value::dword(2)); // an offline edit
+        std::error_code ec;
+        a.cp.online("App", {}, ec); // no policy named: the resource's applies
+        CHECK(ec == errc::checkpoint_conflict);
+        CHECK(a.local.get_value(app, "Port").as_dword() == 2);            // reject changes nothing
+        a.cp.online("App", {.policy = offline_edit_policy::adopt_local}); // a named one wins
+        CHECK(a.local.get_value(app, "Port").as_dword() == 2);
+        a.cp.offline("App");
+        store.put("quorumreg/checkpoints/App/policy", "sometimes");
+        a.local.set_value(app, "Port", value::dword(3));
+        a.cp.online("App", {}, ec);
+        CHECK(ec == errc::checkpoint_corrupt);
+        CHECK(a.local.get_value(app, "Port").as_dword() == 3);
     }
 
     TEST_CASE("warm standby serves failover from its cache") {

@@ -8,6 +8,8 @@
 
 #include "cli_support.hpp"
 
+#include <quorumreg/version.hpp>
+
 #include <chrono>
 #include <initializer_list>
 #include <map>
@@ -30,6 +32,13 @@ TEST_SUITE("cli") {
         r = qreg(dir.path(), {"frobnicate"});
         CHECK(r.rc == 2);
         CHECK(has(r.err, "unknown command \"frobnicate\""));
+        CHECK(has(r.err, "Try `qreg --help`")); // not `qreg frobnicate --help`
+        r = qreg(dir.path(), {"hive", "frob"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "Try `qreg hive --help`"));
+        r = qreg(dir.path(), {"--version"});
+        CHECK(r.rc == 0);
+        CHECK(r.out == std::string("qreg (quorumreg) ") + quorumreg::version_string + "\n");
         for (const char* cmd : {"hive", "checkpoint", "type", "resource", "graph", "store"}) {
             r = qreg(dir.path(), {cmd, "--help"});
             CHECK_MESSAGE(r.rc == 0, cmd);
@@ -49,6 +58,17 @@ TEST_SUITE("cli") {
         CHECK(r.rc == 3);
         CHECK(has(r.err, "no hive at no-such-hive"));
         CHECK_FALSE(fs::exists(dir.path() / "no-such-hive")); // reading never creates a hive
+        // Exit codes: input of the wrong form is 2 whatever its kind; refusals by state are 1.
+        auto hv = (dir.path() / "codes").string();
+        CHECK(qreg(dir.path(), {"hive", "set", std::string(300, 'k'), "N", "v", "--hive", hv}).rc == 2);
+        CHECK(qreg(dir.path(), {"hive", "set", "A/../B", "N", "v", "--hive", hv}).rc == 2);
+        CHECK(qreg(dir.path(), {"hive", "set", "A", std::string(20000, 'n'), "v", "--hive", hv}).rc == 2);
+        // A hive whose parent directory is missing is named as such, not "input/output error".
+        r = qreg(dir.path(), {"hive", "set", "K", "N", "v", "--hive", "no-such-parent/hive"});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "no-such-parent does not exist"));
+        CHECK_FALSE(has(r.err, "input/output error"));
+        CHECK_FALSE(fs::exists(dir.path() / "no-such-parent"));
     }
 
     TEST_CASE("cli: hive set/get/ls/delete with typed values, export and import") {
@@ -124,6 +144,28 @@ TEST_SUITE("cli") {
         CHECK(r.rc == 1);
         CHECK(has(r.err, "not a qreg hive export"));
         CHECK(qreg(dir.path(), {"hive", "import", "nosuch.json", "--hive", h2}).rc == 3);
+        // The wrongly typed value is named, without Boost.JSON's source location.
+        r = qreg(dir.path(), {"hive", "import", "bad.json", "--hive", h2});
+        CHECK(has(r.err, "tree.values[\"P\"]: \"data\" must be a non-negative integer for type dword"));
+        CHECK_FALSE(has(r.err, "boost/"));
+        // An unknown format version, and a key name holding a separator, are refused.
+        write_file(dir.path() / "v2.json", R"({"format":"qreg-hive-export/2","key":"X","tree":{}})");
+        r = qreg(dir.path(), {"hive", "import", "v2.json", "--hive", h2});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "format \"qreg-hive-export/2\" is not supported"));
+        write_file(dir.path() / "slash.json",
+                   R"({"format":"qreg-hive-export/1","key":"X","tree":{"subkeys":{"a/b":{}}}})");
+        r = qreg(dir.path(), {"hive", "import", "slash.json", "--hive", h2});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "key name \"a/b\""));
+        CHECK(qreg(dir.path(), {"hive", "ls", "X", "--hive", h2}).rc == 3);
+        // Import recreates the key as the export has it; --merge keeps what else is there.
+        CHECK(qreg(dir.path(), {"hive", "set", "Backup/Software/App", "Stale", "1", "--hive", h2}).rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "import", "app.json", "Backup/Software", "--merge", "--hive", h2}).rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "get", "Backup/Software/App", "Stale", "--hive", h2}).out == "1\n");
+        CHECK(qreg(dir.path(), {"hive", "import", "app.json", "Backup/Software", "--hive", h2}).rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "get", "Backup/Software/App", "Stale", "--hive", h2}).rc == 3);
+        CHECK(qreg(dir.path(), {"hive", "get", "Backup/Software/App/Sub", "Name", "--hive", h2}).out == "Contoso\n");
 
         // Delete a value, then a key.
         CHECK(qreg(dir.path(), {"hive", "delete", "Software/App", "Port", "--hive", h}).rc == 0);
@@ -214,6 +256,114 @@ TEST_SUITE("cli") {
         r = qreg(dir.path(), {"checkpoint", "remove", "SQL", "Software/SQL", "--store", store, "--hive", h});
         CHECK(r.rc == 0);
         CHECK(qreg(dir.path(), {"checkpoint", "list", "SQL", "--store", store}).rc == 3);
+    }
+
+    TEST_CASE("cli: a change made with checkpoint set or an adopted conflict sticks (Q174070, the operator's way)") {
+        qr_test::temp_dir dir("cli");
+        auto store = "dir:" + (dir.path() / "quorum").string();
+        auto h = (dir.path() / "node1").string();
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
+                0);
+        REQUIRE(qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h}).rc == 0);
+        // Another resource cannot checkpoint keys SQL's checkpoint holds (exit 1: refused by state).
+        auto r = qreg(dir.path(), {"checkpoint", "add", "Web", "Software/SQL/Sub", "--store", store, "--hive", h});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "overlaps subtree \"Software/SQL\" of resource \"SQL\""));
+        auto online_port = [&] { // node1 brings SQL online and reports the port it got
+            quorumreg::hive local(h);
+            quorumreg::directory_store ds(dir.path() / "quorum");
+            quorumreg::checkpoint_manager cp(local, ds, {.node = "node1"});
+            cp.online("SQL");
+            auto port = local.get_value("Software/SQL", "Port").as_dword();
+            cp.offline("SQL");
+            return port;
+        };
+
+        // The KB's trap: an edit of node1's hive while SQL is offline is not what online() keeps...
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "2000", "--type", "dword", "--hive", h}).rc ==
+                0);
+        CHECK(online_port() == 1433);
+        r = qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store, "--json"});
+        auto cs = json::parse(r.out).as_array();
+        REQUIRE(cs.size() == 1);
+        std::string id(cs[0].at("id").as_string());
+        // ...but it is kept, can be read with its differences, and adopted.
+        r = qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "show", id, "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "~ Software/SQL  Port"));
+        CHECK(has(r.out, "2000"));
+        r = qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "show", id, "--store", store, "--json"});
+        CHECK(json::parse(r.out).at("tree").at("values").at("Port").at("data").to_number<int>() == 2000);
+        CHECK(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "show", "nope", "--store", store}).rc == 3);
+        r = qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "adopt", id, "--store", store, "--node", "admin"});
+        CHECK(r.rc == 0);
+        CHECK(online_port() == 2000);
+        CHECK(json::parse(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store, "--json"}).out)
+                  .as_array()
+                  .empty());
+
+        // checkpoint set: a new generation in the quorum, restored by the next online().
+        r = qreg(dir.path(),
+                 {"checkpoint", "set", "SQL", "Software/SQL", "Port", "2001", "--type", "dword", "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(online_port() == 2001);
+        r = qreg(dir.path(), {"checkpoint", "show", "SQL", "Software/SQL", "--store", store});
+        CHECK(r.rc == 0);
+        auto shown = json::parse(r.out);
+        CHECK(shown.at("tree").at("values").at("Port").at("data").to_number<int>() == 2001);
+        auto latest = shown.at("generation").to_number<int>();
+        r = qreg(dir.path(),
+                 {"checkpoint", "diff", "SQL", "Software/SQL", "1", std::to_string(latest), "--store", store});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "~ Software/SQL  Port = dword 1433 -> dword 2001"));
+        CHECK(qreg(dir.path(), {"checkpoint", "show", "SQL", "Software/SQL", "99", "--store", store}).rc == 3);
+        // The export shown imports as it is.
+        write_file(dir.path() / "gen.json",
+                   qreg(dir.path(), {"checkpoint", "show", "SQL", "Software/SQL", "--store", store}).out);
+        auto h2 = (dir.path() / "copy").string();
+        CHECK(qreg(dir.path(), {"hive", "import", "gen.json", "--hive", h2}).rc == 0);
+        CHECK(qreg(dir.path(), {"hive", "get", "Software/SQL", "Port", "--hive", h2}).out == "2001\n");
+
+        // delete, and the refusals: outside the checkpoint, and owned by a running node.
+        CHECK(qreg(dir.path(), {"checkpoint", "set", "SQL", "Software/SQL", "Extra", "x", "--store", store}).rc == 0);
+        CHECK(qreg(dir.path(), {"checkpoint", "delete", "SQL", "Software/SQL", "Extra", "--store", store}).rc == 0);
+        r = qreg(dir.path(), {"checkpoint", "set", "SQL", "Software/Other", "X", "1", "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "not inside a checkpointed subtree"));
+        {
+            quorumreg::hive local(h);
+            quorumreg::directory_store ds(dir.path() / "quorum");
+            quorumreg::checkpoint_manager cp(local, ds, {.node = "node1"});
+            cp.online("SQL");
+            r = qreg(dir.path(),
+                     {"checkpoint", "set", "SQL", "Software/SQL", "Port", "1", "--type", "dword", "--store", store});
+            CHECK(r.rc == 1);
+            CHECK(has(r.err, "owned by node \"node1\""));
+            CHECK(local.get_value("Software/SQL", "Port").as_dword() == 2001);
+            cp.offline("SQL");
+        }
+
+        // discard: the record goes, the checkpoint stays.
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "5", "--type", "dword", "--hive", h}).rc == 0);
+        CHECK(online_port() == 2001);
+        cs = json::parse(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store, "--json"}).out)
+                 .as_array();
+        REQUIRE(cs.size() == 1);
+        id = std::string(cs[0].at("id").as_string());
+        CHECK(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "discard", id, "--store", store}).rc == 0);
+        CHECK(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "discard", id, "--store", store}).rc == 3);
+        CHECK(online_port() == 2001);
+        CHECK(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "frob", id, "--store", store}).rc == 2);
+
+        // The resource's policy, for every node: reject makes the next online() with an offline edit fail.
+        CHECK(qreg(dir.path(), {"checkpoint", "policy", "SQL", "--store", store}).out ==
+              "preserve (default: none set)\n");
+        CHECK(qreg(dir.path(), {"checkpoint", "policy", "SQL", "sometimes", "--store", store}).rc == 2);
+        CHECK(qreg(dir.path(), {"checkpoint", "policy", "SQL", "reject", "--store", store}).rc == 0);
+        CHECK(qreg(dir.path(), {"checkpoint", "policy", "SQL", "--store", store}).out == "reject\n");
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "6", "--type", "dword", "--hive", h}).rc == 0);
+        CHECK_THROWS_AS(online_port(), quorumreg::error);
     }
 
     TEST_CASE("cli: store selection errors") {
@@ -332,8 +482,8 @@ TEST_SUITE("cli") {
         REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
         REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
                 0);
-        for (const char* res : {"SQL", "Web", "Mail"})
-            REQUIRE(qreg(dir.path(), {"checkpoint", "add", res, "Software/SQL", "--store", store, "--hive", h}).rc ==
+        for (std::string res : {"SQL", "Web", "Mail"}) // overlapping subtrees are refused across resources
+            REQUIRE(qreg(dir.path(), {"checkpoint", "add", res, "Software/" + res, "--store", store, "--hive", h}).rc ==
                     0);
         auto log = path / "quorumreg.log";
         auto bytes = slurp(log);
@@ -425,6 +575,11 @@ TEST_SUITE("cli") {
         CHECK(r.rc == 1);
         CHECK(has(r.err, "bad.graph:1"));
         CHECK(qreg(dir.path(), {"graph", "check", "missing.graph"}).rc == 3);
+        // A directory is not a graph with no services (an ifstream reads it as empty).
+        r = qreg(dir.path(), {"graph", "check", "."});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "is not a graph file (a directory)"));
+        CHECK_FALSE(has(r.out, "no cycle"));
         CHECK(qreg(dir.path(), {"graph", "explode"}).rc == 2);
     }
 }

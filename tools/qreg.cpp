@@ -14,6 +14,7 @@
 #include <quorumreg/resource_monitor.hpp>
 #include <quorumreg/resource_types.hpp>
 #include <quorumreg/stores/open_store.hpp>
+#include <quorumreg/version.hpp>
 
 #include <boost/json.hpp>
 
@@ -64,7 +65,11 @@ int code_for(const std::error_code& ec) {
     if (ec == qr::errc::key_not_found || ec == qr::errc::value_not_found || ec == qr::errc::not_found) return not_found;
     if (ec == qr::errc::quorum_unavailable || ec == qr::errc::deadline_exceeded || ec == qr::errc::unknown_outcome)
         return unreachable;
-    if (ec == qr::errc::invalid_argument || ec == qr::errc::invalid_path) return usage_error;
+    // Input of the wrong form, whatever is stored: a usage error. A refusal that depends on
+    // what is stored (an overlapping checkpoint, a resource owned elsewhere) is exit 1.
+    if (ec == qr::errc::invalid_argument || ec == qr::errc::invalid_path || ec == qr::errc::name_too_long ||
+        ec == qr::errc::path_too_deep)
+        return usage_error;
     return failed;
 }
 
@@ -73,7 +78,7 @@ int code_for(const std::error_code& ec) {
 struct args {
     std::vector<std::string> pos;                        ///< positional words after the command
     std::map<std::string, std::vector<std::string>> opt; ///< --name VALUE (repeatable)
-    bool json = false, help = false;
+    bool json = false, help = false, merge = false;
 
     std::optional<std::string> get(const std::string& name) const {
         auto it = opt.find(name);
@@ -105,6 +110,8 @@ args parse(int argc, char** argv, int from) {
             a.json = true;
         else if (w == "--help" || w == "-h")
             a.help = true;
+        else if (w == "--merge")
+            a.merge = true;
         else if (w == "--") {
             for (++i; i < argc; ++i)
                 a.pos.emplace_back(argv[i]);
@@ -260,14 +267,26 @@ qr::value make_value(const std::string& type, const std::vector<std::string>& da
     throw usage("unknown --type \"" + type + "\" (string, expand_string, multi_string, dword, qword or binary)");
 }
 
+/// Checks the JSON kind before converting, so a wrongly typed value names itself instead of
+/// surfacing Boost.JSON's "not a string" with its source location.
 qr::value value_from_json(const std::string& type, const json::value& d) {
     if (type == "multi_string") {
         std::vector<std::string> v;
-        for (auto& x : d.as_array())
+        const auto* arr = d.if_array();
+        if (!arr) throw usage("\"data\" must be an array of strings for type multi_string");
+        for (auto& x : *arr) {
+            if (!x.is_string()) throw usage("\"data\" must be an array of strings for type multi_string");
             v.emplace_back(x.as_string());
+        }
         return make_value(type, v);
     }
-    if (type == "dword" || type == "qword") return make_value(type, {std::to_string(d.to_number<std::uint64_t>())});
+    if (type == "dword" || type == "qword") {
+        boost::system::error_code ec;
+        auto n = d.is_number() ? d.to_number<std::uint64_t>(ec) : 0;
+        if (!d.is_number() || ec) throw usage("\"data\" must be a non-negative integer for type " + type);
+        return make_value(type, {std::to_string(n)});
+    }
+    if (!d.is_string()) throw usage("\"data\" must be a string for type " + type);
     return make_value(type, {std::string(d.as_string())});
 }
 
@@ -283,15 +302,16 @@ std::unique_ptr<qr::hive> open_hive(const args& a, bool create, bool read_only) 
     qr::hive_options o;
     o.create = create;
     o.read_only = read_only;
-    auto h = qr::hive::open(dir, o, ec);
-    if (ec == qr::errc::not_found) throw failure(not_found, "no hive at " + dir);
-    if (ec)
-        throw failure(code_for(ec) == usage_error ? failed : code_for(ec),
-                      "cannot open hive " + dir + ": " + ec.message());
-    return h;
+    try {
+        return std::make_unique<qr::hive>(dir, o); // the throwing form: its message carries the detail
+    } catch (const qr::error& e) {
+        if (e.code() == qr::errc::not_found && !create) throw failure(not_found, "no hive at " + dir);
+        throw failure(code_for(e.code()) == usage_error ? failed : code_for(e.code()),
+                      e.what()); // `open hive "DIR" (detail): reason`
+    }
 }
 
-json::object export_key(const qr::hive& h, const std::string& path) {
+template <class Registry> json::object export_key(const Registry& h, const std::string& path) {
     json::object o;
     json::object vals;
     for (auto& v : h.values(path)) {
@@ -308,15 +328,39 @@ json::object export_key(const qr::hive& h, const std::string& path) {
     return o;
 }
 
-void import_key(qr::transaction& t, const std::string& path, const json::object& o) {
+/// Adds an export's `node` under `path` to `t`. `where` names the node in the file (for errors).
+void import_key(qr::transaction& t, const std::string& path, const json::value& node, const std::string& where) {
+    const auto* o = node.if_object();
+    if (!o) throw usage(where + " is not an object");
     t.create_key(path);
-    if (auto* v = o.if_contains("values"))
-        for (auto& [name, e] : v->as_object())
-            t.set_value(path, name, value_from_json(std::string(e.at("type").as_string()), e.at("data")));
-    if (auto* s = o.if_contains("subkeys"))
-        for (auto& [name, sub] : s->as_object())
-            import_key(t, path + "/" + std::string(name), sub.as_object());
+    if (const auto* v = o->if_contains("values")) {
+        if (!v->is_object()) throw usage(where + ".values is not an object");
+        for (auto& [name, e] : v->as_object()) {
+            auto at = where + ".values[\"" + std::string(name) + "\"]";
+            const auto* eo = e.if_object();
+            const auto* type = eo ? eo->if_contains("type") : nullptr;
+            const auto* data = eo ? eo->if_contains("data") : nullptr;
+            if (!type || !type->is_string() || !data) throw usage(at + " needs a string \"type\" and a \"data\"");
+            try {
+                t.set_value(path, name, value_from_json(std::string(type->as_string()), *data));
+            } catch (const usage& u) {
+                throw usage(at + ": " + u.what());
+            }
+        }
+    }
+    if (const auto* s = o->if_contains("subkeys")) {
+        if (!s->is_object()) throw usage(where + ".subkeys is not an object");
+        for (auto& [name, sub] : s->as_object()) {
+            // A separator would silently turn one key into a nested path.
+            if (name.empty() || name.find_first_of("/\\") != std::string_view::npos)
+                throw usage(where + ".subkeys: key name \"" + std::string(name) +
+                            "\" is empty or holds a path separator ('/' or '\\')");
+            import_key(t, path + "/" + std::string(name), sub, where + ".subkeys[\"" + std::string(name) + "\"]");
+        }
+    }
 }
+
+constexpr const char* export_format = "qreg-hive-export/1";
 
 const char* hive_help =
     "usage: qreg hive COMMAND --hive DIR [--json]\n"
@@ -326,7 +370,8 @@ const char* hive_help =
     "                             string), dword, qword (decimal or 0x hex), binary (hex digits)\n"
     "  delete KEY [NAME]          delete the value NAME, or the key KEY with everything under it\n"
     "  export KEY [--output FILE] the subtree as JSON (stdout unless --output)\n"
-    "  import FILE [KEY]          create the subtree from a JSON export under KEY (default: the exported key)\n";
+    "  import FILE [KEY] [--merge]  recreate KEY (default: the exported key) as the export has it, in one\n"
+    "                             transaction; --merge keeps what KEY holds and overlays the export\n";
 
 int cmd_hive(const args& a) {
     if (a.help || a.pos.empty()) {
@@ -394,7 +439,7 @@ int cmd_hive(const args& a) {
     }
     if (sub == "export") {
         a.max_positional(2);
-        json::object o{{"format", "qreg-hive-export/1"}, {"key", a.at(1, "KEY")}, {"tree", export_key(*h, a.pos[1])}};
+        json::object o{{"format", export_format}, {"key", a.at(1, "KEY")}, {"tree", export_key(*h, a.pos[1])}};
         auto text = json::serialize(o);
         if (auto out = a.get("output")) {
             std::ofstream f(*out, std::ios::binary | std::ios::trunc);
@@ -413,12 +458,20 @@ int cmd_hive(const args& a) {
     ss << f.rdbuf();
     boost::system::error_code jec;
     auto doc = json::parse(ss.str(), jec);
-    if (jec || !doc.is_object() || !doc.as_object().if_contains("tree") || !doc.as_object().if_contains("key"))
+    const auto* top = jec ? nullptr : doc.if_object();
+    const auto* format = top ? top->if_contains("format") : nullptr;
+    const auto* exported_key = top ? top->if_contains("key") : nullptr;
+    if (!top || !format || !format->is_string() || !exported_key || !exported_key->is_string() ||
+        !top->if_contains("tree"))
         throw failure(failed, file + " is not a qreg hive export" + (jec ? " (" + jec.message() + ")" : ""));
-    std::string key = a.pos.size() == 3 ? a.pos[2] : std::string(doc.at("key").as_string());
+    if (format->as_string() != export_format)
+        throw failure(failed, file + ": format \"" + std::string(format->as_string()) +
+                                  "\" is not supported (this qreg reads " + export_format + ")");
+    std::string key = a.pos.size() == 3 ? a.pos[2] : std::string(exported_key->as_string());
     qr::transaction t;
     try {
-        import_key(t, key, doc.at("tree").as_object());
+        if (!a.merge && h->key_exists(key)) t.delete_key(key); // recreate: nothing of the old subtree stays
+        import_key(t, key, top->at("tree"), "tree");
     } catch (const usage& e) {
         throw failure(failed, file + ": " + e.what());
     } catch (const std::exception& e) {
@@ -476,6 +529,93 @@ std::string owner_of(qr::quorum_store& s, const std::string& res) {
     return rec->node.empty() ? "lease " + std::to_string(rec->lease) : rec->node;
 }
 
+/// A generation's content (nullopt: the subtree was absent in it); 0 means the latest.
+std::optional<std::string> generation_or_fail(qr::checkpoint_manager& cp, const std::string& res,
+                                              const std::string& subtree, std::uint64_t gen) {
+    std::error_code ec;
+    std::string why;
+    auto content = cp.catalog().generation_content(res, subtree, gen, ec, why);
+    if (ec == qr::errc::not_found)
+        throw failure(not_found, (gen ? "generation " + std::to_string(gen) + " of \"" : "no checkpoint of \"") +
+                                     subtree + "\" (resource \"" + res + "\"): " + why);
+    if (ec) throw qr::error(ec, "generation_content \"" + res + "\" \"" + subtree + "\" (" + why + ")");
+    return content;
+}
+
+std::uint64_t latest_of(qr::checkpoint_manager& cp, const std::string& res, const std::string& subtree) {
+    auto h = cp.history(res, subtree);
+    return h.empty() ? 0 : h.back().generation;
+}
+
+/// A subtree encoding in a scratch registry (empty when absent).
+std::unique_ptr<qr::registry> load_content(const std::string& subtree, const std::optional<std::string>& content) {
+    auto r = std::make_unique<qr::registry>();
+    if (content) r->import_subtree(subtree, *content);
+    return r;
+}
+
+/// Content as a `hive export` document (importable with `qreg hive import`), plus `extra`.
+json::object content_export(const std::string& subtree, const std::optional<std::string>& content, json::object extra) {
+    json::object o{{"format", "qreg-hive-export/1"}, {"key", subtree}};
+    if (content)
+        o["tree"] = export_key(*load_content(subtree, content), subtree);
+    else
+        o["absent"] = true;
+    for (auto& [k, v] : extra)
+        o[k] = v;
+    return o;
+}
+
+/// Every value under `path` as "relative key" -> name -> "type data" (keys with no values as
+/// a "(key)" entry, so an added or removed empty key shows).
+void flatten(const qr::registry& r, const std::string& path, const std::string& rel,
+             std::map<std::pair<std::string, std::string>, std::string>& out) {
+    out[{rel, ""}] = "(key)";
+    for (auto& v : r.values(path))
+        out[{rel, v.name}] = std::string(qr::to_string(v.data.type())) + " " + value_text(v.data);
+    for (auto& s : r.subkeys(path))
+        flatten(r, path + "/" + s, rel.empty() ? s : rel + "/" + s, out);
+}
+
+/// Prints what changed from `before` to `after` ("+ KEY NAME = T DATA", "- ...", "~ ... -> ...").
+void print_diff(const args& a, const std::string& subtree, const std::optional<std::string>& before,
+                const std::optional<std::string>& after, const char* before_name = "from",
+                const char* after_name = "to") {
+    std::map<std::pair<std::string, std::string>, std::string> x, y;
+    if (before) flatten(*load_content(subtree, before), subtree, "", x);
+    if (after) flatten(*load_content(subtree, after), subtree, "", y);
+    json::array arr;
+    auto show = [&](char op, const std::pair<std::string, std::string>& k, const std::string* old_v,
+                    const std::string* new_v) {
+        auto key = k.first.empty() ? subtree : subtree + "/" + k.first;
+        json::object o{{"change", op == '+' ? "added" : op == '-' ? "removed" : "changed"}, {"key", key}};
+        if (!k.second.empty()) o["name"] = k.second;
+        if (old_v) o[before_name] = *old_v;
+        if (new_v) o[after_name] = *new_v;
+        arr.emplace_back(std::move(o));
+        if (a.json) return;
+        std::cout << op << " " << key << (k.second.empty() ? "" : "  " + k.second);
+        if (op == '~')
+            std::cout << " = " << *old_v << " -> " << *new_v;
+        else if (!k.second.empty())
+            std::cout << " = " << *(old_v ? old_v : new_v);
+        std::cout << "\n";
+    };
+    for (auto& [k, v] : x) {
+        auto it = y.find(k);
+        if (it == y.end())
+            show('-', k, &v, nullptr);
+        else if (it->second != v)
+            show('~', k, &v, &it->second);
+    }
+    for (auto& [k, v] : y)
+        if (!x.count(k)) show('+', k, nullptr, &v);
+    if (a.json)
+        print_json(arr);
+    else if (arr.empty())
+        std::cout << "(no differences)\n";
+}
+
 const char* checkpoint_help =
     "usage: qreg checkpoint COMMAND --store SPEC [--hive DIR] [--node NAME] [--json]\n"
     "  list [RESOURCE]                  resources with checkpoints (or RESOURCE's subtrees)\n"
@@ -483,7 +623,18 @@ const char* checkpoint_help =
     "  remove RESOURCE SUBTREE --hive DIR\n"
     "  history RESOURCE SUBTREE         stored generations, oldest first\n"
     "  restore RESOURCE SUBTREE GENERATION   make GENERATION current again (as a new generation)\n"
-    "  conflicts RESOURCE               local copies preserved because they diverged\n";
+    "  show RESOURCE SUBTREE [GEN]      a generation's content (default: the latest), as a hive export\n"
+    "  diff RESOURCE SUBTREE GEN1 GEN2  what changed from GEN1 to GEN2\n"
+    "  set RESOURCE KEY NAME DATA... [--type T]   change a checkpointed value in the quorum (writes)\n"
+    "  delete RESOURCE KEY [NAME]       delete a checkpointed value or key in the quorum (writes)\n"
+    "  policy RESOURCE [reject|preserve|adopt_local]   show or set (writes) what online() does\n"
+    "                                   with offline edits of RESOURCE, on every node\n"
+    "  conflicts RESOURCE               local copies preserved because they diverged\n"
+    "  conflicts RESOURCE show ID       a conflict record's content and how it differs from the latest\n"
+    "  conflicts RESOURCE adopt ID      make it the subtree's content (a new generation; writes)\n"
+    "  conflicts RESOURCE discard ID    delete the record (writes)\n"
+    "set, delete and adopt make a new generation that the next online() restores; a resource\n"
+    "online on another node is refused (\"owned by node X\"): change it there, or offline first.\n";
 
 int cmd_checkpoint(const args& a) {
     if (a.help || a.pos.empty()) {
@@ -491,12 +642,20 @@ int cmd_checkpoint(const args& a) {
         return a.help ? ok : usage_error;
     }
     const std::string& sub = a.pos[0];
-    static const std::vector<std::string> subs{"list", "add", "remove", "history", "restore", "conflicts"};
+    static const std::vector<std::string> subs{"list", "add", "remove", "history", "restore",  "show",
+                                               "diff", "set", "delete", "policy",  "conflicts"};
     if (std::find(subs.begin(), subs.end(), sub) == subs.end())
         throw usage("unknown checkpoint command \"" + sub + "\"");
     bool needs_hive = sub == "add" || sub == "remove";
     if (needs_hive) a.need("hive", "the node's local hive directory, source of the checkpointed keys");
-    auto store = open_store(a, sub == "list" || sub == "history" || sub == "conflicts");
+    std::string conflict_action = sub == "conflicts" && a.pos.size() > 2 ? a.pos[2] : "list";
+    if (conflict_action != "list" && conflict_action != "show" && conflict_action != "adopt" &&
+        conflict_action != "discard")
+        throw usage("unknown conflicts action \"" + conflict_action + "\" (show, adopt or discard)");
+    bool reads_only = sub == "list" || sub == "history" || sub == "show" || sub == "diff" ||
+                      (sub == "policy" && a.pos.size() < 3) ||
+                      (sub == "conflicts" && (conflict_action == "list" || conflict_action == "show"));
+    auto store = open_store(a, reads_only);
     // Read-only commands and offline restores never touch local keys: a scratch hive serves.
     std::optional<std::string> scratch;
     std::string hive_dir;
@@ -603,7 +762,94 @@ int cmd_checkpoint(const args& a) {
                   << (after.empty() ? 0 : after.back().generation) << "\n";
         return ok;
     }
+    if (sub == "show") {
+        a.max_positional(4);
+        const auto& res = a.at(1, "RESOURCE");
+        const auto& subtree = a.at(2, "SUBTREE");
+        auto gen = a.pos.size() == 4 ? parse_number(a.pos[3], ~0ull, "generation number") : 0;
+        if (a.pos.size() == 4 && gen == 0) throw usage("generation numbers start at 1");
+        auto content = generation_or_fail(cp, res, subtree, gen);
+        print_json(content_export(subtree, content,
+                                  {{"resource", res}, {"generation", gen ? gen : latest_of(cp, res, subtree)}}));
+        return ok;
+    }
+    if (sub == "diff") {
+        a.max_positional(5);
+        const auto& res = a.at(1, "RESOURCE");
+        const auto& subtree = a.at(2, "SUBTREE");
+        auto g1 = parse_number(a.at(3, "GEN1"), ~0ull, "generation number");
+        auto g2 = parse_number(a.at(4, "GEN2"), ~0ull, "generation number");
+        if (g1 == 0 || g2 == 0) throw usage("generation numbers start at 1");
+        print_diff(a, subtree, generation_or_fail(cp, res, subtree, g1), generation_or_fail(cp, res, subtree, g2));
+        return ok;
+    }
+    if (sub == "set" || sub == "delete") {
+        const auto& res = a.at(1, "RESOURCE");
+        const auto& key = a.at(2, "KEY");
+        qr::transaction t;
+        if (sub == "set") {
+            a.at(3, "NAME");
+            a.at(4, "DATA");
+            t.set_value(
+                key, a.pos[3],
+                make_value(a.get("type").value_or("string"), std::vector<std::string>(a.pos.begin() + 4, a.pos.end())));
+        } else {
+            a.max_positional(4);
+            if (a.pos.size() == 4)
+                t.delete_value(key, a.pos[3]);
+            else
+                t.delete_key(key);
+        }
+        cp.edit_checkpoint(res, t);
+        return ok;
+    }
+    if (sub == "policy") {
+        a.max_positional(3);
+        const auto& res = a.at(1, "RESOURCE");
+        if (a.pos.size() == 3) {
+            auto p = qr::parse_offline_edit_policy(a.pos[2]);
+            if (!p) throw usage("unknown policy \"" + a.pos[2] + "\" (reject, preserve or adopt_local)");
+            cp.set_offline_edit_policy(res, *p);
+            return ok;
+        }
+        auto p = cp.catalog().offline_edit_policy_of(res);
+        std::string shown(p ? qr::to_string(*p) : "preserve");
+        if (a.json)
+            print_json(json::object{{"resource", res}, {"policy", shown}, {"set", p.has_value()}});
+        else
+            std::cout << shown << (p ? "" : " (default: none set)") << "\n";
+        return ok;
+    }
     // conflicts
+    if (conflict_action != "list") {
+        a.max_positional(4);
+        const auto& res = a.at(1, "RESOURCE");
+        const auto& id = a.at(3, "ID");
+        if (conflict_action == "adopt") {
+            cp.adopt_conflict(res, id);
+            std::cout << "adopted conflict " << id << " as the current content\n";
+        } else if (conflict_action == "discard") {
+            cp.discard_conflict(res, id);
+        } else {
+            auto cs = cp.conflicts(res);
+            auto c = std::find_if(cs.begin(), cs.end(), [&](const auto& x) { return x.id == id; });
+            if (c == cs.end())
+                throw failure(not_found, "no conflict record \"" + id + "\" for resource \"" + res + "\"");
+            std::optional<std::string> kept = cp.conflict_content(res, id);
+            if (a.json) {
+                print_json(content_export(c->subtree, kept, {{"resource", res}, {"conflict", id}, {"node", c->node}}));
+                return ok;
+            }
+            std::cout << "conflict " << id << " of " << c->subtree << ", kept from node " << c->node << " at "
+                      << iso_time(c->time) << "; against the latest generation:\n";
+            std::error_code ec;
+            std::string why;
+            auto latest = cp.catalog().generation_content(res, c->subtree, 0, ec, why);
+            if (ec && ec != qr::errc::not_found) throw qr::error(ec, "generation_content (" + why + ")");
+            print_diff(a, c->subtree, latest, kept, "latest", "conflict");
+        }
+        return ok;
+    }
     a.max_positional(2);
     auto cs = cp.conflicts(a.at(1, "RESOURCE"));
     json::array arr;
@@ -826,8 +1072,15 @@ const char* graph_help = "usage: qreg graph --dot FILE [--output OUT]   the grap
 using graph_file = qr::detail::graph_text;
 
 graph_file load_graph(const std::string& path) {
+    // An ifstream opens a directory without complaint and reads it as empty: "0 services".
+    std::error_code ec;
+    auto st = fs::status(path, ec);
+    if (!fs::exists(st)) throw failure(not_found, "no graph file " + path);
+    if (!fs::is_regular_file(st))
+        throw failure(failed, path + " is not a graph file (" +
+                                  (fs::is_directory(st) ? "a directory" : "not a regular file") + ")");
     std::ifstream f(path);
-    if (!f) throw failure(not_found, "cannot read graph file " + path);
+    if (!f) throw failure(failed, "cannot read graph file " + path);
     graph_file gf;
     std::string why;
     if (qr::detail::parse_graph_text(f, path, gf, why)) throw failure(failed, why);
@@ -924,7 +1177,7 @@ int cmd_store(const args& a) {
 }
 
 const char* main_help =
-    "usage: qreg COMMAND ... [--json] [--help]\n"
+    "usage: qreg COMMAND ... [--json] [--help]    qreg --version\n"
     "Administer quorumreg: local hives, checkpoints, resource types, resources, dependency graphs.\n"
     "  hive        get | set | delete | ls | export | import   (--hive DIR)\n"
     "  checkpoint  list | add | remove | history | restore | conflicts   (--store SPEC)\n"
@@ -954,6 +1207,10 @@ int main(int argc, char** argv) {
             std::cout << main_help;
             return ok;
         }
+        if (cmd == "--version" || cmd == "version") {
+            std::cout << "qreg (quorumreg) " << qr::version_string << "\n";
+            return ok;
+        }
         auto a = parse(argc, argv, 2);
         if (cmd == "hive") return cmd_hive(a);
         if (cmd == "checkpoint") return cmd_checkpoint(a);
@@ -963,8 +1220,11 @@ int main(int argc, char** argv) {
         if (cmd == "store") return cmd_store(a);
         throw usage("unknown command \"" + cmd + "\"");
     } catch (const usage& e) {
+        // Point at the command's own help only when the command exists.
+        static const std::vector<std::string> commands{"hive", "checkpoint", "type", "resource", "graph", "store"};
+        bool known = std::find(commands.begin(), commands.end(), cmd) != commands.end();
         std::cerr << "qreg: " << e.what() << "\n"
-                  << "Try `qreg " << (cmd.empty() || cmd[0] == '-' ? "" : cmd + " ") << "--help`.\n";
+                  << "Try `qreg " << (known ? cmd + " " : "") << "--help`.\n";
         return usage_error;
     } catch (const failure& e) {
         std::cerr << "qreg: " << e.what() << "\n";

@@ -244,6 +244,55 @@ public:
         restore(resource, subtree, generation, ec, why);
     }
 
+    // ---- operator changes: make a change to checkpointed keys stick --------------------------
+
+    /// Sets what online() does with offline edits of `resource` when its caller names no
+    /// policy, on every node (it is kept in the store; delete_resource() removes it).
+    void set_offline_edit_policy(std::string_view resource, offline_edit_policy policy) {
+        run("set_offline_edit_policy", resource, to_string(policy),
+            [&](std::error_code& ec, std::string&) { set_offline_edit_policy(resource, policy, ec); });
+    }
+    void set_offline_edit_policy(std::string_view resource, offline_edit_policy policy, std::error_code& ec) {
+        store_.put(layout().policy_key(resource), to_string(policy), 0, ec);
+    }
+
+    /// Applies `edit` to the checkpointed content of `resource` (the way an operator changes a
+    /// setting so that the next online() keeps it, instead of an offline edit of one node's
+    /// hive). Every operation must lie inside one registered subtree (else not_found, or
+    /// invalid_argument when it spans two); require_revision is refused. Online here: applied
+    /// to this hive and flushed. Offline: a short ownership is taken and a new generation is
+    /// made from the latest one, which the next online() restores. Online on another node:
+    /// already_exists, "owned by node X" (make the change there, or take the resource offline).
+    void edit_checkpoint(std::string_view resource, const transaction& edit) {
+        run("edit_checkpoint", resource, {},
+            [&](std::error_code& ec, std::string& why) { edit_checkpoint(resource, edit, ec, why); });
+    }
+    void edit_checkpoint(std::string_view resource, const transaction& edit, std::error_code& ec) {
+        std::string why;
+        edit_checkpoint(resource, edit, ec, why);
+    }
+
+    /// Makes conflict record `id` (a preserved local copy) the subtree's content, through
+    /// edit_checkpoint(), then removes the record.
+    void adopt_conflict(std::string_view resource, std::string_view id) {
+        run("adopt_conflict", resource, id,
+            [&](std::error_code& ec, std::string& why) { adopt_conflict(resource, id, ec, why); });
+    }
+    void adopt_conflict(std::string_view resource, std::string_view id, std::error_code& ec) {
+        std::string why;
+        adopt_conflict(resource, id, ec, why);
+    }
+
+    /// Removes conflict record `id` (not_found if there is none); the checkpoint is unchanged.
+    void discard_conflict(std::string_view resource, std::string_view id) {
+        run("discard_conflict", resource, id,
+            [&](std::error_code& ec, std::string& why) { discard_conflict(resource, id, ec, why); });
+    }
+    void discard_conflict(std::string_view resource, std::string_view id, std::error_code& ec) {
+        std::string why;
+        discard_conflict(resource, id, ec, why);
+    }
+
     /// Conflict records kept for `resource`.
     std::vector<conflict_record> conflicts(std::string_view resource) {
         return run_r("conflicts", resource, {},
@@ -262,16 +311,6 @@ public:
     std::string conflict_content(std::string_view resource, std::string_view id, std::error_code& ec) {
         std::string why;
         return catalog_.conflict_content(resource, id, ec, why);
-    }
-
-    /// Deletes a conflict record once it has been dealt with.
-    void discard_conflict(std::string_view resource, std::string_view id) {
-        run("discard_conflict", resource, id,
-            [&](std::error_code& ec, std::string&) { discard_conflict(resource, id, ec); });
-    }
-    void discard_conflict(std::string_view resource, std::string_view id, std::error_code& ec) {
-        auto key = catalog_.conflict_key(resource, id, ec);
-        if (!ec) store_.erase(key, ec);
     }
 
     /// Deletes every checkpoint, registration and conflict of `resource` (as WSFC does when a
@@ -351,13 +390,6 @@ private:
     }
     std::string owner_key(std::string_view r) const { return layout().owner_key(r); }
 
-    static bool overlaps(const std::string& a, const std::string& b) {
-        auto under = [](const std::string& x, const std::string& y) {
-            return x == y || (x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '\\');
-        };
-        return under(a, b) || under(b, a);
-    }
-
     template <class F> void run(const char* op, std::string_view resource, std::string_view obj, F&& f) {
         std::error_code ec;
         std::string why;
@@ -418,6 +450,56 @@ private:
         return kv ? "node \"" + kv->value.substr(0, kv->value.find('#')) + "\"" : "another node";
     }
 
+    /// One registration attempt; true when another registration raced it (nothing was done).
+    bool register_once(std::string_view r, subtree_state& s, std::error_code& ec, std::string& why) {
+        bool registered = false;
+        auto fence = io_.registration_check(r, s, registered, ec, why);
+        if (ec || registered) return false; // already registered: idempotent
+        store_txn reg;
+        io_.fence_registration(reg, fence);
+        reg.on_success.push_back(store_op::put(layout().registration_key(r, s.esc), s.path));
+        if (auto st = find_online(r)) {
+            // Online here: register under our token and let the worker checkpoint it.
+            reg.compares.push_back(key_compare::create_revision_is(owner_key(r), st->token));
+            auto res = store_.commit(reg, ec);
+            if (ec) return false;
+            if (!res.succeeded) {
+                auto kv = store_.get(owner_key(r), ec);
+                if (!ec && kv && kv->create_revision == st->token) return true; // the fence moved
+                if (!ec) ec = errc::fenced;
+                why = "ownership was lost";
+                return false;
+            }
+            st->request_rescan(true);
+            flush(r, std::chrono::seconds(30), ec, why);
+            return false;
+        }
+        temp_owner t(store_);
+        ec = take_temp(r, t, why);
+        if (ec == errc::already_exists) {
+            // Owned elsewhere: register; the owner picks it up through its registration watch.
+            ec.clear();
+            why.clear();
+            auto res = store_.commit(reg, ec);
+            return !ec && !res.succeeded;
+        }
+        if (ec) return false;
+        reg.compares.push_back(key_compare::create_revision_is(t.key, t.token));
+        auto res = store_.commit(reg, ec);
+        if (ec) return false;
+        if (!res.succeeded) return true; // the fence moved: our temporary token holds until t ends
+        std::vector<local_copy> local;
+        std::vector<subtree_state*> one{&s};
+        io_.read_local(one, local);
+        io_.read_pointer(r, s, ec);
+        if (ec) return false;
+        if ((ec = io_.write_generation(r, t.token, s, local[0].exists, local[0].content, why))) return false;
+        transaction meta;
+        io_.add_meta_ops(meta, r, s, s.hash);
+        hive_.commit(meta, ec);
+        return false;
+    }
+
     // ---- operations ---------------------------------------------------------------------------
 
     void add_checkpoint(std::string_view r, std::string_view subtree, std::error_code& ec, std::string& why) {
@@ -427,63 +509,17 @@ private:
         subtree_state meta_probe;
         std::string ignored;
         if (!io_.make_subtree(opts_.local_meta_key, meta_probe, ignored) &&
-            overlaps(s.canonical, meta_probe.canonical)) {
+            io_.overlaps(s.canonical, meta_probe.canonical)) {
             why = "overlaps the checkpoint manager's own records at " + opts_.local_meta_key;
-            ec = errc::invalid_argument;
+            ec = errc::checkpoint_overlap;
             return;
         }
-        auto existing = store_.list(layout().subtrees_prefix(r), ec);
-        if (ec) return;
-        for (auto& kv : existing) {
-            subtree_state o;
-            if (io_.make_subtree(kv.value, o, ignored)) continue;
-            if (o.canonical == s.canonical) return; // already registered: idempotent
-            if (overlaps(o.canonical, s.canonical)) {
-                why = "overlaps registered subtree \"" + kv.value + "\"";
-                ec = errc::invalid_argument;
-                return;
-            }
-        }
-        auto reg_key = layout().registration_key(r, s.esc);
-        if (auto st = find_online(r)) {
-            // Online here: register under our token and let the worker checkpoint it.
-            store_txn t;
-            t.compares.push_back(key_compare::create_revision_is(owner_key(r), st->token));
-            t.on_success.push_back(store_op::put(reg_key, s.path));
-            auto res = store_.commit(t, ec);
-            if (ec) return;
-            if (!res.succeeded) {
-                ec = errc::fenced;
-                why = "ownership was lost";
-                return;
-            }
-            st->request_rescan(true);
-            flush(r, std::chrono::seconds(30), ec, why);
-            return;
-        }
-        temp_owner t(store_);
-        ec = take_temp(r, t, why);
-        if (ec == errc::already_exists) {
-            // Owned elsewhere: register; the owner picks it up through its registration watch.
-            ec.clear();
-            why.clear();
-            store_.put(reg_key, s.path, 0, ec);
-            return;
-        }
-        if (ec) return;
-        store_txn reg;
-        reg.compares.push_back(key_compare::create_revision_is(t.key, t.token));
-        reg.on_success.push_back(store_op::put(reg_key, s.path));
-        if ((store_.commit(reg, ec), ec)) return;
-        std::vector<local_copy> local;
-        std::vector<subtree_state*> one{&s};
-        io_.read_local(one, local);
-        io_.read_pointer(r, s, ec);
-        if (ec) return;
-        if ((ec = io_.write_generation(r, t.token, s, local[0].exists, local[0].content, why))) return;
-        transaction meta;
-        io_.add_meta_ops(meta, r, s, s.hash);
-        hive_.commit(meta, ec);
+        // A registration commits only if no other one landed since the overlap check; a lost
+        // race checks again (against the winner's subtree).
+        for (int attempt = 0; attempt < 16; ++attempt)
+            if (!register_once(r, s, ec, why) || ec) return;
+        ec = errc::unknown_outcome;
+        why = "registrations kept changing while checking for overlaps; try again";
     }
 
     void remove_checkpoint(std::string_view r, std::string_view subtree, std::error_code& ec, std::string& why) {
@@ -600,6 +636,12 @@ private:
         io_.read_local(ptrs, local);
 
         const bool unclean = hive_.find_value(io_.online_marker_path(r), "token").has_value();
+        auto policy = o.policy ? *o.policy : offline_edit_policy::preserve;
+        if (!o.policy) {
+            auto stored = catalog_.offline_edit_policy_of(r, ec, why);
+            if (ec) return 0;
+            if (stored) policy = *stored;
+        }
         transaction restore_txn;
         for (auto& l : local) // defect 4: applies only if nothing changed under a subtree since read
             detail::checkpoint_io<Hive>::require_unchanged(restore_txn, l); // first: ops apply in order
@@ -620,7 +662,7 @@ private:
                 s.hash = in.quorum_hash;
                 s.absent = blob->absent;
             }
-            in.policy = o.policy;
+            in.policy = policy;
             in.unclean_shutdown = unclean;
             in.recorded_generation = io_.recorded_generation(r, s);
             in.quorum_generation = s.generation;
@@ -758,6 +800,104 @@ private:
         io_.read_pointer(r, s, ec);
         if (ec) return;
         ec = io_.write_generation(r, t.token, s, !blob.absent, blob.content, why);
+    }
+
+    void edit_checkpoint(std::string_view r, const transaction& edit, std::error_code& ec, std::string& why) {
+        ec.clear();
+        subtree_state s;
+        if ((ec = edit_target(r, edit, s, why))) return;
+        if (find_online(r)) {
+            hive_.commit(edit, ec); // written through like any other local change
+            if (!ec) flush(r, std::chrono::seconds(30), ec, why);
+            return;
+        }
+        temp_owner t(store_);
+        if ((ec = take_temp(r, t, why))) {
+            if (ec == errc::already_exists)
+                why += ": make the change on that node (its hive writes through) or take the resource offline first";
+            return;
+        }
+        // The latest generation, edited in a scratch registry: the new generation is exactly
+        // the old content plus `edit`.
+        basic_registry<traits_type> scratch(hive_limits(hive_));
+        auto latest = io_.read_latest(r, s, ec, why);
+        if (ec) return;
+        if (latest && !latest->absent) scratch.import_subtree(s.path, latest->content, ec);
+        if (ec) return;
+        try {
+            scratch.commit(edit);
+        } catch (const error& e) {
+            ec = e.code();
+            why = e.what();
+            return;
+        }
+        bool exists = scratch.key_exists(s.path);
+        ec = io_.write_generation(r, t.token, s, exists, exists ? scratch.export_subtree(s.path) : std::string(), why);
+    }
+
+    /// The registered subtree that holds every operation of `edit`.
+    std::error_code edit_target(std::string_view r, const transaction& edit, subtree_state& out, std::string& why) {
+        if (edit.empty()) {
+            why = "the edit is empty";
+            return errc::invalid_argument;
+        }
+        std::error_code ec;
+        std::vector<subtree_state> subtrees;
+        std::string ignored;
+        for (auto& path : catalog_.checkpoints(r, ec)) {
+            subtree_state c;
+            if (!io_.make_subtree(path, c, ignored)) subtrees.push_back(std::move(c));
+        }
+        if (ec) return ec;
+        const subtree_state* target = nullptr;
+        for (const auto& op : edit.operations()) {
+            if (op.kind == op_kind::require_revision) {
+                why = "require_revision has no meaning in a checkpoint edit";
+                return errc::invalid_argument;
+            }
+            subtree_state p;
+            if ((ec = io_.make_subtree(op.path, p, why))) return ec;
+            const subtree_state* in = nullptr;
+            for (const auto& c : subtrees)
+                if (io_.within(p.canonical, c.canonical)) in = &c;
+            if (!in) {
+                why = "\"" + op.path + "\" is not inside a checkpointed subtree of this resource";
+                return errc::not_found;
+            }
+            if (target && target != in) {
+                why = "the edit spans the subtrees \"" + target->path + "\" and \"" + in->path +
+                      "\"; change one subtree per edit";
+                return errc::invalid_argument;
+            }
+            target = in;
+        }
+        out = *target;
+        return {};
+    }
+
+    void adopt_conflict(std::string_view r, std::string_view id, std::error_code& ec, std::string& why) {
+        ec.clear();
+        auto records = catalog_.conflicts(r, ec);
+        if (ec) return;
+        auto rec = std::find_if(records.begin(), records.end(), [&](const auto& c) { return c.id == id; });
+        if (rec == records.end()) {
+            ec = errc::not_found;
+            why = "no conflict record with this id";
+            return;
+        }
+        auto content = catalog_.conflict_content(r, id, ec, why);
+        if (ec) return;
+        transaction t;
+        t.replace_subtree(rec->subtree, std::move(content));
+        edit_checkpoint(r, t, ec, why);
+        if (!ec) discard_conflict(r, id, ec, why);
+    }
+
+    void discard_conflict(std::string_view r, std::string_view id, std::error_code& ec, std::string& why) {
+        ec.clear();
+        auto key = catalog_.conflict_key(r, id, ec);
+        if (ec == errc::not_found) why = "no conflict record with this id";
+        if (!ec) store_.erase(key, ec);
     }
 
     void delete_resource(std::string_view r, std::error_code& ec, std::string& why) {

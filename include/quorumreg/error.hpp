@@ -61,6 +61,7 @@ enum class errc {
     checkpoint_corrupt = 61,  ///< the checkpoint fails its checksum or format checks
     not_online = 62,          ///< the resource is not online on this node
     ownership_lost = 63,      ///< this node's lease ownership ended (not renewed in time, or revoked)
+    checkpoint_overlap = 64,  ///< the subtree overlaps one registered for a resource (the message names it)
     // Dependency graph and services.
     dependency_cycle = 70,  ///< the edge would close a cycle (the message names it)
     dependency_failed = 71, ///< a dependency failed; the message names the root cause
@@ -152,6 +153,7 @@ inline std::string error_category_impl::message(int ev) const {
     case errc::checkpoint_corrupt: return "checkpoint is corrupt";
     case errc::not_online: return "resource is not online on this node";
     case errc::ownership_lost: return "ownership lost: the lease was not renewed in time";
+    case errc::checkpoint_overlap: return "subtree overlaps a checkpointed subtree";
     case errc::dependency_cycle: return "dependency would create a cycle";
     case errc::dependency_failed: return "a dependency failed";
     case errc::timeout: return "timed out";

@@ -271,6 +271,12 @@ private:
                 return;
             }
             if (io().mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+                if (errno == ENOENT) { // only the hive's own directory is created, never its parents
+                    ec = errc::not_found;
+                    why = "cannot create the hive: its parent directory " + dir_.parent_path().string() +
+                          " does not exist";
+                    return;
+                }
                 ec = detail::io_failure(errno, "create directory", dir_.string(), &why);
                 return;
             }

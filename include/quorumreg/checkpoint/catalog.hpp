@@ -8,8 +8,10 @@
 #include <quorumreg/checkpoint/types.hpp>
 #include <quorumreg/quorum_store.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -130,6 +132,59 @@ public:
             if (checkpoint_layout::leaf(kv.key) == id) return kv.key;
         ec = errc::not_found;
         return {};
+    }
+
+    /// The offline-edit policy set for `resource` (nullopt: none set, online() uses preserve
+    /// unless told otherwise); checkpoint_corrupt for a stored value that is no policy.
+    std::optional<offline_edit_policy> offline_edit_policy_of(std::string_view resource, std::error_code& ec,
+                                                              std::string& why) const {
+        auto kv = store_.get(layout_.policy_key(resource), ec);
+        if (ec || !kv) return std::nullopt;
+        auto p = parse_offline_edit_policy(kv->value);
+        if (!p) {
+            ec = errc::checkpoint_corrupt;
+            why = "stored offline-edit policy \"" + kv->value + "\" is not reject, preserve or adopt_local";
+        }
+        return p;
+    }
+    std::optional<offline_edit_policy> offline_edit_policy_of(std::string_view resource) const {
+        return thrown("offline_edit_policy_of \"" + std::string(resource) + "\"",
+                      [&](std::error_code& ec, std::string& why) { return offline_edit_policy_of(resource, ec, why); });
+    }
+
+    /// Content of generation `generation` of `subtree` (0: the latest) as a registry subtree
+    /// encoding (import_subtree() it anywhere); nullopt when the subtree was absent in it.
+    /// not_found when there is no such generation (or none is kept any more).
+    std::optional<std::string> generation_content(std::string_view resource, std::string_view subtree,
+                                                  std::uint64_t generation, std::error_code& ec,
+                                                  std::string& why) const {
+        checkpoint_subtree_name s;
+        if ((ec = make_checkpoint_subtree_name<Traits>(subtree, limits_, s, why))) return std::nullopt;
+        auto gens = history(resource, subtree, ec, why);
+        if (ec) return std::nullopt;
+        if (generation == 0 && !gens.empty()) generation = gens.back().generation;
+        bool kept = std::any_of(gens.begin(), gens.end(), [&](const auto& g) { return g.generation == generation; });
+        auto kv = kept ? store_.get(layout_.generation_key(resource, s.esc, generation), ec) : std::nullopt;
+        if (ec) return std::nullopt;
+        if (!kv) {
+            ec = errc::not_found;
+            why = gens.empty() ? "no checkpoint of this subtree"
+                               : "generation " + std::to_string(generation) +
+                                     " is not kept (kept: " + std::to_string(gens.front().generation) + ".." +
+                                     std::to_string(gens.back().generation) + ")";
+            return std::nullopt;
+        }
+        detail::checkpoint_blob b;
+        if ((ec = detail::decode_checkpoint(kv->value, cluster_key_, b, why))) return std::nullopt;
+        if (b.absent) return std::nullopt;
+        return b.content;
+    }
+    std::optional<std::string> generation_content(std::string_view resource, std::string_view subtree,
+                                                  std::uint64_t generation = 0) const {
+        return thrown("generation_content \"" + std::string(resource) + "\" \"" + std::string(subtree) + "\"",
+                      [&](std::error_code& ec, std::string& why) {
+                          return generation_content(resource, subtree, generation, ec, why);
+                      });
     }
 
     /// The preserved local copy (registry subtree encoding).

@@ -95,6 +95,8 @@ public:
 
     std::string resource_prefix(std::string_view r) const { return prefix_ + detail::key_escape(r) + "/"; }
     std::string owner_key(std::string_view r) const { return resource_prefix(r) + "owner"; }
+    /// The resource's offline-edit policy, when one was set (to_string(offline_edit_policy)).
+    std::string policy_key(std::string_view r) const { return resource_prefix(r) + "policy"; }
     std::string subtrees_prefix(std::string_view r) const { return resource_prefix(r) + "subtrees/"; }
     std::string registration_key(std::string_view r, std::string_view esc) const {
         return subtrees_prefix(r) + std::string(esc);
@@ -115,6 +117,9 @@ public:
     /// A batch of generations too large for one transaction, while its pointers are switched
     /// (written after the blobs, erased after the switch; a new owner completes it first).
     std::string manifest_key(std::string_view r) const { return resource_prefix(r) + "manifest"; }
+    /// Bumped by every registration: a registering commit compares its mod revision, so two
+    /// resources cannot both register overlapping subtrees at once. Not under any resource.
+    std::string registrations_key() const { return prefix_ + "registrations"; }
     std::string conflicts_prefix(std::string_view r) const { return resource_prefix(r) + "conflicts/"; }
     std::string conflict_key(std::string_view r, std::string_view esc, std::string_view id) const {
         return conflicts_prefix(r) + std::string(esc) + "/" + std::string(id);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -17,6 +18,22 @@ enum class offline_edit_policy {
     preserve,    ///< keep the local copy as a conflict record, restore the quorum copy (default)
     adopt_local, ///< the local copy becomes the new checkpoint (the old one stays in history)
 };
+
+/// "reject", "preserve" or "adopt_local".
+constexpr std::string_view to_string(offline_edit_policy p) noexcept {
+    switch (p) {
+    case offline_edit_policy::reject: return "reject";
+    case offline_edit_policy::adopt_local: return "adopt_local";
+    case offline_edit_policy::preserve: break;
+    }
+    return "preserve";
+}
+/// Inverse of to_string(); nullopt for any other text.
+constexpr std::optional<offline_edit_policy> parse_offline_edit_policy(std::string_view s) noexcept {
+    for (auto p : {offline_edit_policy::reject, offline_edit_policy::preserve, offline_edit_policy::adopt_local})
+        if (to_string(p) == s) return p;
+    return std::nullopt;
+}
 
 struct checkpoint_options {
     std::string node = "node";                        ///< this node's name (recorded as writer)
@@ -46,7 +63,9 @@ struct checkpoint_options {
 };
 
 struct online_options {
-    offline_edit_policy policy = offline_edit_policy::preserve;
+    /// Unset: the resource's own policy (checkpoint_manager::set_offline_edit_policy, kept in
+    /// the store so every node applies the same one), else preserve.
+    std::optional<offline_edit_policy> policy{};
     /// How long to wait for another owner's lease to expire (0: fail at once with already_exists).
     std::chrono::milliseconds wait_for_owner{0};
 };

@@ -185,6 +185,50 @@ public:
     std::string gen_key(std::string_view r, const checkpoint_subtree& s, std::uint64_t g) const {
         return layout.generation_key(r, s.esc, g);
     }
+    /// Checks `s` against every registered subtree, of every resource: already registered for
+    /// `r` sets `registered`; an overlap is checkpoint_overlap naming the other subtree (two owners
+    /// would restore over each other's keys). Returns the registrations fence to compare.
+    store_revision registration_check(std::string_view r, const checkpoint_subtree& s, bool& registered,
+                                      std::error_code& ec, std::string& why) const {
+        registered = false;
+        auto kvs = store.list(layout.prefix(), ec);
+        if (ec) return 0;
+        store_revision fence = 0;
+        std::string ignored;
+        for (auto& kv : kvs) {
+            if (kv.key == layout.registrations_key()) fence = kv.mod_revision;
+            auto owner = layout.resource_of(kv.key);
+            if (!owner || !kv.key.starts_with(layout.subtrees_prefix(*owner))) continue;
+            checkpoint_subtree o;
+            if (make_subtree(kv.value, o, ignored)) continue;
+            bool same_resource = *owner == r;
+            if (same_resource && o.canonical == s.canonical) {
+                registered = true;
+                continue;
+            }
+            if (overlaps(o.canonical, s.canonical)) {
+                why = "overlaps subtree \"" + kv.value + "\"" +
+                      (same_resource ? std::string(" of this resource") : " of resource \"" + *owner + "\"");
+                ec = errc::checkpoint_overlap;
+                return 0;
+            }
+        }
+        return fence;
+    }
+    /// Makes `t` commit only if no registration happened since registration_check() returned
+    /// `fence`, and bumps the fence.
+    void fence_registration(store_txn& t, store_revision fence) const {
+        auto key = layout.registrations_key();
+        t.compares.push_back(fence ? key_compare::mod_revision_is(key, fence) : key_compare::absent(key));
+        t.on_success.push_back(store_op::put(key, ""));
+    }
+    /// True when canonical name `x` equals `y` or lies under it.
+    static bool within(const std::string& x, const std::string& y) {
+        return x == y || (x.size() > y.size() && x.compare(0, y.size(), y) == 0 && x[y.size()] == '\\');
+    }
+    /// True when `a` and `b` (canonical names) are equal or one lies under the other.
+    static bool overlaps(const std::string& a, const std::string& b) { return within(a, b) || within(b, a); }
+
     std::string meta_path(std::string_view r, const checkpoint_subtree& s) const {
         return opts.local_meta_key + "\\" + hex_encode(sha256(std::string(r) + std::string(1, '\0') + s.canonical));
     }
