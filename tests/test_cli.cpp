@@ -419,6 +419,86 @@ TEST_SUITE("cli") {
         CHECK(qreg(dir.path(), {"checkpoint", "list", "--store", store}).rc == 0);
     }
 
+    TEST_CASE("cli: checkpoint import makes a subtree what an export holds, as a new generation") {
+        qr_test::temp_dir dir("cli");
+        auto store = "dir:" + (dir.path() / "quorum").string();
+        auto h = (dir.path() / "node1").string();
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
+                0);
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL/Old", "Gone", "x", "--hive", h}).rc == 0);
+        REQUIRE(qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h}).rc == 0);
+        // The file an operator edits: an export of another node's hive, with a new port and key.
+        auto other = (dir.path() / "staging").string();
+        REQUIRE(
+            qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "3000", "--type", "dword", "--hive", other}).rc ==
+            0);
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL/New", "Here", "y", "--hive", other}).rc == 0);
+        REQUIRE(qreg(dir.path(), {"hive", "export", "Software/SQL", "--output", "sql.json", "--hive", other}).rc == 0);
+        auto latest = [&] {
+            return json::parse(qreg(dir.path(), {"checkpoint", "show", "SQL", "Software/SQL", "--store", store}).out);
+        };
+        auto before = latest().at("generation").to_number<int>();
+
+        auto r = qreg(dir.path(), {"checkpoint", "import", "SQL", "sql.json", "--store", store, "--node", "admin"});
+        CHECK_MESSAGE(r.rc == 0, r.err);
+        CHECK(has(r.out, "imported sql.json into Software/SQL of SQL"));
+        auto now = latest();
+        CHECK(now.at("generation").to_number<int>() == before + 1);
+        CHECK(now.at("tree").at("values").at("Port").at("data").to_number<int>() == 3000);
+        CHECK(now.at("tree").at("subkeys").as_object().contains("New"));
+        CHECK_FALSE(now.at("tree").at("subkeys").as_object().contains("Old")); // recreated, not overlaid
+        // The next online() on node1 restores the imported content.
+        {
+            quorumreg::hive local(h);
+            quorumreg::directory_store ds(dir.path() / "quorum");
+            quorumreg::checkpoint_manager cp(local, ds, {.node = "node1"});
+            cp.online("SQL");
+            CHECK(local.get_value("Software/SQL", "Port").as_dword() == 3000);
+            CHECK_FALSE(local.key_exists("Software/SQL/Old"));
+            cp.offline("SQL");
+        }
+
+        // --merge overlays: what the file does not name stays; a KEY argument puts it elsewhere.
+        REQUIRE(qreg(dir.path(), {"checkpoint", "set", "SQL", "Software/SQL/Old", "Gone", "x", "--store", store}).rc ==
+                0);
+        write_file(
+            dir.path() / "part.json",
+            R"({"format":"qreg-hive-export/1","key":"X","tree":{"values":{"Mode":{"type":"string","data":"fast"}}}})");
+        r = qreg(dir.path(), {"checkpoint", "import", "SQL", "part.json", "Software/SQL", "--merge", "--store", store});
+        CHECK_MESSAGE(r.rc == 0, r.err);
+        now = latest();
+        CHECK(now.at("tree").at("values").at("Mode").at("data").as_string() == "fast");
+        CHECK(now.at("tree").at("values").at("Port").at("data").to_number<int>() == 3000);
+        CHECK(now.at("tree").at("subkeys").as_object().contains("Old"));
+        // A checkpoint show output imports back as it is (a rollback by file).
+        write_file(dir.path() / "shown.json",
+                   qreg(dir.path(), {"checkpoint", "show", "SQL", "Software/SQL", "1", "--store", store}).out);
+        CHECK(qreg(dir.path(), {"checkpoint", "import", "SQL", "shown.json", "--store", store}).rc == 0);
+        CHECK(latest().at("tree").at("values").at("Port").at("data").to_number<int>() == 1433);
+
+        // Refusals leave the store's generations as they were.
+        auto gen = latest().at("generation").to_number<int>();
+        r = qreg(dir.path(), {"checkpoint", "import", "SQL", "sql.json", "Software/Other", "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "not inside a checkpointed subtree"));
+        r = qreg(dir.path(), {"checkpoint", "import", "SQL", "missing.json", "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "cannot read missing.json"));
+        write_file(
+            dir.path() / "bad.json",
+            R"({"format":"qreg-hive-export/1","key":"Software/SQL","tree":{"values":{"P":{"type":"dword","data":"x"}}}})");
+        r = qreg(dir.path(), {"checkpoint", "import", "SQL", "bad.json", "--store", store});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "tree.values[\"P\"]"));
+        write_file(dir.path() / "absent.json", R"({"format":"qreg-hive-export/1","key":"Software/SQL","absent":true})");
+        r = qreg(dir.path(), {"checkpoint", "import", "SQL", "absent.json", "--store", store});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "absent subtree"));
+        CHECK(qreg(dir.path(), {"checkpoint", "import", "SQL", "--store", store}).rc == 2);
+        CHECK(latest().at("generation").to_number<int>() == gen);
+    }
+
     TEST_CASE("cli: read-only commands change no file of the store or the hive") {
         qr_test::temp_dir dir("cli");
         auto path = dir.path() / "quorum";
@@ -435,6 +515,21 @@ TEST_SUITE("cli") {
         auto lib = dir.path() / "plugins" / "good.so";
         fs::copy_file(QR_CLI_PLUGIN, lib);
         REQUIRE(qreg(dir.path(), {"type", "add", "GoodType", lib.string(), "--store", store, "--node", "n1"}).rc == 0);
+        {
+            // A conflict record, so that conflicts show has one to read.
+            REQUIRE(qreg(dir.path(),
+                         {"hive", "set", "Software/SQL", "Port", "2000", "--type", "dword", "--hive", h.string()})
+                        .rc == 0);
+            quorumreg::hive local(h);
+            quorumreg::directory_store ds(path);
+            quorumreg::checkpoint_manager cp(local, ds, {.node = "node1"});
+            cp.online("SQL");
+            cp.offline("SQL");
+        }
+        auto conflicts =
+            json::parse(qreg(dir.path(), {"checkpoint", "conflicts", "SQL", "--store", store, "--json"}).out);
+        REQUIRE(conflicts.as_array().size() == 1);
+        std::string conflict_id(conflicts.as_array()[0].at("id").as_string());
         {
             // A lease that expires unreaped (a read that reaps writes) and a torn tail (one that cuts writes).
             quorumreg::directory_store ds(path);
@@ -460,6 +555,12 @@ TEST_SUITE("cli") {
             {"checkpoint", "list", "SQL", "--store", store},
             {"checkpoint", "history", "SQL", "Software/SQL", "--store", store},
             {"checkpoint", "conflicts", "SQL", "--store", store},
+            {"checkpoint", "show", "SQL", "Software/SQL", "--store", store},
+            {"checkpoint", "show", "SQL", "Software/SQL", "1", "--store", store},
+            {"checkpoint", "diff", "SQL", "Software/SQL", "1", "1", "--store", store},
+            {"checkpoint", "policy", "SQL", "--store", store},
+            {"checkpoint", "conflicts", "SQL", "show", conflict_id, "--store", store},
+            {"checkpoint", "conflicts", "SQL", "show", conflict_id, "--store", store, "--json"},
             {"type", "list", "--store", store},
             {"resource", "list", "--store", store},
             {"resource", "status", "SQL", "--store", store},
@@ -469,6 +570,55 @@ TEST_SUITE("cli") {
             CHECK_MESSAGE(r.rc == 0, cmd[0] << " " << cmd[1] << ": " << r.err);
             CHECK_MESSAGE(files() == before, cmd[0] << " " << cmd[1] << " changed a file");
         }
+        // The same commands on a copy that the user running them cannot write (as root: run as
+        // nobody, uid 65534): the same output, and still no file changes.
+        qr_test::temp_dir ro_dir("cli-ro");
+        auto ro = ro_dir.path();
+        fs::permissions(ro, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                fs::perms::others_read | fs::perms::others_exec);
+        fs::copy(path, ro / "quorum", fs::copy_options::recursive);
+        fs::copy(h, ro / "node1", fs::copy_options::recursive);
+        auto ro_files = [&] {
+            std::map<std::string, std::string> out;
+            for (const auto& e : fs::recursive_directory_iterator(ro))
+                if (e.is_regular_file() && e.path().filename().string().rfind(".qreg.", 0) != 0)
+                    out[e.path().string()] = slurp(e.path());
+            return out;
+        };
+        for (const auto& root : {ro / "quorum", ro / "node1"}) {
+            for (const auto& e : fs::recursive_directory_iterator(root))
+                fs::permissions(e.path(), e.is_directory() ? fs::perms::owner_read | fs::perms::owner_exec |
+                                                                 fs::perms::others_read | fs::perms::others_exec
+                                                           : fs::perms::owner_read | fs::perms::others_read);
+            fs::permissions(root, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read |
+                                      fs::perms::others_exec);
+        }
+        auto ro_before = ro_files();
+        auto relocate = [&](std::string arg) {
+            for (const auto& [from, to] :
+                 {std::pair{path.string(), (ro / "quorum").string()}, std::pair{h.string(), (ro / "node1").string()}})
+                if (auto at = arg.find(from); at != std::string::npos) arg.replace(at, from.size(), to);
+            return arg;
+        };
+        const unsigned unprivileged = ::geteuid() == 0 ? 65534 : ::geteuid();
+        for (const auto& cmd : commands) {
+            std::vector<std::string> moved;
+            for (const auto& arg : cmd)
+                moved.push_back(relocate(arg));
+            auto mine = qreg(dir.path(), cmd);
+            auto theirs = qreg(ro, moved, unprivileged);
+            CHECK_MESSAGE(theirs.rc == 0, cmd[0] << " " << cmd[1] << " on a read-only copy: " << theirs.err);
+            CHECK_MESSAGE(theirs.out == mine.out, cmd[0] << " " << cmd[1]); // no output names a path
+            CHECK_MESSAGE(ro_files() == ro_before, cmd[0] << " " << cmd[1] << " changed a file of the copy");
+        }
+        // A writing command on the copy fails with a reason and changes nothing.
+        auto w = qreg(
+            ro, {"checkpoint", "restore", "SQL", "Software/SQL", "1", "--store", "dir:" + (ro / "quorum").string()},
+            unprivileged);
+        CHECK(w.rc != 0);
+        CHECK(has(w.err, "qreg: "));
+        CHECK(ro_files() == ro_before);
+
         // A writing command still cuts the torn tail and reaps the lease: the files do change.
         CHECK(qreg(dir.path(), {"checkpoint", "restore", "SQL", "Software/SQL", "1", "--store", store}).rc == 0);
         CHECK(files() != before);
@@ -537,6 +687,25 @@ TEST_SUITE("cli") {
         for (auto& v : report.as_array())
             if (v.at("node").as_string() == "n3") n3_bad = !v.at("ok").as_bool();
         CHECK(n3_bad);
+        // The table fits an 80-column terminal, long paths and SHA-256 mismatch messages included;
+        // the reasons follow it, wrapped.
+        fs::remove(lib);
+        r = qreg(dir.path(), {"type", "verify", "GoodType", "--store", store, "--node", "n4"});
+        CHECK(r.rc == 5);
+        CHECK(has(r.out, "n3    sha mismatch"));
+        CHECK(has(r.out, "n4    missing"));
+        CHECK(has(r.out, "n4: \"" + lib.string() + "\""));
+        CHECK(has(r.out, "does not exist"));
+        {
+            std::istringstream lines(r.out);
+            for (std::string line; std::getline(lines, line);)
+                CHECK_MESSAGE(line.size() <= 80, line);
+        }
+        // A missing library is named once, with its path (not "missing: missing").
+        r = qreg(dir.path(), {"type", "add", "Gone", lib.string(), "--store", store});
+        CHECK(r.rc == 3);
+        CHECK(has(r.err, "\"" + lib.string() + "\" does not exist: resource library is missing"));
+        fs::copy_file(QR_CLI_PLUGIN, lib);
 
         CHECK(qreg(dir.path(), {"type", "remove", "GoodType", "--store", store}).rc == 0);
         r = qreg(dir.path(), {"type", "remove", "GoodType", "--store", store});

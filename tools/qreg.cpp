@@ -62,7 +62,9 @@ struct failure : std::runtime_error {
 };
 
 int code_for(const std::error_code& ec) {
-    if (ec == qr::errc::key_not_found || ec == qr::errc::value_not_found || ec == qr::errc::not_found) return not_found;
+    if (ec == qr::errc::key_not_found || ec == qr::errc::value_not_found || ec == qr::errc::not_found ||
+        ec == qr::errc::plugin_missing)
+        return not_found;
     if (ec == qr::errc::quorum_unavailable || ec == qr::errc::deadline_exceeded || ec == qr::errc::unknown_outcome)
         return unreachable;
     // Input of the wrong form, whatever is stored: a usage error. A refusal that depends on
@@ -362,6 +364,51 @@ void import_key(qr::transaction& t, const std::string& path, const json::value& 
 
 constexpr const char* export_format = "qreg-hive-export/1";
 
+/// A `hive export` (or `checkpoint show`) document read from a file and checked.
+struct export_document {
+    std::string file;
+    std::string key; ///< the exported key
+    json::value tree;
+
+    /// Adds the tree under `key` to `t`; an error names the file and the place in it.
+    void add_to(qr::transaction& t, const std::string& key) const {
+        try {
+            import_key(t, key, tree, "tree");
+        } catch (const usage& e) {
+            throw failure(failed, file + ": " + e.what());
+        } catch (const std::exception& e) {
+            throw failure(failed, file + " is malformed: " + e.what());
+        }
+    }
+};
+
+/// Reads and checks `file`.
+export_document read_export(const std::string& file) {
+    std::ifstream f(file, std::ios::binary);
+    if (!f) throw failure(not_found, "cannot read " + file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    boost::system::error_code jec;
+    auto doc = json::parse(ss.str(), jec);
+    export_document d{file, {}, {}};
+    const auto* top = jec ? nullptr : doc.if_object();
+    const auto* format = top ? top->if_contains("format") : nullptr;
+    const auto* exported_key = top ? top->if_contains("key") : nullptr;
+    if (const auto* absent = top ? top->if_contains("absent") : nullptr;
+        absent && absent->is_bool() && absent->as_bool() && !top->if_contains("tree"))
+        throw failure(failed, file + " records an absent subtree: there is nothing to import (qreg checkpoint "
+                                     "delete removes a checkpointed key)");
+    if (!top || !format || !format->is_string() || !exported_key || !exported_key->is_string() ||
+        !top->if_contains("tree"))
+        throw failure(failed, file + " is not a qreg hive export" + (jec ? " (" + jec.message() + ")" : ""));
+    if (format->as_string() != export_format)
+        throw failure(failed, file + ": format \"" + std::string(format->as_string()) +
+                                  "\" is not supported (this qreg reads " + export_format + ")");
+    d.key = std::string(exported_key->as_string());
+    d.tree = top->at("tree");
+    return d;
+}
+
 const char* hive_help =
     "usage: qreg hive COMMAND --hive DIR [--json]\n"
     "  ls KEY                     subkeys and values of KEY\n"
@@ -451,32 +498,11 @@ int cmd_hive(const args& a) {
     }
     // import
     a.max_positional(3);
-    const auto& file = a.at(1, "FILE");
-    std::ifstream f(file, std::ios::binary);
-    if (!f) throw failure(not_found, "cannot read " + file);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    boost::system::error_code jec;
-    auto doc = json::parse(ss.str(), jec);
-    const auto* top = jec ? nullptr : doc.if_object();
-    const auto* format = top ? top->if_contains("format") : nullptr;
-    const auto* exported_key = top ? top->if_contains("key") : nullptr;
-    if (!top || !format || !format->is_string() || !exported_key || !exported_key->is_string() ||
-        !top->if_contains("tree"))
-        throw failure(failed, file + " is not a qreg hive export" + (jec ? " (" + jec.message() + ")" : ""));
-    if (format->as_string() != export_format)
-        throw failure(failed, file + ": format \"" + std::string(format->as_string()) +
-                                  "\" is not supported (this qreg reads " + export_format + ")");
-    std::string key = a.pos.size() == 3 ? a.pos[2] : std::string(exported_key->as_string());
+    auto doc = read_export(a.at(1, "FILE"));
+    std::string key = a.pos.size() == 3 ? a.pos[2] : doc.key;
     qr::transaction t;
-    try {
-        if (!a.merge && h->key_exists(key)) t.delete_key(key); // recreate: nothing of the old subtree stays
-        import_key(t, key, top->at("tree"), "tree");
-    } catch (const usage& e) {
-        throw failure(failed, file + ": " + e.what());
-    } catch (const std::exception& e) {
-        throw failure(failed, file + " is malformed: " + e.what());
-    }
+    if (!a.merge && h->key_exists(key)) t.delete_key(key); // recreate: nothing of the old subtree stays
+    doc.add_to(t, key);
     h->commit(t); // all or nothing
     return ok;
 }
@@ -627,13 +653,15 @@ const char* checkpoint_help =
     "  diff RESOURCE SUBTREE GEN1 GEN2  what changed from GEN1 to GEN2\n"
     "  set RESOURCE KEY NAME DATA... [--type T]   change a checkpointed value in the quorum (writes)\n"
     "  delete RESOURCE KEY [NAME]       delete a checkpointed value or key in the quorum (writes)\n"
+    "  import RESOURCE FILE [KEY] [--merge]   make KEY (default: the file's key) what a hive export\n"
+    "                                   or checkpoint show FILE holds; --merge overlays (writes)\n"
     "  policy RESOURCE [reject|preserve|adopt_local]   show or set (writes) what online() does\n"
     "                                   with offline edits of RESOURCE, on every node\n"
     "  conflicts RESOURCE               local copies preserved because they diverged\n"
     "  conflicts RESOURCE show ID       a conflict record's content and how it differs from the latest\n"
     "  conflicts RESOURCE adopt ID      make it the subtree's content (a new generation; writes)\n"
     "  conflicts RESOURCE discard ID    delete the record (writes)\n"
-    "set, delete and adopt make a new generation that the next online() restores; a resource\n"
+    "set, delete, import and adopt make a new generation that the next online() restores; a resource\n"
     "online on another node is refused (\"owned by node X\"): change it there, or offline first.\n";
 
 int cmd_checkpoint(const args& a) {
@@ -642,8 +670,8 @@ int cmd_checkpoint(const args& a) {
         return a.help ? ok : usage_error;
     }
     const std::string& sub = a.pos[0];
-    static const std::vector<std::string> subs{"list", "add", "remove", "history", "restore",  "show",
-                                               "diff", "set", "delete", "policy",  "conflicts"};
+    static const std::vector<std::string> subs{"list", "add", "remove", "history", "restore", "show",
+                                               "diff", "set", "delete", "import",  "policy",  "conflicts"};
     if (std::find(subs.begin(), subs.end(), sub) == subs.end())
         throw usage("unknown checkpoint command \"" + sub + "\"");
     bool needs_hive = sub == "add" || sub == "remove";
@@ -803,6 +831,26 @@ int cmd_checkpoint(const args& a) {
         cp.edit_checkpoint(res, t);
         return ok;
     }
+    if (sub == "import") {
+        a.max_positional(4);
+        const auto& res = a.at(1, "RESOURCE");
+        auto doc = read_export(a.at(2, "FILE"));
+        std::string key = a.pos.size() == 4 ? a.pos[3] : doc.key;
+        qr::transaction t;
+        if (a.merge)
+            doc.add_to(t, key);
+        else {
+            // Recreate: KEY becomes exactly the file's tree, whatever the latest generation holds.
+            qr::registry scratch_tree;
+            qr::transaction build;
+            doc.add_to(build, key);
+            scratch_tree.commit(build);
+            t.replace_subtree(key, scratch_tree.export_subtree(key));
+        }
+        cp.edit_checkpoint(res, t);
+        std::cout << "imported " << doc.file << " into " << key << " of " << res << "\n";
+        return ok;
+    }
     if (sub == "policy") {
         a.max_positional(3);
         const auto& res = a.at(1, "RESOURCE");
@@ -893,6 +941,34 @@ json::object type_json(const qr::resource_type_info& t) {
             {"revision", t.revision}};
 }
 
+/// One or two words for a node's check, for the RESULT column.
+std::string verification_result(const qr::node_verification& v) {
+    if (!v.result) return v.current ? "ok" : "stale";
+    if (v.result == qr::errc::plugin_missing) return "missing";
+    if (v.result == qr::errc::plugin_hash_mismatch) return "sha mismatch";
+    if (v.result == qr::errc::plugin_not_allowed) return "not allowed";
+    if (v.result == qr::errc::plugin_load_failed) return "load failed";
+    if (v.result == qr::errc::plugin_type_mismatch) return "wrong type";
+    return "failed";
+}
+
+/// `text` broken at spaces into lines of at most `width` columns (a word longer than a line,
+/// such as a long path, gets a line of its own); continuation lines start with `indent`.
+std::string wrap(const std::string& text, std::size_t width, const std::string& indent) {
+    std::string out, line;
+    std::istringstream words(text);
+    for (std::string w; words >> w;) {
+        if (!line.empty() && line.size() + 1 + w.size() > width) {
+            out += line + "\n";
+            line = indent;
+        } else if (!line.empty() && line != indent)
+            line += ' ';
+        line += w;
+    }
+    if (!line.empty() && line != indent) out += line + "\n";
+    return out;
+}
+
 const char* type_help =
     "usage: qreg type COMMAND --store SPEC [--node NAME] [--json]\n"
     "  list                               registered resource types\n"
@@ -960,12 +1036,18 @@ int cmd_type(const args& a) {
     auto report = types.verification_report(name);
     bool all = !report.empty();
     json::array arr;
+    // Short results keep the table inside 80 columns; the reasons follow it, wrapped.
     table t{{"NODE", "RESULT", "SHA256", "CHECKED"}, {}};
+    std::string reasons;
     for (auto& v : report) {
         all = all && v.ok();
         auto when = iso_time(std::chrono::system_clock::time_point(std::chrono::milliseconds(v.checked_at_ms)));
-        std::string result =
-            v.ok() ? "ok" : (!v.current && !v.result ? "stale (checked an older registration)" : v.message);
+        std::string result = v.ok() ? "ok" : verification_result(v);
+        if (!v.ok())
+            reasons += wrap(
+                v.node + ": " +
+                    (!v.current && !v.result ? "checked an older registration; run qreg type verify there" : v.message),
+                80, "    ");
         arr.emplace_back(json::object{{"node", v.node},
                                       {"ok", v.ok()},
                                       {"current", v.current},
@@ -977,8 +1059,10 @@ int cmd_type(const args& a) {
     }
     if (a.json)
         print_json(arr);
-    else
+    else {
         t.print();
+        std::cout << reasons;
+    }
     if (!mine.ok()) std::cerr << "qreg: this node (" << mine.node << "): " << mine.message << "\n";
     return all ? ok : check_failed;
 }

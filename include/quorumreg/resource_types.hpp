@@ -396,8 +396,10 @@ inline resource_type_info resource_type_registry::register_type(const resource_t
     std::error_code hec;
     auto actual = detail::sha256_file(t.library, hec);
     if (hec) {
+        // The code's own message follows `why` in what(); a missing file says only where.
         fail(ec, hec == errc::plugin_missing ? hec : make_error_code(errc::plugin_load_failed),
-             "cannot read \"" + t.library + "\": " + hec.message());
+             hec == errc::plugin_missing ? "\"" + t.library + "\" does not exist"
+                                         : "cannot read \"" + t.library + "\": " + hec.message());
         return {};
     }
     if (!t.sha256.empty() && t.sha256 != actual) {
@@ -556,7 +558,8 @@ inline node_verification resource_type_registry::verify_on_this_node(std::string
         v.observed_sha256 = detail::sha256_file(t.library, hec);
         if (hec) {
             v.result = hec == errc::plugin_missing ? hec : make_error_code(errc::plugin_load_failed);
-            v.message = "cannot read \"" + t.library + "\": " + hec.message();
+            v.message = hec == errc::plugin_missing ? "\"" + t.library + "\" does not exist"
+                                                    : "cannot read \"" + t.library + "\": " + hec.message();
         } else if (v.observed_sha256 != t.sha256) {
             v.result = errc::plugin_hash_mismatch;
             v.message = "\"" + t.library + "\" has SHA-256 " + v.observed_sha256 + ", registered " + t.sha256;
