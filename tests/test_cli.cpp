@@ -95,6 +95,15 @@ TEST_SUITE("cli") {
         CHECK(json::parse(r.out).at("data").to_number<std::uint64_t>() == 16);
         CHECK(json::parse(r.out).at("type").as_string() == "qword");
 
+        // "/" is the root; a leading separator is allowed; an empty level is not.
+        r = qreg(dir.path(), {"hive", "ls", "/", "--hive", h});
+        CHECK_MESSAGE(r.rc == 0, r.err);
+        CHECK(has(r.out, "Software/"));
+        CHECK(qreg(dir.path(), {"hive", "ls", "\\", "--hive", h}).out == r.out);
+        CHECK(qreg(dir.path(), {"hive", "get", "/Software/App", "Port", "--hive", h}).out == "8080\n");
+        CHECK(qreg(dir.path(), {"hive", "ls", "//Software", "--hive", h}).rc == 2);
+        CHECK(qreg(dir.path(), {"hive", "delete", "/", "--hive", h}).rc == 2);
+
         r = qreg(dir.path(), {"hive", "ls", "Software/App", "--hive", h});
         CHECK(r.rc == 0);
         CHECK(has(r.out, "NAME"));

@@ -411,7 +411,7 @@ export_document read_export(const std::string& file) {
 
 const char* hive_help =
     "usage: qreg hive COMMAND --hive DIR [--json]\n"
-    "  ls KEY                     subkeys and values of KEY\n"
+    "  ls KEY                     subkeys and values of KEY (\"/\" is the root)\n"
     "  get KEY NAME               one value\n"
     "  set KEY NAME DATA... --type T   T: string (default), expand_string, multi_string (one DATA per\n"
     "                             string), dword, qword (decimal or 0x hex), binary (hex digits)\n"
@@ -420,12 +420,21 @@ const char* hive_help =
     "  import FILE [KEY] [--merge]  recreate KEY (default: the exported key) as the export has it, in one\n"
     "                             transaction; --merge keeps what KEY holds and overlays the export\n";
 
-int cmd_hive(const args& a) {
-    if (a.help || a.pos.empty()) {
+/// KEY as typed, as the hive names it: one leading separator is dropped, so "/" (or "\\") is the
+/// root key and "/Software" is "Software".
+std::string key_path(std::string k) {
+    if (!k.empty() && (k[0] == '/' || k[0] == '\\')) k.erase(0, 1);
+    return k;
+}
+
+int cmd_hive(const args& given) {
+    if (given.help || given.pos.empty()) {
         std::cout << hive_help;
-        return a.help ? ok : usage_error;
+        return given.help ? ok : usage_error;
     }
-    const std::string& sub = a.pos[0];
+    args a = given;
+    const std::string sub = a.pos[0];
+    if (std::size_t key_at = sub == "import" ? 2 : 1; a.pos.size() > key_at) a.pos[key_at] = key_path(a.pos[key_at]);
     if (sub != "ls" && sub != "get" && sub != "set" && sub != "delete" && sub != "export" && sub != "import")
         throw usage("unknown hive command \"" + sub + "\"");
     auto h = open_hive(a, sub == "set" || sub == "import", sub == "ls" || sub == "get" || sub == "export");
