@@ -355,6 +355,26 @@ TEST_SUITE("ownership") {
         run_all({a, b, 3000ms}); // etcd's lease TTLs are whole seconds; room for a busy disk
     }
 
+    // Found by a flaky checkpoint test (TTL 300 ms on a busy disk): after a takeover the
+    // renewer's first keep-alive came a full interval after the take returned, not after the
+    // lease was last refreshed, so a slow take left the lease unrenewed past the local deadline
+    // and acquire() failed with ownership_lost during its grace.
+    TEST_CASE("a slow takeover does not push the first renewal past the deadline") {
+        memory_store s;
+        faulty_store abandoned(s), slow(s);
+        ownership old(abandoned, "own/slow", opts("old", 300ms));
+        std::error_code first;
+        REQUIRE(old.acquire(0ms, first));
+        abandoned.fail_keep_alive = true; // the old owner's lease ends in the store
+        slow.commit_delay_ms = 120;       // the take (a commit) returns 120 ms after the last refresh
+        ownership next(slow, "own/slow", opts("next", 300ms));
+        std::error_code ec;
+        CHECK(next.acquire(5s, ec));
+        CHECK_MESSAGE(!ec, ec.message());
+        CHECK(next.valid());
+        old.abandon();
+    }
+
     TEST_CASE("the clock seam drives the local deadline") {
         memory_store s;
         std::mutex mu;

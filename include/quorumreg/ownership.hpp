@@ -166,6 +166,7 @@ public:
             lease_ = lease;
             token_ = token;
             deadline_ = sent + opts_.ttl - opts_.margin;
+            refreshed_ = sent;
             lost_ = false;
             lost_code_.clear();
             stop_ = false;
@@ -345,8 +346,10 @@ private:
     }
 
     void renew_loop() {
-        auto next = now() + opts_.keep_alive_interval;
         std::unique_lock lk(mu_);
+        // Due one interval after the lease was last refreshed, not after acquire()'s take
+        // returned: a slow take must not push the first renewal past the deadline.
+        auto next = refreshed_ + opts_.keep_alive_interval;
         while (!stop_ && !lost_) {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - now());
             if (wait.count() > 0) {
@@ -415,6 +418,7 @@ private:
     lease_id lease_ = 0;
     store_revision token_ = 0;
     clock::time_point deadline_{};
+    clock::time_point refreshed_{}; ///< send time of the grant or keep-alive acquire() last saw succeed
     bool acquired_ = false;
     bool lost_ = false;
     bool stop_ = false;
