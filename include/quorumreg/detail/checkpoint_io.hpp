@@ -320,72 +320,10 @@ public:
     /// the latest pointer being where we last saw it. Safe to retry after unknown_outcome.
     std::error_code write_generation(std::string_view r, store_revision token, checkpoint_subtree& s, bool exists,
                                      const std::string& content, std::string& why) {
-        checkpoint_blob b;
-        b.resource = std::string(r);
-        b.subtree = s.path;
-        b.writer = opts.node;
-        b.time_ms = checkpoint_now_ms();
-        b.absent = !exists;
-        b.content = exists ? content : std::string();
-        const auto digest = sha256(b.content); // once, not once per attempt and again after
-        for (int attempt = 0; attempt < 5; ++attempt) {
-            b.generation = s.generation + 1;
-            auto blob = encode_checkpoint(b, opts.cluster_key, &digest);
-            store_txn t;
-            t.compares.push_back(key_compare::create_revision_is(layout.owner_key(r), token));
-            t.compares.push_back(s.latest_mod ? key_compare::mod_revision_is(latest_key(r, s), s.latest_mod)
-                                              : key_compare::absent(latest_key(r, s)));
-            t.on_success.push_back(store_op::put(gen_key(r, s, b.generation), blob));
-            t.on_success.push_back(store_op::put(latest_key(r, s), std::to_string(b.generation)));
-            if (b.generation > opts.history)
-                t.on_success.push_back(store_op::erase(gen_key(r, s, b.generation - opts.history)));
-            std::error_code ec;
-            auto res = store.commit(t, ec);
-            if (ec == errc::unknown_outcome || ec == errc::deadline_exceeded) {
-                // Re-read before deciding: the write may have been applied.
-                std::error_code rec;
-                auto latest = store.get(latest_key(r, s), rec);
-                if (!rec && latest && latest->value == std::to_string(b.generation)) {
-                    auto g = store.get(gen_key(r, s, b.generation), rec);
-                    if (!rec && g && g->value == blob) {
-                        s.generation = b.generation;
-                        s.latest_mod = latest->mod_revision;
-                        s.hash = digest;
-                        s.absent = b.absent;
-                        return {};
-                    }
-                }
-                if (rec) {
-                    why = "outcome of checkpoint write unknown and the store cannot be read";
-                    return ec;
-                }
-                continue;
-            }
-            if (ec) {
-                why = "write checkpoint of \"" + s.path + "\"";
-                return ec;
-            }
-            if (res.succeeded) {
-                s.generation = b.generation;
-                s.latest_mod = res.revision;
-                s.hash = digest;
-                s.absent = b.absent;
-                return {};
-            }
-            // A compare failed: lost ownership, or the pointer moved (re-read and retry).
-            auto owner = store.get(layout.owner_key(r), ec);
-            if (ec) return ec;
-            if (!owner || owner->create_revision != token) {
-                why = "ownership of \"" + std::string(r) + "\" was lost (lease expired or taken over); write rejected";
-                return errc::fenced;
-            }
-            auto latest = store.get(latest_key(r, s), ec);
-            if (ec) return ec;
-            s.latest_mod = latest ? latest->mod_revision : 0;
-            s.generation = latest ? std::stoull(latest->value) : 0;
-        }
-        why = "checkpoint pointer of \"" + s.path + "\" keeps changing";
-        return errc::compare_failed;
+        // A batch of one: one transaction (per_txn() >= 1), so no manifest is ever left.
+        std::vector<checkpoint_write> one{{&s, exists, &content}};
+        bool manifest_left = false;
+        return write_batch(r, token, one, manifest_left, why);
     }
 
     // ---- write-through batches (issue 15, defect 5) ----------------------------------------------
@@ -626,7 +564,8 @@ private:
                 if (ec) return ec;
             }
         }
-        why = "checkpoint pointers keep changing";
+        why = batch.size() == 1 ? "checkpoint pointer of \"" + batch[0].subtree->path + "\" keeps changing"
+                                : "checkpoint pointers keep changing";
         return errc::compare_failed;
     }
 
