@@ -53,9 +53,10 @@ inline bool repeats_itself(const std::string& text) {
 /// Runs qreg with `args` in `cwd`; stdout and stderr are captured separately. Every run checks
 /// that stderr does not repeat itself.
 /// `as_uid`: run as that user (and its own group), for tests of what an unprivileged
-/// operator can do; by default qreg runs as the test does.
-inline result qreg(const fs::path& cwd, std::vector<std::string> args, std::optional<unsigned> as_uid = {}) {
-    args.insert(args.begin(), QR_QREG_EXE);
+/// operator can do; by default qreg runs as the test does. `exe`: another copy of qreg.
+inline result qreg(const fs::path& cwd, std::vector<std::string> args, std::optional<unsigned> as_uid = {},
+                   const std::string& exe = QR_QREG_EXE) {
+    args.insert(args.begin(), exe);
     auto out = cwd / ".qreg.out", err = cwd / ".qreg.err";
     pid_t pid = ::fork();
     if (pid == 0) {

@@ -581,10 +581,23 @@ TEST_SUITE("cli") {
         }
         // The same commands on a copy that the user running them cannot write (as root: run as
         // nobody, uid 65534): the same output, and still no file changes.
-        qr_test::temp_dir ro_dir("cli-ro");
-        auto ro = ro_dir.path();
+        // In the system's temp directory, with its own copy of qreg: the build tree may lie under
+        // a directory that user cannot enter.
+        auto tmpl = (fs::temp_directory_path() / "qreg-ro-XXXXXX").string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        const fs::path ro = tmpl;
+        struct remove_at_end {
+            fs::path p;
+            ~remove_at_end() {
+                std::error_code ec;
+                fs::remove_all(p, ec);
+            }
+        } ro_cleanup{ro};
         fs::permissions(ro, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                 fs::perms::others_read | fs::perms::others_exec);
+        const auto exe = (ro / "qreg").string();
+        fs::copy_file(QR_QREG_EXE, exe);
+        fs::permissions(exe, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
         fs::copy(path, ro / "quorum", fs::copy_options::recursive);
         fs::copy(h, ro / "node1", fs::copy_options::recursive);
         auto ro_files = [&] {
@@ -615,7 +628,7 @@ TEST_SUITE("cli") {
             for (const auto& arg : cmd)
                 moved.push_back(relocate(arg));
             auto mine = qreg(dir.path(), cmd);
-            auto theirs = qreg(ro, moved, unprivileged);
+            auto theirs = qreg(ro, moved, unprivileged, exe);
             CHECK_MESSAGE(theirs.rc == 0, cmd[0] << " " << cmd[1] << " on a read-only copy: " << theirs.err);
             CHECK_MESSAGE(theirs.out == mine.out, cmd[0] << " " << cmd[1]); // no output names a path
             CHECK_MESSAGE(ro_files() == ro_before, cmd[0] << " " << cmd[1] << " changed a file of the copy");
@@ -623,7 +636,7 @@ TEST_SUITE("cli") {
         // A writing command on the copy fails with a reason and changes nothing.
         auto w = qreg(
             ro, {"checkpoint", "restore", "SQL", "Software/SQL", "1", "--store", "dir:" + (ro / "quorum").string()},
-            unprivileged);
+            unprivileged, exe);
         CHECK(w.rc != 0);
         CHECK(has(w.err, "qreg: "));
         CHECK(ro_files() == ro_before);
