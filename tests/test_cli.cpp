@@ -716,12 +716,19 @@ TEST_SUITE("cli") {
         CHECK(r.rc == 5);
         CHECK(has(r.out, "n3    sha mismatch"));
         CHECK(has(r.out, "n4    missing"));
-        CHECK(has(r.out, "n4: \"" + lib.string() + "\""));
-        CHECK(has(r.out, "does not exist"));
+        {
+            // Joined back as it was before wrapping (a long build path moves words to the next line).
+            std::string unwrapped = r.out;
+            for (std::size_t at; (at = unwrapped.find("\n    ")) != std::string::npos;)
+                unwrapped.replace(at, 5, " ");
+            CHECK_MESSAGE(has(unwrapped, "n4: \"" + lib.string() + "\" does not exist\n"), r.out);
+        }
         {
             std::istringstream lines(r.out);
             for (std::string line; std::getline(lines, line);)
-                CHECK_MESSAGE(line.size() <= 80, line);
+                // Only a word longer than a line (a long path) may overflow, alone on its line.
+                CHECK_MESSAGE((line.size() <= 80 || line.find(' ', line.find_first_not_of(' ')) == std::string::npos),
+                              line);
         }
         // A missing library is named once, with its path (not "missing: missing").
         r = qreg(dir.path(), {"type", "add", "Gone", lib.string(), "--store", store});
