@@ -12,14 +12,20 @@
 using namespace qr_cli;
 namespace json = boost::json;
 
+/// qreg's --store for `cluster`: "etcd:URL,URL,URL".
+std::string store_spec(qr_test::etcd_cluster& cluster) {
+    std::string spec = "etcd:";
+    for (auto& u : cluster.client_urls())
+        spec += (spec.size() > 5 ? "," : "") + u;
+    return spec;
+}
+
 TEST_SUITE("cli_etcd") {
 
     TEST_CASE("cli_etcd: checkpoints, types and resources through --store etcd:URL,URL,URL") {
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cli-etcd");
-        std::string store = "etcd:";
-        for (auto& u : cluster.client_urls())
-            store += (store.size() > 5 ? "," : "") + u;
+        const auto store = store_spec(cluster);
         auto h = (dir.path() / "node1").string();
 
         // store init gives the cluster its identity (key quorumreg/identity); only once.
@@ -73,9 +79,7 @@ TEST_SUITE("cli_etcd") {
     TEST_CASE("cli_etcd: an operator's change sticks: set, show, diff, import, policy and conflicts on etcd") {
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cli-etcd");
-        std::string store = "etcd:";
-        for (auto& u : cluster.client_urls())
-            store += (store.size() > 5 ? "," : "") + u;
+        const auto store = store_spec(cluster);
         auto h = (dir.path() / "node1").string();
         REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
         REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
