@@ -7,9 +7,9 @@ set(QUORUMREG_REFERENCE_HISTORIES "${PROJECT_SOURCE_DIR}/../shared/linearizabili
 
 # A client process that records its operations for the checker (tests/test_histories.cpp).
 add_executable(history_worker history_worker.cpp)
-target_link_libraries(history_worker PRIVATE quorumreg::etcd quorumreg_warnings)
+target_link_libraries(history_worker PRIVATE quorumreg_etcd_separate quorumreg_warnings)
 
-quorumreg_test_group(test_simulation SOURCES test_lincheck.cpp test_histories.cpp LIBS quorumreg::etcd)
+quorumreg_test_group(test_simulation SOURCES test_lincheck.cpp test_histories.cpp LIBS quorumreg_etcd_separate)
 target_compile_definitions(test_simulation PRIVATE QUORUMREG_REFERENCE_HISTORIES="${QUORUMREG_REFERENCE_HISTORIES}"
                            QR_HISTORY_WORKER="$<TARGET_FILE:history_worker>")
 add_dependencies(test_simulation history_worker)

@@ -6,12 +6,12 @@ add_executable(soak_hive_kill soak_hive_kill.cpp)
 target_link_libraries(soak_hive_kill PRIVATE quorumreg::quorumreg quorumreg_warnings)
 
 add_executable(soak_checkpoint_failover soak_checkpoint_failover.cpp)
-target_link_libraries(soak_checkpoint_failover PRIVATE quorumreg::etcd quorumreg_support quorumreg_warnings)
+target_link_libraries(soak_checkpoint_failover PRIVATE quorumreg_etcd_separate quorumreg_support quorumreg_warnings)
 target_compile_definitions(soak_checkpoint_failover PRIVATE QUORUMREG_CHECKPOINT_NODE="$<TARGET_FILE:checkpoint_node>")
 add_dependencies(soak_checkpoint_failover checkpoint_node)
 
 add_executable(soak_etcd_members soak_etcd_members.cpp)
-target_link_libraries(soak_etcd_members PRIVATE quorumreg::etcd quorumreg_support quorumreg_warnings)
+target_link_libraries(soak_etcd_members PRIVATE quorumreg_etcd_separate quorumreg_support quorumreg_warnings)
 
 # Simulated power cuts (issue 14): ends with "cuts=N acked=A lost=0 corrupt=0 refused=0".
 add_executable(soak_powerloss soak_powerloss.cpp)

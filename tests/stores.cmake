@@ -5,7 +5,7 @@ quorumreg_test_group(test_stores SOURCES test_store.cpp)
 quorumreg_suite(test_stores store LABELS store TIMEOUT 900)
 
 # etcd backend (real 3-member clusters on 127.0.0.1; needs /usr/bin/etcd from etcd-server).
-quorumreg_test_group(test_etcd_store SOURCES test_etcd_store.cpp test_partition.cpp LIBS quorumreg::etcd)
+quorumreg_test_group(test_etcd_store SOURCES test_etcd_store.cpp test_partition.cpp LIBS quorumreg_etcd_separate)
 quorumreg_suite(test_etcd_store etcd_store LABELS etcd store TIMEOUT 600 RUN_SERIAL)
 # ownership_node: the lease holder/taker and side-effect owner processes of the lease-skew
 # (issue 15 defect 10, under libfaketime) and ownership SIGSTOP tests.
@@ -27,7 +27,7 @@ quorumreg_suite(test_directory_store directory_store LABELS store TIMEOUT 900)
 
 # The fenced-lease primitive (ownership.hpp) on the memory store, the directory store and a
 # real 3-member etcd cluster.
-quorumreg_test_group(test_ownership SOURCES test_ownership.cpp LIBS quorumreg::etcd)
+quorumreg_test_group(test_ownership SOURCES test_ownership.cpp LIBS quorumreg_etcd_separate)
 target_compile_definitions(test_ownership PRIVATE QUORUMREG_OWNERSHIP_NODE="$<TARGET_FILE:ownership_node>")
 add_dependencies(test_ownership ownership_node)
 quorumreg_suite(test_ownership ownership LABELS "ownership;checkpoint" TIMEOUT 300 RUN_SERIAL)

@@ -16,6 +16,7 @@
 //   detail/etcd_codec.hpp); reads, ranges and watches reassemble them and hide the chunk keys.
 #pragma once
 
+#include <quorumreg/detail/config.hpp>
 #include <quorumreg/detail/etcd_codec.hpp>
 #include <quorumreg/detail/etcd_http.hpp>
 #include <quorumreg/detail/etcd_watch_guard.hpp>
@@ -139,19 +140,8 @@ public:
         }
         deadline_ms = opts.deadline.count();
         if (any_tls) {
-            tls = std::make_shared<ssl::context>(ssl::context::tls_client);
-            boost::system::error_code ec;
-            if (opts.tls.ca_file.empty())
-                tls->set_default_verify_paths(ec);
-            else
-                tls->load_verify_file(opts.tls.ca_file, ec);
-            if (!ec && !opts.tls.cert_file.empty()) tls->use_certificate_chain_file(opts.tls.cert_file, ec);
-            if (!ec && !opts.tls.key_file.empty()) tls->use_private_key_file(opts.tls.key_file, ssl::context::pem, ec);
-            if (ec) {
-                detail = "TLS setup: " + ec.message();
-                return errc::invalid_argument;
-            }
-            tls->set_verify_mode(opts.tls.verify ? ssl::verify_peer : ssl::verify_none);
+            tls = make_tls_context(opts.tls.ca_file, opts.tls.cert_file, opts.tls.key_file, opts.tls.verify, detail);
+            if (!tls) return errc::invalid_argument;
         }
         return {};
     }
@@ -229,7 +219,7 @@ public:
                 if (!is_write(kind) && n > 1 && k + 1 < n)
                     step_end = now + std::max<clock::duration>((attempt_end - now) / 2, std::chrono::milliseconds(200));
                 step_end = std::min(step_end, attempt_end);
-                auto res = conn->exchange(http::verb::post, path, payload, headers(), step_end);
+                auto res = conn->exchange(method::post, path, payload, headers(), step_end);
                 if (res.net) {
                     detail = endpoints[i].url + ": " + res.net.message();
                     if (res.reached == stage::sent && is_write(kind)) {
@@ -328,7 +318,7 @@ public:
     bool health(std::size_t i, clock::time_point end) {
         if (clock::now() + std::chrono::milliseconds(20) >= end) return false;
         connection c(endpoints[i], i, tls);
-        auto r = c.exchange(http::verb::get, "/health", {}, {}, end);
+        auto r = c.exchange(method::get, "/health", {}, {}, end);
         if (r.net || r.status != 200) return false;
         return r.body.find("\"true\"") != std::string::npos;
     }
@@ -687,7 +677,10 @@ public:
         }
     }
 
-    ~etcd_store() override = default;
+    // Defined out of line: the destructor is the class's key function, so under
+    // QUORUMREG_SEPARATE_COMPILATION the vtable, and every virtual member behind it, is emitted
+    // only where <quorumreg/src.hpp> is compiled.
+    ~etcd_store() override;
     etcd_store(const etcd_store&) = delete;
     etcd_store& operator=(const etcd_store&) = delete;
 
@@ -1396,3 +1389,7 @@ private:
 };
 
 } // namespace quorumreg
+
+#if !defined(QUORUMREG_SEPARATE_COMPILATION)
+#include <quorumreg/detail/impl/etcd_store.ipp>
+#endif
