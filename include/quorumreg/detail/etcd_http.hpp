@@ -99,8 +99,8 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 /// certificate chain and key, and whether the peer is verified. nullptr and `detail` set when
 /// a file cannot be used.
 QUORUMREG_DECL std::shared_ptr<ssl::context> make_tls_context(const std::string& ca_file, const std::string& cert_file,
-                                                             const std::string& key_file, bool verify,
-                                                             std::string& detail);
+                                                              const std::string& key_file, bool verify,
+                                                              std::string& detail);
 
 /// A single HTTP/1.1 keep-alive connection to one endpoint.
 class connection {
@@ -148,4 +148,3 @@ private:
 #if !defined(QUORUMREG_SEPARATE_COMPILATION)
 #include <quorumreg/detail/impl/etcd_http.ipp>
 #endif
-

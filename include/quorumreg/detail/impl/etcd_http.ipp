@@ -29,8 +29,8 @@ using tcp = boost::asio::ip::tcp;
 QUORUMREG_DECL bool http_result::timed_out() const { return net == beast::error::timeout; }
 
 QUORUMREG_DECL std::shared_ptr<ssl::context> make_tls_context(const std::string& ca_file, const std::string& cert_file,
-                                                             const std::string& key_file, bool verify,
-                                                             std::string& detail) {
+                                                              const std::string& key_file, bool verify,
+                                                              std::string& detail) {
     auto tls = std::make_shared<ssl::context>(ssl::context::tls_client);
     boost::system::error_code ec;
     if (ca_file.empty())
@@ -82,8 +82,8 @@ public:
         buffer_.clear();
     }
 
-    http_result exchange(http::verb verb, std::string_view target, std::string body,
-                         const header_list& headers, clock::time_point deadline) {
+    http_result exchange(http::verb verb, std::string_view target, std::string body, const header_list& headers,
+                         clock::time_point deadline) {
         http_result r;
         if (!is_open()) {
             r.net = open(deadline);
@@ -113,8 +113,7 @@ public:
         return r;
     }
 
-    http_result stream(std::string_view target, std::string body,
-                       const header_list& headers,
+    http_result stream(std::string_view target, std::string body, const header_list& headers,
                        clock::time_point connect_deadline, const std::function<bool(std::string_view)>& on_line,
                        const std::function<bool()>& stop, std::chrono::milliseconds idle_timeout,
                        const std::function<bool()>& on_idle = {},
@@ -307,7 +306,6 @@ private:
     beast::flat_buffer buffer_;
 };
 
-
 QUORUMREG_DECL connection::connection(const endpoint& ep, std::size_t index, std::shared_ptr<ssl::context> tls)
     : impl_(std::make_unique<impl>(ep, std::move(tls))), index_(index) {}
 
@@ -328,8 +326,7 @@ QUORUMREG_DECL http_result connection::exchange(method verb, std::string_view ta
 QUORUMREG_DECL http_result connection::stream(std::string_view target, std::string body, const header_list& headers,
                                               clock::time_point connect_deadline,
                                               const std::function<bool(std::string_view)>& on_line,
-                                              const std::function<bool()>& stop,
-                                              std::chrono::milliseconds idle_timeout,
+                                              const std::function<bool()>& stop, std::chrono::milliseconds idle_timeout,
                                               const std::function<bool()>& on_idle, std::chrono::milliseconds poll) {
     return impl_->stream(target, std::move(body), headers, connect_deadline, on_line, stop, idle_timeout, on_idle,
                          poll);
