@@ -111,6 +111,52 @@ TEST_SUITE("cluster_writer") {
         CHECK(w.conflicts().size() == 1);
     }
 
+    TEST_CASE("pending, conflicts and discard_conflict have error_code forms; bad records are errors, not crashes") {
+        qr_test::temp_dir dir("cw");
+        memory_store store;
+        hive h(dir.path() / "n1");
+        cluster_writer w(h, {.node = "n1"});
+        w.attach(store);
+        w.put("k", "1");
+        w.detach();
+        w.put("k", "2");
+        std::error_code ec;
+        CHECK(w.pending(ec).size() == 1);
+        CHECK(!ec);
+        store.put("quorumreg/cluster/k", "other"); // makes the journaled write a conflict
+        w.attach(store);
+        auto kept = w.conflicts(ec);
+        CHECK(!ec);
+        REQUIRE(kept.size() == 1);
+        CHECK(w.conflicts().size() == 1);
+
+        // An unknown sequence number: not_found in both forms, naming it; nothing is removed.
+        w.discard_conflict(kept[0].sequence + 100, ec);
+        CHECK(ec == errc::not_found);
+        try {
+            w.discard_conflict(kept[0].sequence + 100);
+            FAIL("discarding an unknown conflict did not throw");
+        } catch (const quorumreg::error& e) {
+            CHECK(e.code() == errc::not_found);
+            CHECK(std::string(e.what()).find(std::to_string(kept[0].sequence + 100)) != std::string::npos);
+        }
+        CHECK(w.conflicts().size() == 1);
+
+        // A record that is not one (a key an operator or a broken tool left): corrupt_data,
+        // through the library's error, in both forms.
+        h.create_key("QuorumReg\\ClusterWriter\\Conflicts\\not-a-number");
+        auto listed = w.conflicts(ec);
+        CHECK(ec == errc::corrupt_data);
+        CHECK(listed.empty());
+        CHECK_THROWS_AS(w.conflicts(), quorumreg::error);
+        h.delete_key("QuorumReg\\ClusterWriter\\Conflicts\\not-a-number");
+
+        w.discard_conflict(kept[0].sequence, ec);
+        CHECK(!ec);
+        CHECK(w.conflicts(ec).empty());
+        CHECK(!ec);
+    }
+
     TEST_CASE("a node that never saw a key conflicts with an existing one") {
         qr_test::temp_dir dir("cw");
         memory_store store;

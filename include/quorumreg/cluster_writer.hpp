@@ -54,6 +54,7 @@
 #include <quorumreg/hive.hpp>
 #include <quorumreg/quorum_store.hpp>
 
+#include <charconv>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -195,34 +196,41 @@ public:
     /// Writes still waiting in the journal, in order.
     std::vector<pending_write> pending() {
         std::error_code ec;
-        std::lock_guard lk(mu_);
-        auto v = pending_locked(ec);
+        auto v = pending(ec);
         detail::throw_if(ec, "cluster_writer pending");
         return v;
     }
-
-    /// Conflicts kept so far (durable in the hive until discarded).
-    std::vector<write_conflict> conflicts() {
-        std::vector<write_conflict> out;
-        std::error_code ec;
-        auto root = opts_.local_key + "\\Conflicts";
-        for (auto& name : hive_.subkeys(root, ec)) {
-            auto k = root + "\\" + name;
-            write_conflict c;
-            c.sequence = std::stoull(name);
-            c.key = str(k, "key");
-            if (auto v = hive_.find_value(k, "local")) c.local = bytes(*v);
-            if (auto v = hive_.find_value(k, "remote")) c.remote = bytes(*v);
-            c.remote_revision = static_cast<store_revision>(hive_.get_value(k, "remote_revision").as_qword());
-            c.node = str(k, "node");
-            out.push_back(std::move(c));
-        }
-        return out;
+    std::vector<pending_write> pending(std::error_code& ec) {
+        ec.clear();
+        std::lock_guard lk(mu_);
+        return pending_locked(ec);
     }
 
-    /// Forgets a conflict record once it has been dealt with.
+    /// Conflicts kept so far (durable in the hive until discarded). A record that cannot be
+    /// read (not written by a cluster_writer) is errc::corrupt_data, naming it.
+    std::vector<write_conflict> conflicts() {
+        std::error_code ec;
+        std::string why;
+        auto v = conflicts(ec, why);
+        if (ec) throw error(ec, "cluster_writer conflicts" + (why.empty() ? std::string() : ": " + why));
+        return v;
+    }
+    std::vector<write_conflict> conflicts(std::error_code& ec) {
+        std::string why;
+        return conflicts(ec, why);
+    }
+
+    /// Forgets a conflict record once it has been dealt with; errc::not_found if there is none
+    /// with that sequence number.
     void discard_conflict(std::uint64_t sequence) {
-        hive_.delete_key(opts_.local_key + "\\Conflicts\\" + seq_name(sequence));
+        std::error_code ec;
+        discard_conflict(sequence, ec);
+        if (ec) throw error(ec, "cluster_writer discard_conflict " + std::to_string(sequence));
+    }
+    void discard_conflict(std::uint64_t sequence, std::error_code& ec) {
+        ec.clear();
+        hive_.delete_key(opts_.local_key + "\\Conflicts\\" + seq_name(sequence), ec);
+        if (ec == errc::key_not_found) ec = errc::not_found;
     }
 
     /// Observers of conflicts found during replay (called after the replay, outside locks).
@@ -242,6 +250,38 @@ private:
     /// Retries of an optimistic hive transaction that lost to another writer (each loss means
     /// another writer made progress, so this bound is never reached in practice).
     static constexpr int max_attempts = 10000;
+
+    std::vector<write_conflict> conflicts(std::error_code& ec, std::string& why) {
+        ec.clear();
+        std::vector<write_conflict> out;
+        auto root = opts_.local_key + "\\Conflicts";
+        auto names = hive_.subkeys(root, ec);
+        if (ec == errc::key_not_found) { // no conflict was ever kept
+            ec.clear();
+            return out;
+        }
+        if (ec) return out;
+        for (auto& name : names) {
+            auto k = root + "\\" + name;
+            write_conflict c;
+            auto [end, perr] = std::from_chars(name.data(), name.data() + name.size(), c.sequence);
+            try {
+                if (perr != std::errc() || end != name.data() + name.size()) throw error(errc::corrupt_data);
+                c.key = str(k, "key");
+                if (auto v = hive_.find_value(k, "local")) c.local = bytes(*v);
+                if (auto v = hive_.find_value(k, "remote")) c.remote = bytes(*v);
+                c.remote_revision = static_cast<store_revision>(hive_.get_value(k, "remote_revision").as_qword());
+                c.node = str(k, "node");
+            } catch (const std::exception&) {
+                ec = errc::corrupt_data;
+                why = "\"" + k + "\" is not a conflict record";
+                out.clear();
+                return out;
+            }
+            out.push_back(std::move(c));
+        }
+        return out;
+    }
 
     static std::string seq_name(std::uint64_t s) {
         char buf[32];
