@@ -25,11 +25,6 @@ using std::chrono::steady_clock;
 class faulty_store final : public quorum_store {
 public:
     explicit faulty_store(quorum_store& inner) : inner_(inner) {}
-    using quorum_store::commit;
-    using quorum_store::get;
-    using quorum_store::grant_lease;
-    using quorum_store::keep_alive;
-    using quorum_store::revoke_lease;
 
     std::atomic<bool> fail_keep_alive{false};
     std::atomic<int> commit_delay_ms{0};
@@ -59,26 +54,26 @@ public:
     /// True once the cut happened.
     bool was_cut() const { return cut_.load(); }
 
-    std::string describe() const override { return "faulty(" + inner_.describe() + ")"; }
-    std::string identity(std::error_code& ec) override { return inner_.identity(ec); }
-    std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
+    std::string do_describe() const override { return "faulty(" + inner_.describe() + ")"; }
+    std::string do_identity(std::error_code& ec) override { return inner_.identity(ec); }
+    std::optional<key_value> do_get(std::string_view key, std::error_code& ec) override {
         if (cut(ec)) return std::nullopt;
         return inner_.get(key, ec);
     }
-    range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                       std::error_code& ec) override {
+    range_result do_range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                          std::error_code& ec) override {
         if (cut(ec)) return {};
         return inner_.range(prefix, start_after, limit, ec);
     }
-    store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
+    store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
         if (cut(ec)) return 0;
         return inner_.put(key, value, lease, ec);
     }
-    store_revision erase(std::string_view key, std::error_code& ec) override {
+    store_revision do_erase(std::string_view key, std::error_code& ec) override {
         if (cut(ec)) return 0;
         return inner_.erase(key, ec);
     }
-    txn_result commit(const store_txn& txn, std::error_code& ec) override {
+    txn_result do_commit(const store_txn& txn, std::error_code& ec) override {
         {
             std::unique_lock lk(mu_);
             if (cut_) {
@@ -107,8 +102,8 @@ public:
         }
         return r;
     }
-    store_revision revision(std::error_code& ec) override { return inner_.revision(ec); }
-    subscription watch(std::string_view prefix, store_revision from, watch_handler h, std::error_code& ec) override {
+    store_revision do_revision(std::error_code& ec) override { return inner_.revision(ec); }
+    subscription do_watch(std::string_view prefix, store_revision from, watch_handler h, std::error_code& ec) override {
         auto w = std::make_shared<watch_slot>();
         w->handler = std::move(h);
         auto sub = inner_.watch(
@@ -158,11 +153,11 @@ public:
     /// While set, watches deliver nothing and do not end (a stream that hangs).
     std::atomic<bool> stall_watches{false};
     std::atomic<int> watches_started{0};
-    lease_id grant_lease(milliseconds ttl, std::error_code& ec) override {
+    lease_id do_grant_lease(milliseconds ttl, std::error_code& ec) override {
         if (cut(ec)) return 0;
         return inner_.grant_lease(ttl, ec);
     }
-    void keep_alive(lease_id lease, std::error_code& ec) override {
+    void do_keep_alive(lease_id lease, std::error_code& ec) override {
         if (cut(ec)) return;
         auto sent = steady_clock::now();
         if (fail_keep_alive) {
@@ -174,13 +169,13 @@ public:
         inner_.keep_alive(lease, ec);
         if (!ec) ++keep_alives;
     }
-    void revoke_lease(lease_id lease, std::error_code& ec) override {
+    void do_revoke_lease(lease_id lease, std::error_code& ec) override {
         if (cut(ec)) return;
         inner_.revoke_lease(lease, ec);
     }
-    milliseconds lease_ttl(lease_id lease, std::error_code& ec) override { return inner_.lease_ttl(lease, ec); }
-    void set_deadline(milliseconds d) override { inner_.set_deadline(d); }
-    milliseconds deadline() const override { return inner_.deadline(); }
+    milliseconds do_lease_ttl(lease_id lease, std::error_code& ec) override { return inner_.lease_ttl(lease, ec); }
+    void do_set_deadline(milliseconds d) override { inner_.set_deadline(d); }
+    milliseconds do_deadline() const override { return inner_.deadline(); }
 
 private:
     bool cut(std::error_code& ec) const {

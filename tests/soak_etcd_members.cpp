@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
                 std::error_code ec;
                 std::unique_ptr<quorum_store> s;
                 while (!s && !stop) {
-                    s = open_store(spec, ec, milliseconds(3000));
+                    s = open_store(spec, milliseconds(3000), ec);
                     if (!s) std::this_thread::sleep_for(milliseconds(100));
                 }
                 auto& st = state[static_cast<std::size_t>(t)];
@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
 
         // Verify with a fresh store: every acknowledged key present with its value.
         std::error_code ec;
-        auto s = open_store(spec, ec, milliseconds(10000));
+        auto s = open_store(spec, milliseconds(10000), ec);
         if (!s) throw std::runtime_error("cannot open the store to verify: " + ec.message());
         std::vector<std::vector<bool>> present(writers);
         for (int t = 0; t < writers; ++t)

@@ -552,6 +552,53 @@ template <class B> void bad_input_errors() {
     CHECK(ec == errc::lease_expired);
 }
 
+/// Every fallible member has a throwing form, and what it throws names the operation, the key
+/// (or lease) and the store, and changes nothing.
+template <class B> void throwing_forms_name_what_failed() {
+    B b;
+    auto s = b.make();
+    const std::string k = "conf/throw/k";
+    auto r1 = s->put(k, "v1");
+    auto r2 = s->put(k, "v2");
+    try {
+        s->erase_if(k, r1);
+        FAIL("erase_if with a stale revision did not throw");
+    } catch (const quorumreg::error& e) {
+        CHECK(e.code() == errc::compare_failed);
+        const std::string what = e.what();
+        CHECK(what.find("erase_if \"" + k + "\"") != std::string::npos);
+        CHECK(what.find(s->describe()) != std::string::npos);
+    }
+    CHECK(s->get(k)->value == "v2");
+    CHECK(s->erase_if(k, r2) > r2);
+    CHECK_FALSE(s->get(k).has_value());
+
+    auto lease = s->grant_lease(30s);
+    CHECK(s->lease_ttl(lease) > 0ms);
+    CHECK(s->lease_ttl(lease) <= 30s);
+    s->revoke_lease(lease);
+    try {
+        s->lease_ttl(lease);
+        FAIL("lease_ttl of a revoked lease did not throw");
+    } catch (const quorumreg::error& e) {
+        CHECK(e.code() == errc::lease_expired);
+        CHECK(std::string(e.what()).find("lease_ttl \"" + std::to_string(lease) + "\"") != std::string::npos);
+    }
+
+    // release_lock: a stale token is a no-op, never an error, and never deletes the new owner's lock.
+    auto l1 = s->grant_lease(30s);
+    auto token = s->acquire_lock("conf/throw/lock", l1, "node-a");
+    s->release_lock("conf/throw/lock", token);
+    auto l2 = s->grant_lease(30s);
+    auto token2 = s->acquire_lock("conf/throw/lock", l2, "node-b");
+    CHECK(token2 != token);
+    s->release_lock("conf/throw/lock", token);
+    REQUIRE(s->get("conf/throw/lock").has_value());
+    CHECK(s->get("conf/throw/lock")->lease == l2);
+    s->revoke_lease(l1);
+    s->revoke_lease(l2);
+}
+
 } // namespace conformance
 } // namespace qr_test
 
@@ -572,4 +619,5 @@ template <class B> void bad_input_errors() {
     QR_STORE_CONFORMANCE_CASE("lease expiry deletes its keys", lease_expiry_deletes_keys, __VA_ARGS__)                 \
     QR_STORE_CONFORMANCE_CASE("keep_alive extends a lease", keep_alive_extends, __VA_ARGS__)                           \
     QR_STORE_CONFORMANCE_CASE("ownership lock and fencing token", ownership_lock_and_fencing, __VA_ARGS__)             \
-    QR_STORE_CONFORMANCE_CASE("bad input gets a clear error", bad_input_errors, __VA_ARGS__)
+    QR_STORE_CONFORMANCE_CASE("bad input gets a clear error", bad_input_errors, __VA_ARGS__)                           \
+    QR_STORE_CONFORMANCE_CASE("throwing forms name what failed", throwing_forms_name_what_failed, __VA_ARGS__)

@@ -657,43 +657,44 @@ class stalling_store final : public quorumreg::quorum_store {
 public:
     std::atomic<int> write_stall_ms{0}, read_stall_ms{0};
     quorumreg::memory_store inner;
-    std::string describe() const override { return "stalling " + inner.describe(); }
-    std::string identity(std::error_code& ec) override { return inner.identity(ec); }
-    std::optional<quorumreg::key_value> get(std::string_view k, std::error_code& ec) override {
+    std::string do_describe() const override { return "stalling " + inner.describe(); }
+    std::string do_identity(std::error_code& ec) override { return inner.identity(ec); }
+    std::optional<quorumreg::key_value> do_get(std::string_view k, std::error_code& ec) override {
         stall(read_stall_ms);
         return inner.get(k, ec);
     }
-    quorumreg::range_result range(std::string_view p, std::string_view a, std::size_t l, std::error_code& ec) override {
+    quorumreg::range_result do_range(std::string_view p, std::string_view a, std::size_t l,
+                                     std::error_code& ec) override {
         return inner.range(p, a, l, ec);
     }
-    quorumreg::store_revision put(std::string_view k, std::string_view v, quorumreg::lease_id l,
-                                  std::error_code& ec) override {
+    quorumreg::store_revision do_put(std::string_view k, std::string_view v, quorumreg::lease_id l,
+                                     std::error_code& ec) override {
         stall(write_stall_ms);
         return inner.put(k, v, l, ec);
     }
-    quorumreg::store_revision erase(std::string_view k, std::error_code& ec) override {
+    quorumreg::store_revision do_erase(std::string_view k, std::error_code& ec) override {
         stall(write_stall_ms);
         return inner.erase(k, ec);
     }
-    quorumreg::txn_result commit(const quorumreg::store_txn& t, std::error_code& ec) override {
+    quorumreg::txn_result do_commit(const quorumreg::store_txn& t, std::error_code& ec) override {
         stall(write_stall_ms);
         return inner.commit(t, ec);
     }
-    quorumreg::store_revision revision(std::error_code& ec) override { return inner.revision(ec); }
-    quorumreg::subscription watch(std::string_view p, quorumreg::store_revision r, quorumreg::watch_handler h,
-                                  std::error_code& ec) override {
+    quorumreg::store_revision do_revision(std::error_code& ec) override { return inner.revision(ec); }
+    quorumreg::subscription do_watch(std::string_view p, quorumreg::store_revision r, quorumreg::watch_handler h,
+                                     std::error_code& ec) override {
         return inner.watch(p, r, std::move(h), ec);
     }
-    quorumreg::lease_id grant_lease(std::chrono::milliseconds t, std::error_code& ec) override {
+    quorumreg::lease_id do_grant_lease(std::chrono::milliseconds t, std::error_code& ec) override {
         return inner.grant_lease(t, ec);
     }
-    void keep_alive(quorumreg::lease_id l, std::error_code& ec) override { inner.keep_alive(l, ec); }
-    void revoke_lease(quorumreg::lease_id l, std::error_code& ec) override { inner.revoke_lease(l, ec); }
-    std::chrono::milliseconds lease_ttl(quorumreg::lease_id l, std::error_code& ec) override {
+    void do_keep_alive(quorumreg::lease_id l, std::error_code& ec) override { inner.keep_alive(l, ec); }
+    void do_revoke_lease(quorumreg::lease_id l, std::error_code& ec) override { inner.revoke_lease(l, ec); }
+    std::chrono::milliseconds do_lease_ttl(quorumreg::lease_id l, std::error_code& ec) override {
         return inner.lease_ttl(l, ec);
     }
-    void set_deadline(std::chrono::milliseconds d) override { inner.set_deadline(d); }
-    std::chrono::milliseconds deadline() const override { return inner.deadline(); }
+    void do_set_deadline(std::chrono::milliseconds d) override { inner.set_deadline(d); }
+    std::chrono::milliseconds do_deadline() const override { return inner.deadline(); }
 
 private:
     static void stall(const std::atomic<int>& what) {

@@ -2,11 +2,13 @@
 // fault injection.
 #include <quorumreg/stores/memory_store.hpp>
 #include <quorumreg/stores/directory_store.hpp>
+#include <quorumreg/stores/open_store.hpp>
 
 #include "test_support.hpp"
 #include "store_conformance.hpp"
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -21,41 +23,31 @@ struct memory_backend {
     std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
 
     struct client final : quorum_store {
-        using quorum_store::commit;
-        using quorum_store::erase;
-        using quorum_store::get;
-        using quorum_store::grant_lease;
-        using quorum_store::keep_alive;
-        using quorum_store::put;
-        using quorum_store::range;
-        using quorum_store::revision;
-        using quorum_store::revoke_lease;
-        using quorum_store::watch;
         std::shared_ptr<memory_store> s;
         explicit client(std::shared_ptr<memory_store> p) : s(std::move(p)) {}
-        std::string describe() const override { return s->describe(); }
-        std::string identity(std::error_code& ec) override { return s->identity(ec); }
-        std::optional<key_value> get(std::string_view k, std::error_code& ec) override { return s->get(k, ec); }
-        range_result range(std::string_view p, std::string_view a, std::size_t l, std::error_code& ec) override {
+        std::string do_describe() const override { return s->describe(); }
+        std::string do_identity(std::error_code& ec) override { return s->identity(ec); }
+        std::optional<key_value> do_get(std::string_view k, std::error_code& ec) override { return s->get(k, ec); }
+        range_result do_range(std::string_view p, std::string_view a, std::size_t l, std::error_code& ec) override {
             return s->range(p, a, l, ec);
         }
-        store_revision put(std::string_view k, std::string_view v, lease_id l, std::error_code& ec) override {
+        store_revision do_put(std::string_view k, std::string_view v, lease_id l, std::error_code& ec) override {
             return s->put(k, v, l, ec);
         }
-        store_revision erase(std::string_view k, std::error_code& ec) override { return s->erase(k, ec); }
-        txn_result commit(const store_txn& t, std::error_code& ec) override { return s->commit(t, ec); }
-        store_revision revision(std::error_code& ec) override { return s->revision(ec); }
-        subscription watch(std::string_view p, store_revision f, watch_handler h, std::error_code& ec) override {
+        store_revision do_erase(std::string_view k, std::error_code& ec) override { return s->erase(k, ec); }
+        txn_result do_commit(const store_txn& t, std::error_code& ec) override { return s->commit(t, ec); }
+        store_revision do_revision(std::error_code& ec) override { return s->revision(ec); }
+        subscription do_watch(std::string_view p, store_revision f, watch_handler h, std::error_code& ec) override {
             return s->watch(p, f, std::move(h), ec);
         }
-        lease_id grant_lease(std::chrono::milliseconds t, std::error_code& ec) override {
+        lease_id do_grant_lease(std::chrono::milliseconds t, std::error_code& ec) override {
             return s->grant_lease(t, ec);
         }
-        void keep_alive(lease_id l, std::error_code& ec) override { s->keep_alive(l, ec); }
-        void revoke_lease(lease_id l, std::error_code& ec) override { s->revoke_lease(l, ec); }
-        std::chrono::milliseconds lease_ttl(lease_id l, std::error_code& ec) override { return s->lease_ttl(l, ec); }
-        void set_deadline(std::chrono::milliseconds d) override { s->set_deadline(d); }
-        std::chrono::milliseconds deadline() const override { return s->deadline(); }
+        void do_keep_alive(lease_id l, std::error_code& ec) override { s->keep_alive(l, ec); }
+        void do_revoke_lease(lease_id l, std::error_code& ec) override { s->revoke_lease(l, ec); }
+        std::chrono::milliseconds do_lease_ttl(lease_id l, std::error_code& ec) override { return s->lease_ttl(l, ec); }
+        void do_set_deadline(std::chrono::milliseconds d) override { s->set_deadline(d); }
+        std::chrono::milliseconds do_deadline() const override { return s->deadline(); }
     };
     std::unique_ptr<quorum_store> make() { return std::make_unique<client>(store); }
 };
@@ -276,6 +268,40 @@ TEST_SUITE("store") {
         s.commit(dup, ec);
         CHECK(ec == errc::invalid_argument);
         CHECK(s.list("").empty());
+    }
+
+    TEST_CASE("open_store and create_store take the error code last; a missing store is created by nothing else") {
+        qr_test::temp_dir dir{"openstore"};
+        const auto path = dir.path() / "q";
+        const std::string spec = "dir:" + path.string();
+        std::error_code ec;
+        auto s = quorumreg::open_store(spec, 1500ms, ec);
+        CHECK(ec == errc::not_found);
+        CHECK(s == nullptr);
+        CHECK_FALSE(std::filesystem::exists(path)); // a typo never becomes a new, empty store
+        s = quorumreg::open_store(spec, ec);
+        CHECK(ec == errc::not_found);
+        CHECK_FALSE(std::filesystem::exists(path));
+
+        auto c = quorumreg::create_store(spec, 1500ms, ec);
+        REQUIRE_FALSE(ec);
+        REQUIRE(c != nullptr);
+        CHECK(c->deadline() == 1500ms);
+        c->put("k", "v");
+        c.reset();
+        quorumreg::create_store(spec, 1500ms, ec);
+        CHECK(ec == errc::already_exists);
+
+        s = quorumreg::open_store(spec, 2500ms, ec);
+        REQUIRE_FALSE(ec);
+        CHECK(s->deadline() == 2500ms);
+        CHECK(s->get("k")->value == "v");
+        s = quorumreg::open_store(spec, ec);
+        REQUIRE_FALSE(ec);
+        CHECK(s->deadline() == 5000ms);
+
+        quorumreg::open_store("nfs:/x", 100ms, ec);
+        CHECK(ec == errc::invalid_argument);
     }
 
 } // TEST_SUITE

@@ -163,59 +163,68 @@ inline std::optional<owner_record> decode_owner_record(std::string_view v) {
 
 /// The quorum store interface. Thread-safe: every member may be called concurrently.
 /// Non-throwing overloads are the primitive; the throwing ones wrap them.
+///
+/// A non-virtual public interface over protected virtual `do_*` hooks: a backend overrides
+/// the hooks and inherits every public overload (no `using` lists, no forwarding shims), and
+/// the base is the one place where a call could be checked or counted.
 class quorum_store {
 public:
     virtual ~quorum_store() = default;
 
     /// Human description, e.g. "dir:/srv/quorum" or "etcd:http://127.0.0.1:2379,...".
-    virtual std::string describe() const = 0;
+    std::string describe() const { return do_describe(); }
 
     /// The store's identity: an id written when the store was created, the same for every
     /// client of one store and different for a store re-created in its place. Nodes record it
     /// and check it on every start (checkpoint_manager: errc::identity_mismatch).
-    virtual std::string identity(std::error_code& ec) = 0;
+    std::string identity(std::error_code& ec) { return do_identity(ec); }
 
     /// The key, or std::nullopt if absent.
-    virtual std::optional<key_value> get(std::string_view key, std::error_code& ec) = 0;
+    std::optional<key_value> get(std::string_view key, std::error_code& ec) { return do_get(key, ec); }
 
     /// Keys starting with `prefix`, in key order, strictly after `start_after` (empty: from the
     /// start), at most `limit` (0: no limit).
-    virtual range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                               std::error_code& ec) = 0;
+    range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit, std::error_code& ec) {
+        return do_range(prefix, start_after, limit, ec);
+    }
 
     /// Unconditional put; returns the new store revision.
-    virtual store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) = 0;
+    store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) {
+        return do_put(key, value, lease, ec);
+    }
 
     /// Deletes one key; returns the new revision, or the current one if the key was absent.
-    virtual store_revision erase(std::string_view key, std::error_code& ec) = 0;
+    store_revision erase(std::string_view key, std::error_code& ec) { return do_erase(key, ec); }
 
     /// All-or-nothing conditional transaction. A compare that does not hold is not an error:
     /// the result says succeeded = false (and on_failure ran).
-    virtual txn_result commit(const store_txn& txn, std::error_code& ec) = 0;
+    txn_result commit(const store_txn& txn, std::error_code& ec) { return do_commit(txn, ec); }
 
     /// Current store revision.
-    virtual store_revision revision(std::error_code& ec) = 0;
+    store_revision revision(std::error_code& ec) { return do_revision(ec); }
 
     /// Watch every key under `prefix` from `from_revision` (0: from now). The handler runs on a
     /// store-owned thread; the subscription's destruction stops it (see detail/watch_hub.hpp).
-    [[nodiscard]] virtual subscription watch(std::string_view prefix, store_revision from_revision,
-                                             watch_handler handler, std::error_code& ec) = 0;
+    [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
+                                     std::error_code& ec) {
+        return do_watch(prefix, from_revision, std::move(handler), ec);
+    }
 
     // ---- leases and ownership -----------------------------------------------------------------
 
     /// A lease that expires `ttl` after its last keep-alive. Returns its id.
-    virtual lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) = 0;
+    lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) { return do_grant_lease(ttl, ec); }
     /// Extends the lease by its TTL; errc::lease_expired if it is gone.
-    virtual void keep_alive(lease_id lease, std::error_code& ec) = 0;
+    void keep_alive(lease_id lease, std::error_code& ec) { do_keep_alive(lease, ec); }
     /// Ends the lease now, deleting its keys; revoking an unknown lease is not an error.
-    virtual void revoke_lease(lease_id lease, std::error_code& ec) = 0;
+    void revoke_lease(lease_id lease, std::error_code& ec) { do_revoke_lease(lease, ec); }
     /// Remaining time to live; errc::lease_expired if it is gone.
-    virtual std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) = 0;
+    std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) { return do_lease_ttl(lease, ec); }
 
     /// Deadline applied to each operation (default 5 s). Loss of quorum or an unreachable store
     /// is reported within it.
-    virtual void set_deadline(std::chrono::milliseconds d) = 0;
-    virtual std::chrono::milliseconds deadline() const = 0;
+    void set_deadline(std::chrono::milliseconds d) { do_set_deadline(d); }
+    std::chrono::milliseconds deadline() const { return do_deadline(); }
 
     // ---- helpers built on the primitives above (same for every backend) -----------------------
 
@@ -345,6 +354,9 @@ public:
     store_revision put_if(std::string_view key, std::string_view value, store_revision expected, lease_id lease = 0) {
         return thrown("put_if", key, [&](std::error_code& ec) { return put_if(key, value, expected, lease, ec); });
     }
+    store_revision erase_if(std::string_view key, store_revision expected) {
+        return thrown("erase_if", key, [&](std::error_code& ec) { return erase_if(key, expected, ec); });
+    }
     [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler h) {
         return thrown("watch", prefix,
                       [&](std::error_code& ec) { return watch(prefix, from_revision, std::move(h), ec); });
@@ -364,6 +376,9 @@ public:
             return 0;
         });
     }
+    std::chrono::milliseconds lease_ttl(lease_id lease) {
+        return thrown("lease_ttl", std::to_string(lease), [&](std::error_code& ec) { return lease_ttl(lease, ec); });
+    }
     store_revision acquire_lock(std::string_view lock_key, lease_id lease, std::string_view node = {}) {
         return thrown("acquire_lock", lock_key,
                       [&](std::error_code& ec) { return acquire_lock(lock_key, lease, node, ec); });
@@ -376,6 +391,26 @@ public:
     }
 
 protected:
+    // ---- the backend hooks: one per primitive above, same contract ---------------------------
+    virtual std::string do_describe() const = 0;
+    virtual std::string do_identity(std::error_code& ec) = 0;
+    virtual std::optional<key_value> do_get(std::string_view key, std::error_code& ec) = 0;
+    virtual range_result do_range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                                  std::error_code& ec) = 0;
+    virtual store_revision do_put(std::string_view key, std::string_view value, lease_id lease,
+                                  std::error_code& ec) = 0;
+    virtual store_revision do_erase(std::string_view key, std::error_code& ec) = 0;
+    virtual txn_result do_commit(const store_txn& txn, std::error_code& ec) = 0;
+    virtual store_revision do_revision(std::error_code& ec) = 0;
+    virtual subscription do_watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
+                                  std::error_code& ec) = 0;
+    virtual lease_id do_grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) = 0;
+    virtual void do_keep_alive(lease_id lease, std::error_code& ec) = 0;
+    virtual void do_revoke_lease(lease_id lease, std::error_code& ec) = 0;
+    virtual std::chrono::milliseconds do_lease_ttl(lease_id lease, std::error_code& ec) = 0;
+    virtual void do_set_deadline(std::chrono::milliseconds d) = 0;
+    virtual std::chrono::milliseconds do_deadline() const = 0;
+
     /// Runs a single-branch transaction and maps "compare did not hold" to errc::compare_failed.
     store_revision checked(const store_txn& t, std::error_code& ec) {
         auto r = commit(t, ec);

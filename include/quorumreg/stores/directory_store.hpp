@@ -141,17 +141,6 @@ struct directory_store_options {
 /// @endcode
 class directory_store final : public quorum_store {
 public:
-    using quorum_store::commit;
-    using quorum_store::erase;
-    using quorum_store::get;
-    using quorum_store::grant_lease;
-    using quorum_store::keep_alive;
-    using quorum_store::put;
-    using quorum_store::range;
-    using quorum_store::revision;
-    using quorum_store::revoke_lease;
-    using quorum_store::watch;
-
     static constexpr const char* lock_file_name = "quorumreg.lock";
     static constexpr const char* log_file_name = "quorumreg.log";
 
@@ -193,19 +182,7 @@ public:
     directory_store(const directory_store&) = delete;
     directory_store& operator=(const directory_store&) = delete;
 
-    std::string describe() const override { return "dir:" + dir_.string(); }
     const std::filesystem::path& path() const noexcept { return dir_; }
-
-    /// The random id written when the store was created (32 hex digits; "" for a store
-    /// created by a format-version-1 library, which recorded none). Reflects the log now on
-    /// disk: a store re-created under the same path has a new identity.
-    std::string identity(std::error_code& ec) override {
-        std::string out;
-        ec.clear();
-        read_op(ec, [&](const detail::store_state&) { out = identity_; });
-        return out;
-    }
-    using quorum_store::identity;
 
     /// Whether this object was opened with options.read_only.
     bool read_only() const noexcept { return opts_.read_only; }
@@ -217,7 +194,36 @@ public:
         return torn_;
     }
 
-    std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
+    /// The clock this store's leases run on (recorded in the store when it was created).
+    lease_clock clock() const {
+        std::lock_guard lk(mu_);
+        return clock_;
+    }
+
+    /// Oldest revision a watch can still start from (older: errc::watch_canceled).
+    store_revision first_watchable_revision(std::error_code& ec) {
+        store_revision r = 0;
+        ec.clear();
+        read_op(ec, [&](const detail::store_state&) { r = history_.first_available; });
+        return r;
+    }
+
+private:
+    // ---- quorum_store hooks (reached through its public interface) ---------------------------
+
+    std::string do_describe() const override { return "dir:" + dir_.string(); }
+
+    /// The random id written when the store was created (32 hex digits; "" for a store
+    /// created by a format-version-1 library, which recorded none). Reflects the log now on
+    /// disk: a store re-created under the same path has a new identity.
+    std::string do_identity(std::error_code& ec) override {
+        std::string out;
+        ec.clear();
+        read_op(ec, [&](const detail::store_state&) { out = identity_; });
+        return out;
+    }
+
+    std::optional<key_value> do_get(std::string_view key, std::error_code& ec) override {
         std::optional<key_value> out;
         ec.clear();
         if (!detail::store_check_key(key, false, opts_.limits, ec, last_error_detail())) return out;
@@ -227,8 +233,8 @@ public:
         return out;
     }
 
-    range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                       std::error_code& ec) override {
+    range_result do_range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                          std::error_code& ec) override {
         range_result out;
         ec.clear();
         if (!detail::store_check_key(prefix, true, opts_.limits, ec, last_error_detail())) return out;
@@ -236,21 +242,21 @@ public:
         return out;
     }
 
-    store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
+    store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
         store_txn t;
         t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
         auto r = commit(t, ec);
         return ec && ec != errc::unknown_outcome ? 0 : r.revision;
     }
 
-    store_revision erase(std::string_view key, std::error_code& ec) override {
+    store_revision do_erase(std::string_view key, std::error_code& ec) override {
         store_txn t;
         t.on_success.push_back(store_op::erase(std::string(key)));
         auto r = commit(t, ec);
         return ec && ec != errc::unknown_outcome ? 0 : r.revision;
     }
 
-    txn_result commit(const store_txn& txn, std::error_code& ec) override {
+    txn_result do_commit(const store_txn& txn, std::error_code& ec) override {
         ec.clear();
         txn_result res;
         if (!detail::store_check_txn(txn, opts_.limits, ec, last_error_detail())) return res;
@@ -269,15 +275,15 @@ public:
         return res;
     }
 
-    store_revision revision(std::error_code& ec) override {
+    store_revision do_revision(std::error_code& ec) override {
         store_revision r = 0;
         ec.clear();
         read_op(ec, [&](const detail::store_state& st) { r = st.rev; });
         return r;
     }
 
-    [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
-                                     std::error_code& ec) override {
+    [[nodiscard]] subscription do_watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
+                                        std::error_code& ec) override {
         ec.clear();
         if (!handler || from_revision < 0) {
             ec = errc::invalid_argument;
@@ -294,7 +300,7 @@ public:
         return s;
     }
 
-    lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
+    lease_id do_grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
         ec.clear();
         if (ttl.count() <= 0) {
             ec = errc::invalid_argument;
@@ -311,7 +317,7 @@ public:
         return ec && ec != errc::unknown_outcome ? 0 : id;
     }
 
-    void keep_alive(lease_id lease, std::error_code& ec) override {
+    void do_keep_alive(lease_id lease, std::error_code& ec) override {
         ec.clear();
         write_op(ec, [&] {
             auto it = state_.leases.find(lease);
@@ -329,7 +335,7 @@ public:
         });
     }
 
-    void revoke_lease(lease_id lease, std::error_code& ec) override {
+    void do_revoke_lease(lease_id lease, std::error_code& ec) override {
         ec.clear();
         write_op(ec, [&] {
             if (!state_.leases.count(lease)) return;
@@ -339,7 +345,7 @@ public:
         });
     }
 
-    std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) override {
+    std::chrono::milliseconds do_lease_ttl(lease_id lease, std::error_code& ec) override {
         ec.clear();
         std::chrono::milliseconds out{0};
         read_op(ec, [&](const detail::store_state& st) {
@@ -354,35 +360,17 @@ public:
         });
         return out;
     }
-    /// Throwing form of lease_ttl.
-    std::chrono::milliseconds lease_ttl(lease_id lease) {
-        return thrown("lease_ttl", std::to_string(lease), [&](std::error_code& ec) { return lease_ttl(lease, ec); });
-    }
 
-    void set_deadline(std::chrono::milliseconds d) override {
+    void do_set_deadline(std::chrono::milliseconds d) override {
         std::lock_guard lk(mu_);
         opts_.deadline = d;
     }
-    std::chrono::milliseconds deadline() const override {
+
+    std::chrono::milliseconds do_deadline() const override {
         std::lock_guard lk(mu_);
         return opts_.deadline;
     }
 
-    /// The clock this store's leases run on (recorded in the store when it was created).
-    lease_clock clock() const {
-        std::lock_guard lk(mu_);
-        return clock_;
-    }
-
-    /// Oldest revision a watch can still start from (older: errc::watch_canceled).
-    store_revision first_watchable_revision(std::error_code& ec) {
-        store_revision r = 0;
-        ec.clear();
-        read_op(ec, [&](const detail::store_state&) { r = history_.first_available; });
-        return r;
-    }
-
-private:
     // ---- opening ------------------------------------------------------------------------------
 
     std::string file(const char* name) const { return (dir_ / name).string(); }

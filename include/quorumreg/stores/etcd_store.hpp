@@ -640,24 +640,6 @@ private:
 /// @endcode
 class etcd_store final : public quorum_store {
 public:
-    using quorum_store::acquire_lock;
-    using quorum_store::commit;
-    using quorum_store::create;
-    using quorum_store::erase;
-    using quorum_store::erase_if;
-    using quorum_store::get;
-    using quorum_store::grant_lease;
-    using quorum_store::keep_alive;
-    using quorum_store::lease_ttl;
-    using quorum_store::list;
-    using quorum_store::put;
-    using quorum_store::put_if;
-    using quorum_store::range;
-    using quorum_store::release_lock;
-    using quorum_store::revision;
-    using quorum_store::revoke_lease;
-    using quorum_store::watch;
-
     /// Connects lazily; throws quorumreg::error(errc::invalid_argument) for a bad endpoint URL
     /// or unreadable TLS files.
     explicit etcd_store(etcd_options opts) : core_(std::make_shared<detail::etcd::core>(std::move(opts))) {
@@ -695,8 +677,71 @@ public:
     /// resumed from the revision after the last one delivered). For monitoring and tests.
     std::uint64_t watch_reconnects() const noexcept { return core_->watch_reconnects.load(); }
 
+    /// The key that holds the store's identity.
+    static constexpr const char* identity_key = "quorumreg/identity";
+
+    // ---- maintenance ------------------------------------------------------------------------------
+
+    /// Deletes chunk sets no manifest refers to (left by a client that crashed between writing
+    /// chunks and switching the manifest, or between the switch and deleting the old chunks).
+    /// Chunk sets younger than `min_age` revisions behind the current one are kept, since a
+    /// concurrent writer may be about to reference them. Returns the number of sets deleted.
+    std::size_t collect_garbage(store_revision min_age, std::error_code& ec) {
+        auto end = begin(ec);
+        std::set<std::string> referenced;
+        std::map<std::string, store_revision> sets; // id -> newest chunk mod_revision
+        // Pass 1: every manifest in the user key space.
+        std::string after;
+        store_revision now_rev = 0;
+        while (true) {
+            auto page = raw_range("", after, 500, end, ec, false);
+            if (ec) return 0;
+            if (!now_rev) now_rev = page.revision;
+            for (auto& kv : page.kvs)
+                if (auto m = detail::etcd::parse_manifest(kv.value)) referenced.insert(m->id);
+            if (!page.more || page.kvs.empty()) break;
+            after = page.kvs.back().key;
+        }
+        // Pass 2: every chunk key.
+        auto& cp = core_->opts.chunk_prefix;
+        std::string start = cp;
+        while (true) {
+            boost::json::object b{{"key", b64(start)},
+                                  {"range_end", b64(detail::etcd::prefix_end(cp))},
+                                  {"keys_only", true},
+                                  {"limit", 1000}};
+            auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
+            if (ec) return 0;
+            auto kvs = detail::etcd::get_arr(r, "kvs");
+            if (!kvs || kvs->empty()) break;
+            for (auto& v : *kvs) {
+                if (!v.is_object()) continue;
+                auto kv = detail::etcd::kv_from_json(v.get_object());
+                if (!core_->is_chunk_key(kv.key)) continue; // not what was asked for: never index past it
+                auto rest = std::string_view(kv.key).substr(cp.size());
+                auto id = std::string(rest.substr(0, rest.find('/')));
+                auto& newest = sets[id];
+                newest = std::max(newest, kv.mod_revision);
+                start = kv.key + std::string(1, '\0');
+            }
+            if (!detail::etcd::get_bool(r, "more")) break;
+        }
+        std::set<std::string> garbage;
+        for (auto& [id, rev] : sets)
+            if (!referenced.count(id) && rev + min_age <= now_rev) garbage.insert(id);
+        core_->delete_chunks(garbage, end);
+        return garbage.size();
+    }
+    /// Throwing form of collect_garbage().
+    std::size_t collect_garbage(store_revision min_age = 1000) {
+        return thrown("collect_garbage", "", [&](std::error_code& ec) { return collect_garbage(min_age, ec); });
+    }
+
+private:
+    // ---- quorum_store hooks (reached through its public interface) ---------------------------
+
     /// "etcd:" followed by the endpoint URLs, comma-separated.
-    std::string describe() const override {
+    std::string do_describe() const override {
         std::string s = "etcd:";
         for (std::size_t i = 0; i < core_->opts.endpoints.size(); ++i) {
             if (i) s += ",";
@@ -705,13 +750,10 @@ public:
         return s;
     }
 
-    /// The key that holds the store's identity.
-    static constexpr const char* identity_key = "quorumreg/identity";
-
     /// The store's identity (a random id in identity_key). etcd has no "create the store"
     /// step of its own, so the first client that asks creates it (create-if-absent: concurrent
     /// first clients agree); a wiped or replaced cluster gets a new one.
-    std::string identity(std::error_code& ec) override {
+    std::string do_identity(std::error_code& ec) override {
         auto kv = get(identity_key, ec);
         if (ec) return {};
         if (kv) return kv->value;
@@ -725,19 +767,17 @@ public:
         }
         return kv->value;
     }
-    using quorum_store::identity;
 
     /// Deadline of each later operation (all retries and chunks included); at least 1 ms.
-    void set_deadline(std::chrono::milliseconds d) override {
+    void do_set_deadline(std::chrono::milliseconds d) override {
         core_->deadline_ms = std::max<std::int64_t>(d.count(), 1);
     }
-    /// The current per-operation deadline.
-    std::chrono::milliseconds deadline() const override { return core_->deadline(); }
 
-    // ---- reads ------------------------------------------------------------------------------------
+    /// The current per-operation deadline.
+    std::chrono::milliseconds do_deadline() const override { return core_->deadline(); }
 
     /// Linearizable read of one key; chunked values come back reassembled and verified.
-    std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
+    std::optional<key_value> do_get(std::string_view key, std::error_code& ec) override {
         auto end = begin(ec);
         if (key.empty()) return fail(ec, errc::invalid_argument, "empty key"), std::nullopt;
         if (core_->is_chunk_key(key)) return std::nullopt; // reserved namespace: invisible
@@ -760,8 +800,8 @@ public:
     }
 
     /// One page of keys under `prefix` at one revision; chunk keys never appear.
-    range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                       std::error_code& ec) override {
+    range_result do_range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                          std::error_code& ec) override {
         auto end = begin(ec);
         for (int attempt = 0; attempt < 3; ++attempt) {
             auto r = range_once(prefix, start_after, limit, end, ec);
@@ -773,63 +813,15 @@ public:
     }
 
     /// The cluster's current revision (a linearizable count-only range).
-    store_revision revision(std::error_code& ec) override {
+    store_revision do_revision(std::error_code& ec) override {
         auto end = begin(ec);
         auto r = call("/v3/kv/range", {{"key", b64(core_->opts.chunk_prefix)}, {"count_only", true}}, call_kind::read,
                       end, ec);
         return ec ? 0 : header_rev(r);
     }
 
-private:
-    range_result range_once(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                            detail::etcd::clock::time_point end, std::error_code& ec) {
-        range_result out;
-        std::string lo = start_after.empty() ? std::string(prefix) : std::string(start_after) + std::string(1, '\0');
-        if (lo < prefix) lo = std::string(prefix);
-        std::string hi = detail::etcd::prefix_end(prefix); // "\0" = to the end
-        auto segs = segments(lo, hi);
-        store_revision at = 0;
-        for (std::size_t s = 0; s < segs.size(); ++s) {
-            std::size_t need = limit ? limit - out.kvs.size() : 0;
-            if (limit && need == 0) {
-                // Full page: is there anything left in the remaining segments?
-                for (std::size_t t = s; t < segs.size() && !out.more; ++t) {
-                    boost::json::object b{
-                        {"key", b64(segs[t].first)}, {"range_end", b64(segs[t].second)}, {"count_only", true}};
-                    if (at) b["revision"] = std::to_string(at);
-                    auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
-                    if (ec) return {};
-                    out.more = detail::etcd::get_i64(r, "count") > 0;
-                }
-                break;
-            }
-            boost::json::object b{{"key", b64(segs[s].first)}, {"range_end", b64(segs[s].second)}};
-            if (need) b["limit"] = need;
-            if (at) b["revision"] = std::to_string(at);
-            auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
-            if (ec) return {};
-            if (!at) at = header_rev(r);
-            if (auto kvs = detail::etcd::get_arr(r, "kvs"))
-                for (auto& v : *kvs)
-                    if (v.is_object()) out.kvs.push_back(detail::etcd::kv_from_json(v.get_object()));
-            if (detail::etcd::get_bool(r, "more")) {
-                out.more = true;
-                break;
-            }
-        }
-        for (auto& kv : out.kvs) {
-            ec = core_->resolve(kv, at, end, last_error_detail());
-            if (ec) return {};
-        }
-        out.revision = at;
-        return out;
-    }
-
-public:
-    // ---- writes -----------------------------------------------------------------------------------
-
     /// Unconditional put (/v3/kv/put, or chunks plus a manifest switch for large values).
-    store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
+    store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
         if (key.empty() || core_->is_chunk_key(key) || needs_chunks(value) ||
             value.size() > core_->opts.max_value_size) { // validation and chunking live in commit()
             store_txn t;
@@ -848,7 +840,7 @@ public:
     }
 
     /// Deletes one key (and the chunks of a chunked value).
-    store_revision erase(std::string_view key, std::error_code& ec) override {
+    store_revision do_erase(std::string_view key, std::error_code& ec) override {
         if (key.empty() || core_->is_chunk_key(key)) {
             store_txn t;
             t.on_success.push_back(store_op::erase(std::string(key)));
@@ -863,7 +855,7 @@ public:
     }
 
     /// One etcd transaction; large values are chunked first and switched in by it.
-    txn_result commit(const store_txn& txn, std::error_code& ec) override {
+    txn_result do_commit(const store_txn& txn, std::error_code& ec) override {
         auto end = begin(ec);
         txn_result out;
         // Validate first: bad input must leave the store untouched.
@@ -941,12 +933,10 @@ public:
         return out;
     }
 
-    // ---- watch ------------------------------------------------------------------------------------
-
     /// Streams /v3/watch on a dedicated thread that fails over between members and resumes
     /// after the last delivered revision.
-    [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
-                                     std::error_code& ec) override {
+    [[nodiscard]] subscription do_watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
+                                        std::error_code& ec) override {
         (void)begin(ec);
         if (!handler) {
             fail(ec, errc::invalid_argument, "empty watch handler");
@@ -969,10 +959,8 @@ public:
         return subscription(w, std::weak_ptr<detail::hub_base>(w));
     }
 
-    // ---- leases -----------------------------------------------------------------------------------
-
     /// Grants a lease of `ttl` rounded up to whole seconds (etcd may raise it to its minimum).
-    lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
+    lease_id do_grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
         auto end = begin(ec);
         if (ttl.count() <= 0) return fail(ec, errc::invalid_argument, "lease TTL must be positive"), 0;
         auto secs = (ttl.count() + 999) / 1000;
@@ -1009,7 +997,7 @@ public:
     }
 
     /// One keep-alive round trip on /v3/lease/keepalive; errc::lease_expired if it is gone.
-    void keep_alive(lease_id lease, std::error_code& ec) override {
+    void do_keep_alive(lease_id lease, std::error_code& ec) override {
         auto end = begin(ec);
         const std::size_t n = core_->endpoints.size();
         boost::json::object body{{"ID", std::to_string(lease)}};
@@ -1075,14 +1063,14 @@ public:
     }
 
     /// Revokes the lease and deletes its keys; an unknown lease is not an error.
-    void revoke_lease(lease_id lease, std::error_code& ec) override {
+    void do_revoke_lease(lease_id lease, std::error_code& ec) override {
         auto end = begin(ec);
         (void)call("/v3/lease/revoke", {{"ID", std::to_string(lease)}}, call_kind::idempotent, end, ec);
         if (ec == errc::lease_expired || ec == errc::not_found) ec.clear(); // unknown lease: fine
     }
 
     /// Remaining TTL (whole seconds, as etcd reports it); errc::lease_expired if it is gone.
-    std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) override {
+    std::chrono::milliseconds do_lease_ttl(lease_id lease, std::error_code& ec) override {
         auto end = begin(ec);
         auto r = call("/v3/lease/timetolive", {{"ID", std::to_string(lease)}}, call_kind::read, end, ec);
         if (ec) return {};
@@ -1093,64 +1081,45 @@ public:
         return std::chrono::milliseconds(ttl * 1000);
     }
 
-    // ---- maintenance ------------------------------------------------------------------------------
-
-    /// Deletes chunk sets no manifest refers to (left by a client that crashed between writing
-    /// chunks and switching the manifest, or between the switch and deleting the old chunks).
-    /// Chunk sets younger than `min_age` revisions behind the current one are kept, since a
-    /// concurrent writer may be about to reference them. Returns the number of sets deleted.
-    std::size_t collect_garbage(store_revision min_age, std::error_code& ec) {
-        auto end = begin(ec);
-        std::set<std::string> referenced;
-        std::map<std::string, store_revision> sets; // id -> newest chunk mod_revision
-        // Pass 1: every manifest in the user key space.
-        std::string after;
-        store_revision now_rev = 0;
-        while (true) {
-            auto page = raw_range("", after, 500, end, ec, false);
-            if (ec) return 0;
-            if (!now_rev) now_rev = page.revision;
-            for (auto& kv : page.kvs)
-                if (auto m = detail::etcd::parse_manifest(kv.value)) referenced.insert(m->id);
-            if (!page.more || page.kvs.empty()) break;
-            after = page.kvs.back().key;
-        }
-        // Pass 2: every chunk key.
-        auto& cp = core_->opts.chunk_prefix;
-        std::string start = cp;
-        while (true) {
-            boost::json::object b{{"key", b64(start)},
-                                  {"range_end", b64(detail::etcd::prefix_end(cp))},
-                                  {"keys_only", true},
-                                  {"limit", 1000}};
-            auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
-            if (ec) return 0;
-            auto kvs = detail::etcd::get_arr(r, "kvs");
-            if (!kvs || kvs->empty()) break;
-            for (auto& v : *kvs) {
-                if (!v.is_object()) continue;
-                auto kv = detail::etcd::kv_from_json(v.get_object());
-                if (!core_->is_chunk_key(kv.key)) continue; // not what was asked for: never index past it
-                auto rest = std::string_view(kv.key).substr(cp.size());
-                auto id = std::string(rest.substr(0, rest.find('/')));
-                auto& newest = sets[id];
-                newest = std::max(newest, kv.mod_revision);
-                start = kv.key + std::string(1, '\0');
+    // One range request per segment (see segments()), stopping at `limit` keys.
+    range_result range_once(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                            detail::etcd::clock::time_point end, std::error_code& ec) {
+        range_result out;
+        std::string lo = start_after.empty() ? std::string(prefix) : std::string(start_after) + std::string(1, '\0');
+        if (lo < prefix) lo = std::string(prefix);
+        std::string hi = detail::etcd::prefix_end(prefix); // "\0" = to the end
+        auto segs = segments(lo, hi);
+        store_revision at = 0;
+        for (std::size_t s = 0; s < segs.size(); ++s) {
+            std::size_t need = limit ? limit - out.kvs.size() : 0;
+            if (limit && need == 0) {
+                // Full page: is there anything left in the remaining segments?
+                for (std::size_t t = s; t < segs.size() && !out.more; ++t) {
+                    boost::json::object b{
+                        {"key", b64(segs[t].first)}, {"range_end", b64(segs[t].second)}, {"count_only", true}};
+                    if (at) b["revision"] = std::to_string(at);
+                    auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
+                    if (ec) return {};
+                    out.more = detail::etcd::get_i64(r, "count") > 0;
+                }
+                break;
             }
-            if (!detail::etcd::get_bool(r, "more")) break;
+            boost::json::object b{{"key", b64(segs[s].first)}, {"range_end", b64(segs[s].second)}};
+            if (need) b["limit"] = need;
+            if (at) b["revision"] = std::to_string(at);
+            auto r = call("/v3/kv/range", b, call_kind::read, end, ec);
+            if (ec) return {};
+            if (!at) at = header_rev(r);
+            if (take_kvs(r, out)) break;
         }
-        std::set<std::string> garbage;
-        for (auto& [id, rev] : sets)
-            if (!referenced.count(id) && rev + min_age <= now_rev) garbage.insert(id);
-        core_->delete_chunks(garbage, end);
-        return garbage.size();
-    }
-    /// Throwing form of collect_garbage().
-    std::size_t collect_garbage(store_revision min_age = 1000) {
-        return thrown("collect_garbage", "", [&](std::error_code& ec) { return collect_garbage(min_age, ec); });
+        for (auto& kv : out.kvs) {
+            ec = core_->resolve(kv, at, end, last_error_detail());
+            if (ec) return {};
+        }
+        out.revision = at;
+        return out;
     }
 
-private:
     using call_kind = detail::etcd::call_kind;
     using clock = detail::etcd::clock;
     using json_object = boost::json::object;
@@ -1162,6 +1131,15 @@ private:
     }
 
     static std::string b64(std::string_view s) { return detail::etcd::base64_encode(s); }
+    /// Appends a range response's keys to `out`; true (and out.more set) if etcd kept some back.
+    static bool take_kvs(const json_object& r, range_result& out) {
+        if (auto kvs = detail::etcd::get_arr(r, "kvs"))
+            for (auto& v : *kvs)
+                if (v.is_object()) out.kvs.push_back(detail::etcd::kv_from_json(v.get_object()));
+        if (!detail::etcd::get_bool(r, "more")) return false;
+        out.more = true;
+        return true;
+    }
     static store_revision header_rev(const json_object& r) {
         auto h = detail::etcd::get_obj(r, "header");
         return h ? detail::etcd::get_i64(*h, "revision") : 0;
@@ -1207,13 +1185,7 @@ private:
             auto r = call("/v3/kv/range", q, call_kind::read, end, ec);
             if (ec) return {};
             if (!out.revision) out.revision = header_rev(r);
-            if (auto kvs = detail::etcd::get_arr(r, "kvs"))
-                for (auto& v : *kvs)
-                    if (v.is_object()) out.kvs.push_back(detail::etcd::kv_from_json(v.get_object()));
-            if (detail::etcd::get_bool(r, "more")) {
-                out.more = true;
-                break;
-            }
+            if (take_kvs(r, out)) break;
         }
         return out;
     }

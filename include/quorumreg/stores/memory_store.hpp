@@ -49,17 +49,6 @@ struct memory_store_options {
 /// @endcode
 class memory_store final : public quorum_store {
 public:
-    using quorum_store::commit;
-    using quorum_store::erase;
-    using quorum_store::get;
-    using quorum_store::grant_lease;
-    using quorum_store::keep_alive;
-    using quorum_store::put;
-    using quorum_store::range;
-    using quorum_store::revision;
-    using quorum_store::revoke_lease;
-    using quorum_store::watch;
-
     explicit memory_store(memory_store_options opts = {}) : opts_(std::move(opts)), deadline_(opts_.deadline) {
         worker_ = std::thread([this] { run(); });
     }
@@ -73,173 +62,6 @@ public:
     }
     memory_store(const memory_store&) = delete;
     memory_store& operator=(const memory_store&) = delete;
-
-    std::string describe() const override { return "mem:" + opts_.name; }
-
-    /// A random id per object (every memory_store is a store of its own). Not subject to
-    /// fault injection: it is fixed at construction, nothing is fetched.
-    std::string identity(std::error_code& ec) override {
-        ec.clear();
-        return identity_;
-    }
-    using quorum_store::identity;
-
-    std::optional<key_value> get(std::string_view key, std::error_code& ec) override {
-        if (!enter(false, key, false, ec)) return std::nullopt;
-        std::lock_guard lk(mu_);
-        reap_locked();
-        const auto* kv = state_.find(key);
-        if (!kv) return std::nullopt;
-        return *kv;
-    }
-
-    range_result range(std::string_view prefix, std::string_view start_after, std::size_t limit,
-                       std::error_code& ec) override {
-        if (!enter(false, prefix, true, ec)) return {};
-        std::lock_guard lk(mu_);
-        reap_locked();
-        return state_.range(prefix, start_after, limit);
-    }
-
-    store_revision put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
-        auto r = commit(t, ec);
-        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
-    }
-
-    store_revision erase(std::string_view key, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::erase(std::string(key)));
-        auto r = commit(t, ec);
-        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
-    }
-
-    txn_result commit(const store_txn& txn, std::error_code& ec) override {
-        ec.clear();
-        if (!detail::store_check_txn(txn, opts_.limits, ec, last_error_detail())) return {};
-        if (!enter(true, {}, true, ec)) return {};
-        txn_result res;
-        {
-            std::lock_guard lk(mu_);
-            reap_locked();
-            res.succeeded = state_.evaluate(txn.compares);
-            std::vector<detail::store_mutation> muts;
-            if (!state_.resolve(res.succeeded ? txn.on_success : txn.on_failure, muts, ec, last_error_detail()))
-                return {};
-            apply_locked(muts);
-            res.revision = state_.rev;
-        }
-        wake();
-        finish_write(ec);
-        return res;
-    }
-
-    store_revision revision(std::error_code& ec) override {
-        if (!enter(false, {}, true, ec)) return 0;
-        std::lock_guard lk(mu_);
-        reap_locked();
-        return state_.rev;
-    }
-
-    [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
-                                     std::error_code& ec) override {
-        if (!handler) {
-            ec = errc::invalid_argument;
-            last_error_detail() = "empty watch handler";
-            return {};
-        }
-        if (from_revision < 0) {
-            ec = errc::invalid_argument;
-            last_error_detail() = "negative revision";
-            return {};
-        }
-        if (!enter(false, prefix, true, ec)) return {};
-        subscription s;
-        {
-            std::lock_guard lk(mu_);
-            reap_locked();
-            store_revision next = from_revision == 0 ? state_.rev + 1 : from_revision;
-            s = watchers_->add(std::string(prefix), next, std::move(handler));
-        }
-        wake();
-        return s;
-    }
-
-    lease_id grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
-        ec.clear();
-        if (ttl.count() <= 0) {
-            ec = errc::invalid_argument;
-            last_error_detail() = "lease TTL must be positive";
-            return 0;
-        }
-        if (!enter(true, {}, true, ec)) return 0;
-        lease_id id;
-        {
-            std::lock_guard lk(mu_);
-            id = state_.next_lease++;
-            detail::store_lease l;
-            l.id = id;
-            l.ttl_ms = ttl.count();
-            l.expiry_ms = now_ms() + ttl.count();
-            state_.leases.emplace(id, std::move(l));
-        }
-        wake();
-        finish_write(ec);
-        return id;
-    }
-
-    void keep_alive(lease_id lease, std::error_code& ec) override {
-        if (!enter(true, {}, true, ec)) return;
-        {
-            std::lock_guard lk(mu_);
-            reap_locked();
-            auto it = state_.leases.find(lease);
-            if (it == state_.leases.end()) {
-                ec = errc::lease_expired;
-                last_error_detail() = "lease " + std::to_string(lease) + " is gone";
-                return;
-            }
-            it->second.expiry_ms = now_ms() + it->second.ttl_ms;
-        }
-    }
-
-    void revoke_lease(lease_id lease, std::error_code& ec) override {
-        if (!enter(true, {}, true, ec)) return;
-        {
-            std::lock_guard lk(mu_);
-            reap_locked();
-            revoke_locked(lease);
-        }
-        wake();
-        finish_write(ec);
-    }
-
-    std::chrono::milliseconds lease_ttl(lease_id lease, std::error_code& ec) override {
-        if (!enter(false, {}, true, ec)) return {};
-        std::lock_guard lk(mu_);
-        reap_locked();
-        auto it = state_.leases.find(lease);
-        if (it == state_.leases.end()) {
-            ec = errc::lease_expired;
-            last_error_detail() = "lease " + std::to_string(lease) + " is gone";
-            return {};
-        }
-        return std::chrono::milliseconds(std::max<std::int64_t>(0, it->second.expiry_ms - now_ms()));
-    }
-    /// Throwing form of lease_ttl.
-    std::chrono::milliseconds lease_ttl(lease_id lease) {
-        return thrown("lease_ttl", std::to_string(lease), [&](std::error_code& ec) { return lease_ttl(lease, ec); });
-    }
-
-    void set_deadline(std::chrono::milliseconds d) override {
-        std::lock_guard lk(fault_mu_);
-        deadline_ = d;
-    }
-    std::chrono::milliseconds deadline() const override {
-        std::lock_guard lk(fault_mu_);
-        return deadline_;
-    }
 
     // ---- history ----------------------------------------------------------------------------
 
@@ -322,6 +144,171 @@ public:
     }
 
 private:
+    // ---- quorum_store hooks (reached through its public interface) ---------------------------
+
+    std::string do_describe() const override { return "mem:" + opts_.name; }
+
+    /// A random id per object (every memory_store is a store of its own). Not subject to
+    /// fault injection: it is fixed at construction, nothing is fetched.
+    std::string do_identity(std::error_code& ec) override {
+        ec.clear();
+        return identity_;
+    }
+
+    std::optional<key_value> do_get(std::string_view key, std::error_code& ec) override {
+        if (!enter(false, key, false, ec)) return std::nullopt;
+        std::lock_guard lk(mu_);
+        reap_locked();
+        const auto* kv = state_.find(key);
+        if (!kv) return std::nullopt;
+        return *kv;
+    }
+
+    range_result do_range(std::string_view prefix, std::string_view start_after, std::size_t limit,
+                          std::error_code& ec) override {
+        if (!enter(false, prefix, true, ec)) return {};
+        std::lock_guard lk(mu_);
+        reap_locked();
+        return state_.range(prefix, start_after, limit);
+    }
+
+    store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
+        store_txn t;
+        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
+        auto r = commit(t, ec);
+        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
+    }
+
+    store_revision do_erase(std::string_view key, std::error_code& ec) override {
+        store_txn t;
+        t.on_success.push_back(store_op::erase(std::string(key)));
+        auto r = commit(t, ec);
+        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
+    }
+
+    txn_result do_commit(const store_txn& txn, std::error_code& ec) override {
+        ec.clear();
+        if (!detail::store_check_txn(txn, opts_.limits, ec, last_error_detail())) return {};
+        if (!enter(true, {}, true, ec)) return {};
+        txn_result res;
+        {
+            std::lock_guard lk(mu_);
+            reap_locked();
+            res.succeeded = state_.evaluate(txn.compares);
+            std::vector<detail::store_mutation> muts;
+            if (!state_.resolve(res.succeeded ? txn.on_success : txn.on_failure, muts, ec, last_error_detail()))
+                return {};
+            apply_locked(muts);
+            res.revision = state_.rev;
+        }
+        wake();
+        finish_write(ec);
+        return res;
+    }
+
+    store_revision do_revision(std::error_code& ec) override {
+        if (!enter(false, {}, true, ec)) return 0;
+        std::lock_guard lk(mu_);
+        reap_locked();
+        return state_.rev;
+    }
+
+    [[nodiscard]] subscription do_watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
+                                        std::error_code& ec) override {
+        if (!handler) {
+            ec = errc::invalid_argument;
+            last_error_detail() = "empty watch handler";
+            return {};
+        }
+        if (from_revision < 0) {
+            ec = errc::invalid_argument;
+            last_error_detail() = "negative revision";
+            return {};
+        }
+        if (!enter(false, prefix, true, ec)) return {};
+        subscription s;
+        {
+            std::lock_guard lk(mu_);
+            reap_locked();
+            store_revision next = from_revision == 0 ? state_.rev + 1 : from_revision;
+            s = watchers_->add(std::string(prefix), next, std::move(handler));
+        }
+        wake();
+        return s;
+    }
+
+    lease_id do_grant_lease(std::chrono::milliseconds ttl, std::error_code& ec) override {
+        ec.clear();
+        if (ttl.count() <= 0) {
+            ec = errc::invalid_argument;
+            last_error_detail() = "lease TTL must be positive";
+            return 0;
+        }
+        if (!enter(true, {}, true, ec)) return 0;
+        lease_id id;
+        {
+            std::lock_guard lk(mu_);
+            id = state_.next_lease++;
+            detail::store_lease l;
+            l.id = id;
+            l.ttl_ms = ttl.count();
+            l.expiry_ms = now_ms() + ttl.count();
+            state_.leases.emplace(id, std::move(l));
+        }
+        wake();
+        finish_write(ec);
+        return id;
+    }
+
+    void do_keep_alive(lease_id lease, std::error_code& ec) override {
+        if (!enter(true, {}, true, ec)) return;
+        {
+            std::lock_guard lk(mu_);
+            reap_locked();
+            auto it = state_.leases.find(lease);
+            if (it == state_.leases.end()) {
+                ec = errc::lease_expired;
+                last_error_detail() = "lease " + std::to_string(lease) + " is gone";
+                return;
+            }
+            it->second.expiry_ms = now_ms() + it->second.ttl_ms;
+        }
+    }
+
+    void do_revoke_lease(lease_id lease, std::error_code& ec) override {
+        if (!enter(true, {}, true, ec)) return;
+        {
+            std::lock_guard lk(mu_);
+            reap_locked();
+            revoke_locked(lease);
+        }
+        wake();
+        finish_write(ec);
+    }
+
+    std::chrono::milliseconds do_lease_ttl(lease_id lease, std::error_code& ec) override {
+        if (!enter(false, {}, true, ec)) return {};
+        std::lock_guard lk(mu_);
+        reap_locked();
+        auto it = state_.leases.find(lease);
+        if (it == state_.leases.end()) {
+            ec = errc::lease_expired;
+            last_error_detail() = "lease " + std::to_string(lease) + " is gone";
+            return {};
+        }
+        return std::chrono::milliseconds(std::max<std::int64_t>(0, it->second.expiry_ms - now_ms()));
+    }
+
+    void do_set_deadline(std::chrono::milliseconds d) override {
+        std::lock_guard lk(fault_mu_);
+        deadline_ = d;
+    }
+
+    std::chrono::milliseconds do_deadline() const override {
+        std::lock_guard lk(fault_mu_);
+        return deadline_;
+    }
+
     static std::int64_t now_ms() {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now().time_since_epoch())

@@ -110,11 +110,20 @@ inline std::unique_ptr<quorum_store> open_store(std::string_view spec, const sto
 }
 
 /// Opens the store named by `spec`; `deadline` applies to every operation of the store.
-inline std::unique_ptr<quorum_store> open_store(std::string_view spec, std::error_code& ec,
-                                                std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
+inline std::unique_ptr<quorum_store> open_store(std::string_view spec, std::chrono::milliseconds deadline,
+                                                std::error_code& ec) {
     store_open_options o;
     o.deadline = deadline;
     return open_store(spec, o, ec);
+}
+/// Opens the store named by `spec` with the default deadline (5 s).
+inline std::unique_ptr<quorum_store> open_store(std::string_view spec, std::error_code& ec) {
+    return open_store(spec, store_open_options{}, ec);
+}
+/// The old argument order (the error code is last everywhere else).
+[[deprecated("use open_store(spec, deadline, ec)")]] inline std::unique_ptr<quorum_store>
+open_store(std::string_view spec, std::error_code& ec, std::chrono::milliseconds deadline) {
+    return open_store(spec, deadline, ec);
 }
 
 /// Creates a new store (what `qreg store init` does): dir: the directory (if missing) and an
@@ -123,6 +132,13 @@ inline std::unique_ptr<quorum_store> open_store(std::string_view spec, std::erro
 inline std::unique_ptr<quorum_store> create_store(std::string_view spec, const store_open_options& opts,
                                                   std::error_code& ec, std::string* why = nullptr) {
     return detail::open_store_spec(spec, opts, true, ec, why);
+}
+/// create_store with `deadline` applied to every operation of the new store.
+inline std::unique_ptr<quorum_store> create_store(std::string_view spec, std::chrono::milliseconds deadline,
+                                                  std::error_code& ec) {
+    store_open_options o;
+    o.deadline = deadline;
+    return create_store(spec, o, ec);
 }
 
 /// Throwing form.
