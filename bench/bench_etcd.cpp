@@ -57,8 +57,8 @@ private:
     int port_;
 };
 
-quorumreg::etcd_options options() {
-    quorumreg::etcd_options o;
+quorumreg::etcd_store_options options() {
+    quorumreg::etcd_store_options o;
     o.endpoints = {g_cluster->client_url(0), g_cluster->client_url(1), g_cluster->client_url(2)};
     o.deadline = std::chrono::seconds(10);
     return o;

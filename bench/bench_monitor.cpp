@@ -30,7 +30,7 @@ struct fixture {
     std::vector<std::string> names;
 
     explicit fixture(int n) {
-        quorumreg::type_registry_options o;
+        quorumreg::resource_type_registry_options o;
         o.plugin_directories = {QR_BENCH_PLUGIN_DIR};
         o.monitor_command = {QR_BENCH_MONITOR_EXE};
         types = std::make_unique<quorumreg::resource_type_registry>(store, o);
@@ -44,7 +44,7 @@ struct fixture {
     /// Creates the controller and brings everything online; returns the elapsed seconds.
     double cold_start() {
         auto t0 = clk::now();
-        quorumreg::monitor_options mo;
+        quorumreg::monitor_controller_options mo;
         mo.monitor_command = {QR_BENCH_MONITOR_EXE};
         ctl = std::make_unique<quorumreg::monitor_controller>(*types, mo);
         for (auto& n : names) {

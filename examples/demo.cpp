@@ -48,15 +48,15 @@ void say(const std::string& line) {
     std::fflush(stdout);
 }
 
-qr::checkpoint_options cp_options(const std::string& node) {
-    qr::checkpoint_options o;
+qr::checkpoint_manager_options cp_options(const std::string& node) {
+    qr::checkpoint_manager_options o;
     o.node = node;
     o.lease_ttl = lease;
     return o;
 }
 
-qr::type_registry_options type_options(const std::string& node, const std::string& plugin) {
-    qr::type_registry_options o;
+qr::resource_type_registry_options type_options(const std::string& node, const std::string& plugin) {
+    qr::resource_type_registry_options o;
     o.plugin_directories = {fs::path(plugin).parent_path()};
     o.node_id = node;
     o.monitor_command = {"/proc/self/exe"}; // this program hosts monitors (run_monitor_if_requested)
@@ -186,7 +186,7 @@ int run_node(const std::string& spec, const fs::path& hive_dir, const std::strin
     }
     if (cmd == "host-cache") { // PLUGIN DIR: host cache1, survive the monitor being killed
         qr::resource_type_registry types(*store, type_options(node, args.at(1)));
-        qr::monitor_options mo;
+        qr::monitor_controller_options mo;
         mo.monitor_command = {"/proc/self/exe"};
         mo.heartbeat_timeout = 10s; // a loaded machine is not a crash
         qr::monitor_controller ctl(types, mo);

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
     qr::directory_store quorum(dir / "quorum", {.create = true});
 
     std::string plugin = QUORUMREG_EXAMPLE_PLUGIN; // contoso_cache.so, built beside the examples
-    qr::type_registry_options to;
+    qr::resource_type_registry_options to;
     to.plugin_directories = {std::filesystem::path(plugin).parent_path()}; // only load from here
     to.monitor_command = {"/proc/self/exe"};
     qr::resource_type_registry types(quorum, to);
@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
         types.register_type(t); // hashed, probed in a throwaway monitor, stored
     }
 
-    qr::monitor_options mo;
+    qr::monitor_controller_options mo;
     mo.monitor_command = {"/proc/self/exe"};
     mo.heartbeat_timeout = 10s; // a monitor slowed down by a busy machine is not a crashed one
     qr::monitor_controller ctl(types, mo);

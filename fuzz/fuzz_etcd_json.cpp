@@ -175,7 +175,7 @@ fake_gateway& gateway() {
 
 qr::etcd_store& store() {
     static qr::etcd_store s([] {
-        qr::etcd_options o;
+        qr::etcd_store_options o;
         o.endpoints = {"http://127.0.0.1:" + std::to_string(gateway().port())};
         o.deadline = std::chrono::milliseconds(50); // calls that retry until the deadline end quickly
         return o;

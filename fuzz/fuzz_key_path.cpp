@@ -152,7 +152,7 @@ void check_escape(std::string_view s) {
 }
 
 void check_store_key(std::string_view key) {
-    qr::detail::store_limits lim;
+    qr::store_limits lim;
     lim.max_key_bytes = 64; // reach the length check with short inputs
     std::error_code cec;
     std::string detail;
@@ -179,7 +179,7 @@ void check_store_key(std::string_view key) {
     QR_FUZZ_CHECK(!ec && !store.get(key, ec) && !ec, "an erased key is still there");
     // The escaped form of any name is always a valid store key component.
     auto esc = qr::detail::key_escape(key);
-    QR_FUZZ_CHECK(qr::detail::store_check_key("p/" + esc, false, qr::detail::store_limits{}, cec, detail));
+    QR_FUZZ_CHECK(qr::detail::store_check_key("p/" + esc, false, qr::store_limits{}, cec, detail));
 }
 
 } // namespace

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     if (argc < 6) return 2;
     auto store = open_store(argv[1], milliseconds(3000));
     hive local(argv[2]);
-    checkpoint_options o;
+    checkpoint_manager_options o;
     o.node = argv[3];
     o.lease_ttl = milliseconds(std::atoi(argv[4]));
     checkpoint_manager cp(local, *store, o);

@@ -183,7 +183,7 @@ inline void checkpoint_defect4_edit_during_online(quorumreg::quorum_store& store
     }
     hive a(root / "A");
     int edits = 0;
-    checkpoint_options o{.node = "A"};
+    checkpoint_manager_options o{.node = "A"};
     o.before_restore_commit = [&](std::string_view) {
         if (edits++ == 0) a.set_value(app, "Admin", value::dword(7)); // the administrator's edit
     };
@@ -209,7 +209,7 @@ inline void checkpoint_defect8_registration_watch(quorumreg::quorum_store& store
     std::filesystem::create_directories(root);
     faulty_store owner_view(store);
     hive a(root / "A"), b(root / "B");
-    checkpoint_options oa{.node = "A"};
+    checkpoint_manager_options oa{.node = "A"};
     oa.registration_resync = std::chrono::milliseconds(500);
     checkpoint_manager ca(a, owner_view, oa);
     checkpoint_manager cb(b, store, {.node = "B"});
@@ -343,7 +343,7 @@ inline void checkpoint_defect5_atomic_batches(quorumreg::quorum_store& store, co
         bool acknowledged = false;
         {
             hive a(dir / "A");
-            checkpoint_options o{.node = "A"};
+            checkpoint_manager_options o{.node = "A"};
             o.lease_ttl = ttl;
             o.batch_subtrees = per_txn;
             o.offline_timeout = 300ms;
@@ -367,7 +367,7 @@ inline void checkpoint_defect5_atomic_batches(quorumreg::quorum_store& store, co
             acknowledged = !ec;
         } // offline fails once cut: abandoned as in a crash, its lease left to expire
         hive b(dir / "B");
-        checkpoint_options ob{.node = "B"};
+        checkpoint_manager_options ob{.node = "B"};
         ob.lease_ttl = ttl; // its takeover grace is 2/5 of its own TTL
         checkpoint_manager cb(b, store, ob);
         online_options oo;
@@ -398,12 +398,12 @@ inline void checkpoint_defect7_slow_writes(quorumreg::quorum_store& store, const
     std::filesystem::create_directories(root);
     faulty_store link(store);
     hive a(root / "A"), b(root / "B");
-    checkpoint_options oa{.node = "A"};
+    checkpoint_manager_options oa{.node = "A"};
     oa.lease_ttl = ttl;
     std::atomic<int> lost{0};
     oa.on_lost = [&](std::string_view, std::error_code) { ++lost; };
     checkpoint_manager ca(a, link, oa);
-    checkpoint_options ob{.node = "B"};
+    checkpoint_manager_options ob{.node = "B"};
     ob.lease_ttl = ttl;
     checkpoint_manager cb(b, store, ob);
     a.set_value("App", "v", value::dword(1));

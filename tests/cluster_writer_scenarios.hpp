@@ -21,7 +21,7 @@ namespace qr_test {
 
 /// A file-call seam for the hive or the directory store: fails writes (EIO) on request, or
 /// runs a hook after a write, so a test can cut a replay at an exact point.
-struct write_faults : quorumreg::detail::file_io {
+struct write_faults : quorumreg::file_io {
     std::atomic<bool> unreachable{false}; ///< every pwrite fails
     std::atomic<int> fail_writes{0};      ///< the next N pwrites fail
     std::function<void()> after_write;    ///< runs (once) after the next successful pwrite

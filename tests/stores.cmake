@@ -1,8 +1,10 @@
 # Quorum stores: the conformance suite (memory and directory backends) and memory_store's
 # fault injection (suite "store"); the directory store's multi-process tests (suite
 # "directory_store"). The etcd backend's lines follow (owned by its engineer).
-quorumreg_test_group(test_stores SOURCES test_store.cpp LIBS quorumreg_etcd_separate) # open_store names etcd too
+quorumreg_test_group(test_stores SOURCES test_store.cpp test_api.cpp LIBS quorumreg_etcd_separate) # open_store names etcd too
 quorumreg_suite(test_stores store LABELS store TIMEOUT 900)
+# The API's shape (issue 20): the store's hooks, option names, the public/detail line.
+quorumreg_suite(test_stores api LABELS api TIMEOUT 120)
 
 # etcd backend (real 3-member clusters on 127.0.0.1; needs /usr/bin/etcd from etcd-server).
 quorumreg_test_group(test_etcd_store SOURCES test_etcd_store.cpp test_partition.cpp LIBS quorumreg_etcd_separate)

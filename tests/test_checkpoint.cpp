@@ -27,11 +27,12 @@ std::string new_dir_store(const std::filesystem::path& dir) {
 struct node {
     hive local;
     checkpoint_manager cp;
-    node(const std::filesystem::path& dir, quorum_store& store, const std::string& name, checkpoint_options o = {})
+    node(const std::filesystem::path& dir, quorum_store& store, const std::string& name,
+         checkpoint_manager_options o = {})
         : local(dir / name), cp(local, store, with_name(o, name)) {}
-    static checkpoint_options with_name(checkpoint_options o, const std::string& name) {
+    static checkpoint_manager_options with_name(checkpoint_manager_options o, const std::string& name) {
         o.node = name;
-        if (o.lease_ttl == checkpoint_options{}.lease_ttl) o.lease_ttl = 2000ms;
+        if (o.lease_ttl == checkpoint_manager_options{}.lease_ttl) o.lease_ttl = 2000ms;
         return o;
     }
 };
@@ -308,7 +309,7 @@ TEST_SUITE("checkpoint") {
     TEST_CASE("defect 6: flush() is not lost when the pass in flight ends short of the flush target") {
         // A directory store whose next log write waits until released, so the worker's pass is
         // provably in flight (it read the hive before the flush target) when flush() asks.
-        struct held_write : detail::file_io {
+        struct held_write : file_io {
             std::mutex mu;
             std::condition_variable cv;
             bool armed = false, holding = false, released = false;
@@ -735,7 +736,7 @@ TEST_SUITE("checkpoint") {
     TEST_CASE("defect 11: offline() keeps ownership when its final checkpoint fails") {
         qr_test::temp_dir dir("cp-d11");
         memory_store store;
-        checkpoint_options o;
+        checkpoint_manager_options o;
         o.offline_timeout = 300ms;
         node a(dir.path(), store, "A", o), b(dir.path(), store, "B");
         a.cp.add_checkpoint("App", app);
@@ -757,7 +758,7 @@ TEST_SUITE("checkpoint") {
     TEST_CASE("defect 11: a crash-restarted owner pushes its own unpushed commits as its own") {
         qr_test::temp_dir dir("cp-d11");
         memory_store store;
-        checkpoint_options o;
+        checkpoint_manager_options o;
         o.offline_timeout = 200ms;
         o.lease_ttl = 500ms;
         {

@@ -47,8 +47,8 @@ struct etcd_quorum : qr_test::cw_quorum {
     qr_test::etcd_cluster& cluster;
     quorumreg::etcd_store client;
     explicit etcd_quorum(qr_test::etcd_cluster& c) : cluster(c), client(options(c)) {}
-    static quorumreg::etcd_options options(const qr_test::etcd_cluster& c) {
-        quorumreg::etcd_options o;
+    static quorumreg::etcd_store_options options(const qr_test::etcd_cluster& c) {
+        quorumreg::etcd_store_options o;
         o.endpoints = c.client_urls();
         o.deadline = std::chrono::seconds(3); // an unreachable cluster is reported within it
         return o;
@@ -99,7 +99,7 @@ TEST_SUITE("checkpoint_etcd") {
     TEST_CASE("defect 4 (etcd): online() does not overwrite an edit made while it runs") {
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cp-etcd");
-        quorumreg::etcd_options o;
+        quorumreg::etcd_store_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store store(o);
         qr_test::checkpoint_defect4_edit_during_online(store, dir.path());
@@ -109,7 +109,7 @@ TEST_SUITE("checkpoint_etcd") {
         using namespace std::chrono_literals;
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cp-etcd-d7");
-        quorumreg::etcd_options o;
+        quorumreg::etcd_store_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store store(o);
         qr_test::checkpoint_defect7_slow_writes(store, dir.path(), 2000ms);
@@ -119,7 +119,7 @@ TEST_SUITE("checkpoint_etcd") {
         using namespace std::chrono_literals;
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cp-etcd-d5");
-        quorumreg::etcd_options o;
+        quorumreg::etcd_store_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store store(o);
         SUBCASE("one transaction") {
@@ -134,7 +134,7 @@ TEST_SUITE("checkpoint_etcd") {
               "generation") {
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cp-etcd-d89");
-        quorumreg::etcd_options o;
+        quorumreg::etcd_store_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store store(o);
         SUBCASE("registration watch") { qr_test::checkpoint_defect8_registration_watch(store, dir.path() / "reg"); }
@@ -146,7 +146,7 @@ TEST_SUITE("checkpoint_etcd") {
         using namespace std::chrono_literals;
         qr_test::etcd_cluster cluster(3);
         qr_test::temp_dir dir("cp-etcd");
-        quorumreg::etcd_options o;
+        quorumreg::etcd_store_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store store(o);
         const char* app = "Software/Contoso/App";

@@ -75,7 +75,7 @@ TEST_SUITE("checkpoint_parts") {
         memory_store store;
         qr_test::temp_dir dir("cp-parts");
         hive local(dir.path() / "h");
-        checkpoint_options o;
+        checkpoint_manager_options o;
         o.node = "n1";
         checkpoint_manager cp(local, store, o);
         local.set_value("App/Cfg", "Port", value::dword(1));

@@ -90,7 +90,7 @@ TEST_SUITE("cli_etcd") {
         auto r = qreg(dir.path(), {"checkpoint", "add", "Web", "Software", "--store", store, "--hive", h});
         CHECK(r.rc == 1);
         CHECK(has(r.err, "resource \"SQL\""));
-        quorumreg::etcd_options o;
+        quorumreg::etcd_store_options o;
         o.endpoints = cluster.client_urls();
         quorumreg::etcd_store es(o);
         auto online_port = [&] { // node1 brings SQL online and reports the port it got

@@ -76,7 +76,7 @@ std::set<std::string> dir_entries(const fs::path& p) {
 }
 
 /// file_io whose calls fail on demand with a chosen errno.
-struct faulty_io : detail::file_io {
+struct faulty_io : file_io {
     std::atomic<int> write_errno{0}, fsync_errno{0}, rename_errno{0}, truncate_errno{0};
     std::atomic<int> fsync_failures{1 << 30}; ///< with fsync_errno: fail this many fsyncs
     std::atomic<int> writes_before_fault{0};  ///< let this many pwrite calls through first
@@ -88,28 +88,28 @@ struct faulty_io : detail::file_io {
             errno = write_errno;
             return -1;
         }
-        return detail::file_io::pwrite(fd, buf, n, off);
+        return file_io::pwrite(fd, buf, n, off);
     }
     int fsync(int fd) override {
         if (fsync_errno && fsync_failures-- > 0) {
             errno = fsync_errno;
             return -1;
         }
-        return detail::file_io::fsync(fd);
+        return file_io::fsync(fd);
     }
     int rename(const char* a, const char* b) override {
         if (rename_errno) {
             errno = rename_errno;
             return -1;
         }
-        return detail::file_io::rename(a, b);
+        return file_io::rename(a, b);
     }
     int ftruncate(int fd, off_t len) override {
         if (truncate_errno) {
             errno = truncate_errno;
             return -1;
         }
-        return detail::file_io::ftruncate(fd, len);
+        return file_io::ftruncate(fd, len);
     }
 };
 
@@ -123,7 +123,7 @@ std::string slurp(const fs::path& p) {
 
 /// file_io whose stat/open/pread calls fail with `err` once armed (stat and open only on
 /// `target`), to check that only ENOENT ever means "absent".
-struct open_fault_io : detail::file_io {
+struct open_fault_io : file_io {
     std::string call, target;
     int err = 0;
     int stat(const char* p, struct ::stat* st) override {
@@ -131,21 +131,21 @@ struct open_fault_io : detail::file_io {
             errno = err;
             return -1;
         }
-        return detail::file_io::stat(p, st);
+        return file_io::stat(p, st);
     }
     int open(const char* p, int flags, mode_t mode) override {
         if (err && call == "open" && target == p) {
             errno = err;
             return -1;
         }
-        return detail::file_io::open(p, flags, mode);
+        return file_io::open(p, flags, mode);
     }
     ssize_t pread(int fd, void* buf, std::size_t n, off_t off) override {
         if (err && call == "pread") {
             errno = err;
             return -1;
         }
-        return detail::file_io::pread(fd, buf, n, off);
+        return file_io::pread(fd, buf, n, off);
     }
 };
 
@@ -159,7 +159,7 @@ directory_store_options creating() {
 void create_store(const fs::path& dir) { directory_store s(dir, creating()); }
 
 /// Counts every write-class file call (anything that can change a file or a directory).
-struct write_counting_io : detail::file_io {
+struct write_counting_io : file_io {
     std::atomic<int> writes{0};
     std::mutex mu;
     std::vector<std::string> calls;
@@ -170,39 +170,39 @@ struct write_counting_io : detail::file_io {
     }
     int open(const char* p, int flags, mode_t mode) override {
         if (flags & (O_CREAT | O_WRONLY | O_RDWR | O_TRUNC)) note(std::string("open for writing ") + p);
-        return detail::file_io::open(p, flags, mode);
+        return file_io::open(p, flags, mode);
     }
     ssize_t pwrite(int fd, const void* b, std::size_t n, off_t o) override {
         note("pwrite");
-        return detail::file_io::pwrite(fd, b, n, o);
+        return file_io::pwrite(fd, b, n, o);
     }
     int fsync(int fd) override {
         note("fsync");
-        return detail::file_io::fsync(fd);
+        return file_io::fsync(fd);
     }
     int fdatasync(int fd) override {
         note("fdatasync");
-        return detail::file_io::fdatasync(fd);
+        return file_io::fdatasync(fd);
     }
     int ftruncate(int fd, off_t len) override {
         note("ftruncate");
-        return detail::file_io::ftruncate(fd, len);
+        return file_io::ftruncate(fd, len);
     }
     int rename(const char* a, const char* b) override {
         note(std::string("rename ") + a);
-        return detail::file_io::rename(a, b);
+        return file_io::rename(a, b);
     }
     int unlink(const char* p) override {
         note(std::string("unlink ") + p);
-        return detail::file_io::unlink(p);
+        return file_io::unlink(p);
     }
     int mkdir(const char* p, mode_t m) override {
         note(std::string("mkdir ") + p);
-        return detail::file_io::mkdir(p, m);
+        return file_io::mkdir(p, m);
     }
     int attach_lock(const char* p) override { // Boost's file_lock opens the file read-write
         note(std::string("attach_lock ") + p);
-        return detail::file_io::attach_lock(p);
+        return file_io::attach_lock(p);
     }
 };
 
@@ -222,7 +222,7 @@ void remove_write_permission(const fs::path& dir) {
     fs::permissions(dir, w, fs::perm_options::remove);
 }
 
-directory_store_options read_only_options(std::shared_ptr<detail::file_io> io = {}) {
+directory_store_options read_only_options(std::shared_ptr<file_io> io = {}) {
     directory_store_options o;
     o.read_only = true;
     o.io = std::move(io);
@@ -230,13 +230,13 @@ directory_store_options read_only_options(std::shared_ptr<detail::file_io> io = 
 }
 
 /// file_io that remembers which directories were fsynced and can fail directory fsyncs.
-struct dir_sync_io : detail::file_io {
+struct dir_sync_io : file_io {
     std::mutex mu;
     std::map<int, std::string> dir_fds;
     std::set<std::string> synced;
     std::atomic<int> dir_fsync_errno{0};
     int open(const char* p, int flags, mode_t mode) override {
-        int fd = detail::file_io::open(p, flags, mode);
+        int fd = file_io::open(p, flags, mode);
         if (fd >= 0 && (flags & O_DIRECTORY)) {
             std::lock_guard g(mu);
             dir_fds[fd] = fs::path(p).lexically_normal().string();
@@ -248,7 +248,7 @@ struct dir_sync_io : detail::file_io {
             std::lock_guard g(mu);
             dir_fds.erase(fd);
         }
-        return detail::file_io::close(fd);
+        return file_io::close(fd);
     }
     int fsync(int fd) override {
         std::string dir;
@@ -261,7 +261,7 @@ struct dir_sync_io : detail::file_io {
             errno = dir_fsync_errno;
             return -1;
         }
-        int r = detail::file_io::fsync(fd);
+        int r = file_io::fsync(fd);
         if (r == 0 && !dir.empty()) {
             std::lock_guard g(mu);
             synced.insert(dir);

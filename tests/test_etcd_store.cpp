@@ -27,8 +27,8 @@ qr_test::etcd_cluster& shared_cluster() {
     return c;
 }
 
-etcd_options options_for(const std::vector<std::string>& urls, std::chrono::milliseconds deadline = 5s) {
-    etcd_options o;
+etcd_store_options options_for(const std::vector<std::string>& urls, std::chrono::milliseconds deadline = 5s) {
+    etcd_store_options o;
     o.endpoints = urls;
     o.deadline = deadline;
     return o;
@@ -69,7 +69,7 @@ TEST_SUITE("etcd_store") {
     QR_STORE_CONFORMANCE(etcd_backend);
 
     TEST_CASE("etcd: options are validated") {
-        etcd_options o;
+        etcd_store_options o;
         o.endpoints = {"127.0.0.1:2379"};
         CHECK(qr_test::code_of([&] { etcd_store s(o); }) == errc::invalid_argument);
         o.endpoints = {};
@@ -130,7 +130,7 @@ TEST_SUITE("etcd_store") {
         auto raw_opts = options_for(c.client_urls(), 30s);
         raw_opts.chunk_prefix = "\x01raw-view/";
         etcd_store raw(raw_opts);
-        const std::string cp = etcd_options{}.chunk_prefix;
+        const std::string cp = etcd_store_options{}.chunk_prefix;
         auto chunks = raw.list(cp);
         CHECK(chunks.size() == 6); // 5 MiB + 123 bytes in 1 MiB chunks
         // ...which the store itself hides from listings and gets.
@@ -256,7 +256,7 @@ TEST_SUITE("etcd_store") {
             CHECK_FALSE(s.get("err/big").has_value());
         }
         SUBCASE("a key in the reserved chunk namespace is refused") {
-            s.put(etcd_options{}.chunk_prefix + "x", "v", 0, ec);
+            s.put(etcd_store_options{}.chunk_prefix + "x", "v", 0, ec);
             CHECK(ec == errc::invalid_argument);
         }
         SUBCASE("etcd's rejection of a malformed transaction") {
@@ -504,7 +504,7 @@ TEST_SUITE("etcd_store") {
         qr_test::etcd_cluster::tls_files tls{d + "/server.pem", d + "/server.key", d + "/ca.pem", true};
         qr_test::etcd_cluster c(1, tls);
 
-        etcd_options o;
+        etcd_store_options o;
         o.endpoints = {c.tls_url(0)};
         o.deadline = 5s;
         o.tls.ca_file = d + "/ca.pem";

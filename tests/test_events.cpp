@@ -29,7 +29,7 @@ std::vector<std::string> lines_of(const std::filesystem::path& p) {
 }
 
 /// Fails the chosen calls with EIO while armed.
-class failing_io : public detail::file_io {
+class failing_io : public file_io {
 public:
     std::atomic<bool> fail_sync{false}, fail_truncate{false}, fail_rename{false}, fail_pwrite{false};
     int fdatasync(int fd) override { return fail_sync ? (errno = EIO, -1) : file_io::fdatasync(fd); }

@@ -1,6 +1,6 @@
 // Systematic fault injection (issue 10): every write, fsync/fdatasync, truncate, rename,
 // unlink, mkdir, open, mmap and lock-attach call that the hive and the directory store make
-// through detail::file_io fails in turn, with ENOSPC, EIO and EACCES.
+// through file_io fails in turn, with ENOSPC, EIO and EACCES.
 //
 // Method: a fixed workload runs once with a counting seam to learn how many calls of each
 // kind it makes (kind, ordinal) — the call sites as the workload reaches them. Then, for every
@@ -49,7 +49,7 @@ const char* kind_name(kind k) {
 }
 
 /// Counts the calls of each kind made by the test's own thread and fails one chosen call.
-class fault_io : public detail::file_io {
+class fault_io : public file_io {
 public:
     fault_io() : owner_(std::this_thread::get_id()) {}
 
@@ -254,7 +254,7 @@ using kv_model = std::map<std::string, std::string>;
 /// close, reopen (recovery), more writes.
 void store_workload(const fs::path& dir, fault_io& io, run_report& rep, int err, kv_model& model) {
     directory_store_options o;
-    o.io = std::shared_ptr<detail::file_io>(std::shared_ptr<detail::file_io>(), &io);
+    o.io = std::shared_ptr<file_io>(std::shared_ptr<file_io>(), &io);
     o.keep_revisions = 2;    // compact after more than 4 frames
     o.poll_interval = 3600s; // the poller only runs when woken; reaping happens in the foreground
     o.deadline = 30s;

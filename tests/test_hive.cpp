@@ -43,7 +43,7 @@ fs::path newest(const fs::path& dir, const std::string& kind) {
 }
 
 /// Fails the Nth call of one kind with a chosen errno.
-class failing_io : public detail::file_io {
+class failing_io : public file_io {
 public:
     enum class site { open, pwrite, fdatasync, fsync, rename, ftruncate };
     void arm(site s, int err, int after = 0) {
@@ -546,7 +546,7 @@ record_span last_record(const fs::path& dir, const fs::path& journal) {
 
 /// Holds the first journal write of a batch until released, and tears the next one: only
 /// its bytes from the second 512-byte sector on reach the file (out-of-order sector loss).
-class batch_tearing_io : public detail::file_io {
+class batch_tearing_io : public file_io {
 public:
     ssize_t pwrite(int fd, const void* b, std::size_t n, off_t o) override {
         std::unique_lock lk(mu_);
@@ -702,7 +702,7 @@ TEST_SUITE("hive") {
 namespace {
 
 /// Counts the calls that could change a file or directory; fails a directory listing on demand.
-class write_watch_io : public detail::file_io {
+class write_watch_io : public file_io {
 public:
     int writes = 0;
     bool fail_listing = false;

@@ -348,7 +348,7 @@ TEST_SUITE("ownership") {
 
     TEST_CASE("etcd (3 members)") {
         qr_test::etcd_cluster cluster(3);
-        etcd_options o;
+        etcd_store_options o;
         o.endpoints = cluster.client_urls();
         o.deadline = 3s;
         etcd_store a(o), b(o);

@@ -136,8 +136,8 @@ struct proxied_cluster {
     std::vector<std::unique_ptr<qr_support::tcp_proxy>> px;
 };
 
-etcd_options opts(const std::vector<std::string>& urls, std::chrono::milliseconds deadline = 3s) {
-    etcd_options o;
+etcd_store_options opts(const std::vector<std::string>& urls, std::chrono::milliseconds deadline = 3s) {
+    etcd_store_options o;
     o.endpoints = urls;
     o.deadline = deadline;
     return o;

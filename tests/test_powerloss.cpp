@@ -16,7 +16,7 @@
 #include <iostream>
 
 using namespace qr_powerloss;
-using quorumreg::detail::file_io;
+using quorumreg::file_io;
 
 namespace {
 

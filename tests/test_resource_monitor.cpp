@@ -20,7 +20,7 @@ using quorumreg::errc;
 using quorumreg::resource_state;
 
 namespace qr_mon_test { // defined in test_resource_types.cpp
-quorumreg::type_registry_options test_options(const fs::path& extra);
+quorumreg::resource_type_registry_options test_options(const fs::path& extra);
 std::string plugin(const std::string& kind);
 quorumreg::resource_type_info type(const std::string& name, const std::string& lib);
 } // namespace qr_mon_test
@@ -31,8 +31,8 @@ using namespace qr_mon_test;
 // Generous: other engineers compile on the same two cores. Speed is measured in bench/.
 constexpr auto patience = std::chrono::milliseconds(90000);
 
-quorumreg::monitor_options test_monitor_options() {
-    quorumreg::monitor_options o;
+quorumreg::monitor_controller_options test_monitor_options() {
+    quorumreg::monitor_controller_options o;
     o.monitor_command = {QR_TEST_MONITOR_EXE};
     o.heartbeat_timeout = 10s; // a stalled but healthy monitor on a loaded machine is not a crash
     return o;

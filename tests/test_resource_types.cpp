@@ -23,8 +23,8 @@ using quorumreg::errc;
 namespace qr_mon_test {
 
 /// Registry options for tests: plugins allowed from the built plugin dir and `extra`.
-quorumreg::type_registry_options test_options(const fs::path& extra = {}) {
-    quorumreg::type_registry_options o;
+quorumreg::resource_type_registry_options test_options(const fs::path& extra = {}) {
+    quorumreg::resource_type_registry_options o;
     o.plugin_directories = {QR_TEST_PLUGIN_DIR};
     if (!extra.empty()) o.plugin_directories.push_back(extra);
     o.monitor_command = {QR_TEST_MONITOR_EXE};

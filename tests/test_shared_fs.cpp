@@ -34,7 +34,7 @@ namespace {
 constexpr long fuse_magic = 0x65735546;
 
 /// POSIX I/O, except that statfs() reports file system type `magic` (or fails with an errno).
-struct fake_fs_io : detail::file_io {
+struct fake_fs_io : file_io {
     explicit fake_fs_io(std::uint32_t m) : magic(m) {}
     std::uint32_t magic;
     int fail_errno = 0;
@@ -43,7 +43,7 @@ struct fake_fs_io : detail::file_io {
             errno = fail_errno;
             return -1;
         }
-        int r = detail::file_io::statfs(path, st);
+        int r = file_io::statfs(path, st);
         st->f_type = static_cast<decltype(st->f_type)>(magic);
         return r;
     }

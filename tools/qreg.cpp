@@ -6,6 +6,7 @@
 // verify); 6 `store init` found a store already there.
 //
 // Reads never write: every read-only command opens the store (and the hive) read-only.
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/checkpoint.hpp>
 #include <quorumreg/dependency_graph.hpp>
 #include <quorumreg/detail/graph_text.hpp>
@@ -172,15 +173,7 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
     return b;
 }
 
-std::string hex(const std::vector<std::uint8_t>& b) {
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (auto c : b) {
-        s.push_back(d[c >> 4]);
-        s.push_back(d[c & 15]);
-    }
-    return s;
-}
+std::string hex(const std::vector<std::uint8_t>& b) { return qr::detail::hex_encode(b.data(), b.size()); }
 
 // ---- values --------------------------------------------------------------------------------
 
@@ -242,10 +235,9 @@ std::vector<std::uint8_t> parse_hex(const std::string& s) {
     std::vector<std::uint8_t> out;
     for (std::size_t i = 0; i < h.size(); i += 2) {
         auto nib = [&](char c) -> int {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            throw usage("binary data \"" + s + "\" is not hex");
+            int v = qr::detail::hex_digit_value(c);
+            if (v < 0) throw usage("binary data \"" + s + "\" is not hex");
+            return v;
         };
         out.push_back(static_cast<std::uint8_t>(nib(h[i]) * 16 + nib(h[i + 1])));
     }
@@ -557,7 +549,7 @@ std::vector<std::string> checkpoint_resources(qr::quorum_store& s) { return qr::
 /// one owner-record format (decode_owner_record); a record without a node name shows its lease
 /// ("lease N"), never the lease number as a node.
 std::string owner_of(qr::quorum_store& s, const std::string& res) {
-    auto kv = s.get(qr::checkpoint_layout(qr::checkpoint_options{}.prefix).owner_key(res));
+    auto kv = s.get(qr::checkpoint_layout(qr::checkpoint_manager_options{}.prefix).owner_key(res));
     if (!kv) return {};
     auto rec = qr::decode_owner_record(kv->value);
     if (!rec) return "? (unreadable owner record)";
@@ -712,7 +704,7 @@ int cmd_checkpoint(const args& a) {
         }
     } clean{scratch};
     qr::hive local(hive_dir);
-    qr::checkpoint_options o;
+    qr::checkpoint_manager_options o;
     o.node = node_name(a);
     qr::checkpoint_manager cp(local, *store, o);
 
@@ -925,8 +917,8 @@ int cmd_checkpoint(const args& a) {
 
 // ---- resource types --------------------------------------------------------------------------
 
-qr::type_registry_options type_options(const args& a, const std::string& library = {}) {
-    qr::type_registry_options o;
+qr::resource_type_registry_options type_options(const args& a, const std::string& library = {}) {
+    qr::resource_type_registry_options o;
     if (auto it = a.opt.find("plugin-dir"); it != a.opt.end())
         for (auto& d : it->second)
             o.plugin_directories.emplace_back(d);

@@ -20,13 +20,13 @@
 //   conditional on that token, so a node that lost its lease (expired, or taken over after a
 //   pause) gets errc::fenced and its writes are never applied. Past the local deadline
 //   (last successful keep-alive + 0.6 lease_ttl) is_online() is false and
-//   checkpoint_options::on_lost is called, before any other node can take over.
+//   checkpoint_manager_options::on_lost is called, before any other node can take over.
 // - Batches: everything one write-through pass found changed (read at one hive revision)
 //   reaches the store all or nothing, in commit order: one transaction, or staged blobs
 //   switched through a manifest when the batch has more than batch_subtrees subtrees.
 // - online() restores every registered subtree from its latest checkpoint in ONE hive
 //   transaction, then writes through: each committed change under a subtree is checkpointed,
-//   coalesced for at most checkpoint_options::coalesce_delay, in commit order. flush() waits
+//   coalesced for at most checkpoint_manager_options::coalesce_delay, in commit order. flush() waits
 //   until everything the hive had committed when it was called is durable in the store.
 // - Offline edits: each node records in its hive the SHA-256 of what it last checkpointed or
 //   restored. If at online() the local subtree differs from that record and from the quorum
@@ -34,7 +34,7 @@
 //   preserve (default: the local copy is kept in the store as a conflict record, then the
 //   quorum copy is restored) or adopt_local (the local copy becomes the new checkpoint; the
 //   previous one stays in history). Neither side is ever silently dropped.
-// - History: the last checkpoint_options::history generations per subtree are kept, listed
+// - History: the last checkpoint_manager_options::history generations per subtree are kept, listed
 //   with writer node and time, and can be restored (the restore is itself a new generation).
 // - Format: "QRCP" header naming resource, subtree, generation, writer node and time, the
 //   SHA-256 of the content (the registry's subtree encoding), an optional HMAC-SHA-256 under
@@ -81,6 +81,8 @@
 
 namespace quorumreg {
 
+/// Checkpoints chosen subtrees of a node's hive to a quorum store and restores them on online()
+/// (see the header comment; `checkpoint_manager` is basic_checkpoint_manager<hive>).
 template <class Hive = hive> class basic_checkpoint_manager {
 public:
     using traits_type = typename Hive::traits_type;
@@ -90,7 +92,7 @@ public:
     /// hive (value StoreIdentity of local_meta_key) the first time and checked on every later
     /// construction: a store replaced or re-created in its place (a typo, another share, an
     /// emptied log re-created) is errc::identity_mismatch rather than a second, empty quorum.
-    basic_checkpoint_manager(Hive& local, quorum_store& store, checkpoint_options opts = {})
+    basic_checkpoint_manager(Hive& local, quorum_store& store, checkpoint_manager_options opts = {})
         : hive_(local), store_(store), opts_(std::move(opts)), io_(local, store, opts_),
           catalog_(store, opts_.prefix, opts_.cluster_key, hive_limits(local)) {
         if (opts_.history == 0) opts_.history = 1;
@@ -135,7 +137,7 @@ public:
     basic_checkpoint_manager(const basic_checkpoint_manager&) = delete;
     basic_checkpoint_manager& operator=(const basic_checkpoint_manager&) = delete;
 
-    const checkpoint_options& options() const noexcept { return opts_; }
+    const checkpoint_manager_options& options() const noexcept { return opts_; }
     /// The read-only view of this manager's checkpoints (same prefix and cluster key).
     const basic_checkpoint_catalog<traits_type>& catalog() const noexcept { return catalog_; }
 
@@ -148,6 +150,7 @@ public:
         run("add_checkpoint", resource, subtree,
             [&](std::error_code& ec, std::string& why) { add_checkpoint(resource, subtree, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void add_checkpoint(std::string_view resource, std::string_view subtree, std::error_code& ec) {
         std::string why;
         add_checkpoint(resource, subtree, ec, why);
@@ -158,6 +161,7 @@ public:
         run("remove_checkpoint", resource, subtree,
             [&](std::error_code& ec, std::string& why) { remove_checkpoint(resource, subtree, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void remove_checkpoint(std::string_view resource, std::string_view subtree, std::error_code& ec) {
         std::string why;
         remove_checkpoint(resource, subtree, ec, why);
@@ -168,6 +172,7 @@ public:
         return run_r("checkpoints", resource, {},
                      [&](std::error_code& ec, std::string&) { return checkpoints(resource, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<std::string> checkpoints(std::string_view resource, std::error_code& ec) {
         return catalog_.checkpoints(resource, ec);
     }
@@ -179,6 +184,7 @@ public:
         return run_r("online", resource, {},
                      [&](std::error_code& ec, std::string& why) { return online(resource, o, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     online_report online(std::string_view resource, online_options o, std::error_code& ec) {
         std::string why;
         return online(resource, o, ec, why);
@@ -188,6 +194,7 @@ public:
     void offline(std::string_view resource) {
         run("offline", resource, {}, [&](std::error_code& ec, std::string& why) { offline(resource, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void offline(std::string_view resource, std::error_code& ec) {
         std::string why;
         offline(resource, ec, why);
@@ -214,6 +221,7 @@ public:
     void flush(std::string_view resource, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
         run("flush", resource, {}, [&](std::error_code& ec, std::string& why) { flush(resource, timeout, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void flush(std::string_view resource, std::chrono::milliseconds timeout, std::error_code& ec) {
         std::string why;
         flush(resource, timeout, ec, why);
@@ -226,6 +234,7 @@ public:
         return run_r("history", resource, subtree,
                      [&](std::error_code& ec, std::string& why) { return history(resource, subtree, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<checkpoint_generation> history(std::string_view resource, std::string_view subtree,
                                                std::error_code& ec) {
         std::string why;
@@ -239,6 +248,7 @@ public:
         run("restore", resource, subtree,
             [&](std::error_code& ec, std::string& why) { restore(resource, subtree, generation, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void restore(std::string_view resource, std::string_view subtree, std::uint64_t generation, std::error_code& ec) {
         std::string why;
         restore(resource, subtree, generation, ec, why);
@@ -252,6 +262,7 @@ public:
         run("set_offline_edit_policy", resource, to_string(policy),
             [&](std::error_code& ec, std::string&) { set_offline_edit_policy(resource, policy, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void set_offline_edit_policy(std::string_view resource, offline_edit_policy policy, std::error_code& ec) {
         store_.put(layout().policy_key(resource), to_string(policy), 0, ec);
     }
@@ -267,6 +278,7 @@ public:
         run("edit_checkpoint", resource, {},
             [&](std::error_code& ec, std::string& why) { edit_checkpoint(resource, edit, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void edit_checkpoint(std::string_view resource, const transaction& edit, std::error_code& ec) {
         std::string why;
         edit_checkpoint(resource, edit, ec, why);
@@ -278,6 +290,7 @@ public:
         run("adopt_conflict", resource, id,
             [&](std::error_code& ec, std::string& why) { adopt_conflict(resource, id, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void adopt_conflict(std::string_view resource, std::string_view id, std::error_code& ec) {
         std::string why;
         adopt_conflict(resource, id, ec, why);
@@ -288,6 +301,7 @@ public:
         run("discard_conflict", resource, id,
             [&](std::error_code& ec, std::string& why) { discard_conflict(resource, id, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void discard_conflict(std::string_view resource, std::string_view id, std::error_code& ec) {
         std::string why;
         discard_conflict(resource, id, ec, why);
@@ -298,6 +312,7 @@ public:
         return run_r("conflicts", resource, {},
                      [&](std::error_code& ec, std::string&) { return conflicts(resource, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<conflict_record> conflicts(std::string_view resource, std::error_code& ec) {
         return catalog_.conflicts(resource, ec);
     }
@@ -308,6 +323,7 @@ public:
             return catalog_.conflict_content(resource, id, ec, why);
         });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::string conflict_content(std::string_view resource, std::string_view id, std::error_code& ec) {
         std::string why;
         return catalog_.conflict_content(resource, id, ec, why);
@@ -319,6 +335,7 @@ public:
         run("delete_resource", resource, {},
             [&](std::error_code& ec, std::string& why) { delete_resource(resource, ec, why); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void delete_resource(std::string_view resource, std::error_code& ec) {
         std::string why;
         delete_resource(resource, ec, why);
@@ -333,6 +350,7 @@ public:
         detail::throw_if(ec, "follow \"" + std::string(resource) + "\"");
         return s;
     }
+    /// Non-throwing form: errors go to `ec`.
     [[nodiscard]] subscription follow(std::string_view resource, std::error_code& ec) {
         ec.clear();
         auto cache = io_.cache;
@@ -941,7 +959,7 @@ private:
 
     Hive& hive_;
     quorum_store& store_;
-    checkpoint_options opts_;
+    checkpoint_manager_options opts_;
     detail::checkpoint_io<Hive> io_; // refers to opts_ (declared before it)
     basic_checkpoint_catalog<traits_type> catalog_;
     mutable std::mutex mu_; // online_

@@ -48,6 +48,7 @@
 //   local_key).
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/detail/key_escape.hpp>
 #include <quorumreg/detail/watch_hub.hpp>
 #include <quorumreg/error.hpp>
@@ -55,13 +56,11 @@
 #include <quorumreg/quorum_store.hpp>
 
 #include <charconv>
-#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,6 +68,7 @@
 
 namespace quorumreg {
 
+/// Settings of a cluster_writer.
 struct cluster_writer_options {
     std::string node = "node";                          ///< recorded in conflict records
     std::string prefix = "quorumreg/cluster/";          ///< store prefix of the cluster-wide keys
@@ -112,6 +112,8 @@ inline std::shared_ptr<std::mutex> journal_replay_mutex(const void* hive, const 
 }
 } // namespace detail
 
+/// Writes cluster-wide keys through a local journal while replication is down (see the header
+/// comment; `cluster_writer` is basic_cluster_writer<hive>).
 template <class Hive = hive> class basic_cluster_writer {
 public:
     using conflict_handler = std::function<void(const write_conflict&)>;
@@ -128,11 +130,13 @@ public:
     void put(std::string_view key, std::string_view value) {
         run("put", key, [&](std::error_code& ec) { write(key, std::string(value), ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void put(std::string_view key, std::string_view value, std::error_code& ec) { write(key, std::string(value), ec); }
 
     void erase(std::string_view key) {
         run("erase", key, [&](std::error_code& ec) { write(key, std::nullopt, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void erase(std::string_view key, std::error_code& ec) { write(key, std::nullopt, ec); }
 
     /// The value as this node knows it: the store's while attached; while detached, the newest
@@ -143,6 +147,7 @@ public:
         detail::throw_if(ec, "cluster_writer get \"" + std::string(key) + "\"");
         return v;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::optional<std::string> get(std::string_view key, std::error_code& ec) {
         ec.clear();
         std::lock_guard lk(mu_);
@@ -161,6 +166,7 @@ public:
     void attach(quorum_store& store) {
         run("attach", "", [&](std::error_code& ec) { attach(store, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     void attach(quorum_store& store, std::error_code& ec) {
         ec.clear();
         std::vector<write_conflict> found;
@@ -200,6 +206,7 @@ public:
         detail::throw_if(ec, "cluster_writer pending");
         return v;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<pending_write> pending(std::error_code& ec) {
         ec.clear();
         std::lock_guard lk(mu_);
@@ -215,6 +222,7 @@ public:
         if (ec) throw error(ec, "cluster_writer conflicts" + (why.empty() ? std::string() : ": " + why));
         return v;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<write_conflict> conflicts(std::error_code& ec) {
         std::string why;
         return conflicts(ec, why);
@@ -227,6 +235,7 @@ public:
         discard_conflict(sequence, ec);
         if (ec) throw error(ec, "cluster_writer discard_conflict " + std::to_string(sequence));
     }
+    /// Non-throwing form: errors go to `ec`.
     void discard_conflict(std::uint64_t sequence, std::error_code& ec) {
         ec.clear();
         hive_.delete_key(opts_.local_key + "\\Conflicts\\" + seq_name(sequence), ec);
@@ -283,26 +292,12 @@ private:
         return out;
     }
 
-    static std::string seq_name(std::uint64_t s) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(s));
-        return buf;
-    }
+    static std::string seq_name(std::uint64_t s) { return detail::fixed_decimal(s); }
     static std::string bytes(const value& v) {
         auto& b = v.as_binary();
         return std::string(b.begin(), b.end());
     }
-    static std::string random_id() {
-        std::random_device rd;
-        static constexpr char hex[] = "0123456789abcdef";
-        std::string out;
-        for (int i = 0; i < 4; ++i) {
-            auto w = static_cast<std::uint32_t>(rd());
-            for (int j = 0; j < 8; ++j)
-                out.push_back(hex[(w >> (4 * j)) & 0xF]);
-        }
-        return out;
-    }
+    static std::string random_id() { return detail::random_hex_id(); }
     std::string str(const std::string& k, const char* name) { return hive_.get_value(k, name).as_string(); }
     std::string base_key(std::string_view key) const { return opts_.local_key + "\\Bases\\" + detail::key_escape(key); }
     std::string entry_key(std::uint64_t seq) const { return opts_.local_key + "\\Journal\\" + seq_name(seq); }

@@ -52,10 +52,11 @@ namespace quorumreg {
 ///     if (g.any_of()) std::cout << "one of " << g.members.size() << " members\n";
 /// @endcode
 template <class Id> struct dependency_group {
-    dependency_kind kind = dependency_kind::required;
-    std::vector<Id> members; ///< in declared order (the order a controller tries them)
+    dependency_kind kind = dependency_kind::required; ///< required, or ordering only
+    std::vector<Id> members;                          ///< in declared order (the order a controller tries them)
     /// True for an OR-group of two or more members.
     bool any_of() const noexcept { return members.size() > 1; }
+    /// Same kind and the same members in the same order.
     friend bool operator==(const dependency_group&, const dependency_group&) = default;
 };
 
@@ -76,8 +77,8 @@ enum class edge_filter : std::uint8_t {
 /// @endcode
 template <class Id, class Hash = std::hash<Id>> class dependency_graph {
 public:
-    using id_type = Id;
-    using group_type = dependency_group<Id>;
+    using id_type = Id;                      ///< the node id type
+    using group_type = dependency_group<Id>; ///< one AND term of a node's dependencies
 
     dependency_graph() = default;
 
@@ -103,8 +104,11 @@ public:
         return true;
     }
 
+    /// Whether `id` is a node.
     bool contains(const Id& id) const { return index_.find(id) != index_.end(); }
+    /// Number of nodes.
     std::size_t size() const noexcept { return core_.live_count(); }
+    /// No node.
     bool empty() const noexcept { return size() == 0; }
     /// Number of edges (an OR-group of n members counts n).
     std::size_t edge_count() const noexcept { return core_.edge_count(); }
@@ -116,6 +120,7 @@ public:
             if (core_.alive(v)) out.push_back(ids_[v]);
         return out;
     }
+    /// Removes every node and edge.
     void clear() {
         core_.clear();
         ids_.clear();
@@ -147,6 +152,7 @@ public:
                         std::vector<Id>* cycle = nullptr) {
         return add_one(dependent, dependency, kind, ec, cycle);
     }
+    /// Non-throwing form: errors go to `ec`; on errc::cycle_detected `*cycle` (if given) is the cycle.
     bool add_dependency(const Id& dependent, const Id& dependency, std::error_code& ec,
                         std::vector<Id>* cycle = nullptr) {
         return add_dependency(dependent, dependency, dependency_kind::required, ec, cycle);
@@ -164,6 +170,7 @@ public:
         if (ec) throw error(ec, "add_dependencies: would create the cycle " + format_cycle(cycle));
         return r;
     }
+    /// Non-throwing form: errors go to `ec`; on errc::cycle_detected `*cycle` (if given) is the cycle.
     std::size_t add_dependencies(std::span<const std::pair<Id, Id>> edges, dependency_kind kind, std::error_code& ec,
                                  std::vector<Id>* cycle = nullptr) {
         ec.clear();
@@ -217,6 +224,7 @@ public:
     bool add_order_after(const Id& dependent, const Id& dependency) {
         return add_dependency(dependent, dependency, dependency_kind::ordered_after);
     }
+    /// Non-throwing form: errors go to `ec`; on errc::cycle_detected `*cycle` (if given) is the cycle.
     bool add_order_after(const Id& dependent, const Id& dependency, std::error_code& ec,
                          std::vector<Id>* cycle = nullptr) {
         return add_dependency(dependent, dependency, dependency_kind::ordered_after, ec, cycle);
@@ -234,13 +242,16 @@ public:
         if (ec) throw error(ec, edge_message("add_any_of", dependent, members, cycle));
         return r;
     }
+    /// add_any_of with the members written inline.
     bool add_any_of(const Id& dependent, std::initializer_list<Id> members) {
         return add_any_of(dependent, std::span<const Id>(members.begin(), members.size()));
     }
+    /// Non-throwing form: errors go to `ec`; on errc::cycle_detected `*cycle` (if given) is the cycle.
     bool add_any_of(const Id& dependent, std::span<const Id> members, std::error_code& ec,
                     std::vector<Id>* cycle = nullptr) {
         return add_group(dependent, members, dependency_kind::required, ec, cycle);
     }
+    /// Non-throwing form: errors go to `ec`; on errc::cycle_detected `*cycle` (if given) is the cycle.
     bool add_any_of(const Id& dependent, std::initializer_list<Id> members, std::error_code& ec,
                     std::vector<Id>* cycle = nullptr) {
         return add_any_of(dependent, std::span<const Id>(members.begin(), members.size()), ec, cycle);
@@ -307,6 +318,7 @@ public:
         detail::throw_if(ec, "dependency_groups " + quoted(id));
         return r;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<group_type> dependency_groups(const Id& id, std::error_code& ec) const {
         std::vector<group_type> out;
         auto v = lookup(id, ec);
@@ -362,6 +374,7 @@ public:
         detail::throw_if(ec, "transitive_dependencies " + quoted(id));
         return r;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<Id> transitive_dependencies(const Id& id, edge_filter filter, std::error_code& ec) const {
         return closure(id, filter, true, ec);
     }
@@ -373,6 +386,7 @@ public:
         detail::throw_if(ec, "transitive_dependents " + quoted(id));
         return r;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<Id> transitive_dependents(const Id& id, edge_filter filter, std::error_code& ec) const {
         return closure(id, filter, false, ec);
     }
@@ -432,6 +446,7 @@ public:
         detail::throw_if(ec, "satisfiable " + quoted(id));
         return r;
     }
+    /// Non-throwing form: errors go to `ec`.
     template <class Set = std::unordered_set<Id, Hash>>
     bool satisfiable(const Id& id, const Set& failed, std::error_code& ec) const {
         auto v = lookup(id, ec);
@@ -500,6 +515,7 @@ public:
         }
         os << "}\n";
     }
+    /// write_dot into a string.
     std::string to_dot(std::string_view graph_name = "dependencies") const {
         std::ostringstream os;
         write_dot(os, graph_name);
@@ -517,6 +533,7 @@ public:
         return s;
     }
 
+    /// Same nodes and the same groups of edges (insertion order aside).
     friend bool operator==(const dependency_graph& a, const dependency_graph& b) {
         if (a.nodes() != b.nodes()) return false;
         for (const auto& id : a.nodes())

@@ -106,7 +106,9 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 /// `set_value "Software\App" "Port": value too large (2097152 > 1048576 bytes)`.
 class error : public std::system_error {
 public:
+    /// An error with code `ec`; `what` names the operation and the object.
     error(std::error_code ec, const std::string& what) : std::system_error(ec, what) {}
+    /// An error of quorumreg's category.
     explicit error(errc e, const std::string& what = {}) : std::system_error(make_error_code(e), what) {}
 };
 
@@ -196,4 +198,7 @@ inline std::error_code from_errno(int e) noexcept {
 } // namespace detail
 } // namespace quorumreg
 
+// A standard-library specialisation: not part of the reference.
+/// @cond
 template <> struct std::is_error_code_enum<quorumreg::errc> : std::true_type {};
+/// @endcond

@@ -51,6 +51,7 @@ enum class event_id : std::uint32_t {
     hive_broken = 1004,            ///< a failed write could not be undone; the hive refuses writes until reopened
 };
 
+/// The registered name and severity of one event id.
 struct event_info {
     std::string_view name;
     event_severity severity;
@@ -77,6 +78,7 @@ inline std::string_view to_string(event_severity s) noexcept {
     return "error";
 }
 
+/// One logged event.
 struct event {
     event_id id{};
     event_severity severity = event_severity::info;
@@ -168,11 +170,14 @@ inline std::string to_json(const event& e) {
     return out;
 }
 
+/// Settings of an event_log.
 struct event_log_options {
     std::string node{};           ///< stamped on events that name no node
     std::filesystem::path file{}; ///< JSON-lines file to append to (created 0600); empty: none
 };
 
+/// The structured event log: stable ids, a bounded in-memory ring, an optional JSON-lines file
+/// and live subscribers (docs/events.md).
 class event_log {
 public:
     using callback = std::function<void(const event&)>;

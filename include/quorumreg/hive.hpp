@@ -50,6 +50,7 @@
 // engine that ties them together.
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/detail/codec.hpp>
 #include <quorumreg/detail/file_io.hpp>
 #include <quorumreg/detail/group_commit.hpp>
@@ -59,6 +60,7 @@
 #include <quorumreg/detail/hive_recovery.hpp>
 #include <quorumreg/detail/registry_tree.hpp>
 #include <quorumreg/error.hpp>
+#include <quorumreg/file_io.hpp>
 #include <quorumreg/events.hpp>
 #include <quorumreg/metrics.hpp>
 #include <quorumreg/registry.hpp>
@@ -83,6 +85,7 @@
 
 namespace quorumreg {
 
+/// Settings of a hive (durability, limits, I/O seam, metrics, events).
 struct hive_options {
     registry_limits limits{};
     /// 0 (default): every commit is durable before it returns. > 0: sync at most this often
@@ -100,7 +103,7 @@ struct hive_options {
     /// errc::read_only. Other processes' commits are seen while their hive.meta is readable.
     bool read_only = false;
     /// File-call seam (tests inject failures); nullptr = POSIX.
-    detail::file_io* io = nullptr;
+    file_io* io = nullptr;
     /// Where to report commit latency, group-commit batch sizes and syncs (docs/metrics.md);
     /// nullptr (default): no metrics, no cost. Must outlive the hive.
     metrics_registry* metrics = nullptr;
@@ -111,6 +114,8 @@ struct hive_options {
     event_log* events = nullptr;
 };
 
+/// The durable, multi-process registry of one node (see the header comment; `hive` is
+/// basic_hive<case_insensitive_traits>).
 template <class Traits = case_insensitive_traits> class basic_hive : public registry_api<basic_hive<Traits>, Traits> {
     friend class registry_api<basic_hive<Traits>, Traits>;
     friend struct detail::engine_access;
@@ -170,6 +175,7 @@ public:
         refresh_impl(ec, why);
         if (ec) throw error(ec, "refresh hive \"" + dir_.string() + "\" (" + why + ")");
     }
+    /// Non-throwing form: errors go to `ec`.
     void refresh(std::error_code& ec) {
         std::string why;
         refresh_impl(ec, why);
@@ -182,6 +188,7 @@ public:
         compact_impl(ec, why);
         if (ec) throw error(ec, "compact hive \"" + dir_.string() + "\" (" + why + ")");
     }
+    /// Non-throwing form: errors go to `ec`.
     void compact(std::error_code& ec) {
         std::string why;
         compact_impl(ec, why);
@@ -194,6 +201,7 @@ public:
         sync_impl(ec, why);
         if (ec) throw error(ec, "sync hive \"" + dir_.string() + "\" (" + why + ")");
     }
+    /// Non-throwing form: errors go to `ec`.
     void sync(std::error_code& ec) {
         std::string why;
         sync_impl(ec, why);
@@ -248,7 +256,7 @@ private:
         std::uint64_t revision = 0;
     };
 
-    detail::file_io& io() const noexcept { return opts_.io ? *opts_.io : detail::file_io::system(); }
+    file_io& io() const noexcept { return opts_.io ? *opts_.io : file_io::system(); }
     std::string path_of(const std::string& name) const { return (dir_ / name).string(); }
     bool writer() const noexcept { return !opts_.read_only; }
 
@@ -492,13 +500,7 @@ private:
     }
 
     std::error_code write_identity(std::string& why) {
-        std::string id;
-        static const char* hex = "0123456789abcdef";
-        auto a = detail::new_journal_salt(), b = detail::new_journal_salt();
-        for (int i = 0; i < 16; ++i)
-            id.push_back(hex[(a >> (4 * i)) & 15]);
-        for (int i = 0; i < 16; ++i)
-            id.push_back(hex[(b >> (4 * i)) & 15]);
+        std::string id = detail::random_hex_id();
         if (auto ec = detail::atomic_replace(io(), dir_.string(), "hive.id", id + "\n", &why)) return ec;
         identity_ = id;
         return {};

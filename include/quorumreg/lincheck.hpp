@@ -59,6 +59,7 @@ using history = std::vector<operation>;
 
 enum class verdict { linearizable, not_linearizable, unknown };
 
+/// What check() decided, and how much search it took.
 struct check_result {
     verdict answer = verdict::linearizable;
     bool linearizable = true;

@@ -31,12 +31,15 @@
 
 namespace quorumreg {
 
+/// Where a metrics_server listens.
 struct metrics_server_options {
     std::string address = "127.0.0.1";
     std::uint16_t port = 0; ///< 0: an ephemeral port (see metrics_server::port())
     std::string path = "/metrics";
 };
 
+/// Serves a metrics_registry in Prometheus text format over HTTP (Boost.Beast), on its own
+/// thread, until stopped or destroyed.
 class metrics_server {
 public:
     explicit metrics_server(const metrics_registry& metrics, metrics_server_options opts = {})

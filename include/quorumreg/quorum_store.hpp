@@ -23,7 +23,8 @@
 //   fencing token, usable as a compare (key_compare::create_revision_is) in transactions.
 #pragma once
 
-#include <quorumreg/detail/watch_hub.hpp>
+#include <quorumreg/detail/text.hpp>
+#include <quorumreg/subscription.hpp>
 #include <quorumreg/error.hpp>
 
 #include <charconv>
@@ -32,7 +33,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,49 +41,48 @@ namespace quorumreg {
 
 namespace detail {
 /// 128 random bits as 32 hex digits: the identity of a newly created store.
-inline std::string random_store_identity() {
-    std::random_device rd; // getrandom()/ /dev/urandom on Linux
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (int i = 0; i < 4; ++i) {
-        auto w = static_cast<std::uint32_t>(rd());
-        for (int j = 0; j < 8; ++j)
-            out.push_back(hex[(w >> (4 * j)) & 0xF]);
-    }
-    return out;
-}
+inline std::string random_store_identity() { return random_hex_id(); }
 } // namespace detail
 
+/// A store-wide revision: every write that changes something advances it (etcd's revision).
 using store_revision = std::int64_t;
+/// A lease's id (0: no lease).
 using lease_id = std::int64_t;
 
 /// One stored key.
 struct key_value {
-    std::string key;
-    std::string value;
+    std::string key;                    ///< the key, bytes
+    std::string value;                  ///< the value, bytes
     store_revision create_revision = 0; ///< revision of the write that created it
     store_revision mod_revision = 0;    ///< revision of its last write
     std::int64_t version = 0;           ///< writes since creation (1 after create)
     lease_id lease = 0;                 ///< 0: not attached to a lease
+    /// Member-wise equality.
     friend bool operator==(const key_value&, const key_value&) = default;
 };
 
 /// A condition on one key, evaluated atomically inside a transaction.
 struct key_compare {
+    /// What is compared (one factory each, below).
     enum class target { exists, absent, mod_revision_is, create_revision_is, value_is };
-    std::string key;
-    target what = target::exists;
-    store_revision revision = 0; ///< mod_revision_is / create_revision_is
-    std::string value;           ///< value_is
+    std::string key;              ///< the key compared
+    target what = target::exists; ///< the condition
+    store_revision revision = 0;  ///< mod_revision_is / create_revision_is
+    std::string value;            ///< value_is
 
+    /// The key exists.
     static key_compare exists(std::string k) { return {std::move(k), target::exists, 0, {}}; }
+    /// The key does not exist.
     static key_compare absent(std::string k) { return {std::move(k), target::absent, 0, {}}; }
+    /// The key's last write was at revision `r` (a compare-and-swap on a version seen).
     static key_compare mod_revision_is(std::string k, store_revision r) {
         return {std::move(k), target::mod_revision_is, r, {}};
     }
+    /// The key was created at revision `r` (a fencing token: the same lock, not a new one).
     static key_compare create_revision_is(std::string k, store_revision r) {
         return {std::move(k), target::create_revision_is, r, {}};
     }
+    /// The key exists with exactly the value `v`.
     static key_compare value_is(std::string k, std::string v) {
         return {std::move(k), target::value_is, 0, std::move(v)};
     }
@@ -91,26 +90,31 @@ struct key_compare {
 
 /// A write inside a transaction.
 struct store_op {
+    /// The three writes (one factory each, below).
     enum class kind { put, erase, erase_prefix };
-    kind what = kind::put;
-    std::string key; ///< the prefix for erase_prefix
-    std::string value;
-    lease_id lease = 0;
+    kind what = kind::put; ///< which write
+    std::string key;       ///< the prefix for erase_prefix
+    std::string value;     ///< put only
+    lease_id lease = 0;    ///< put only: attach the key to this lease (0: none)
 
+    /// Writes `v` at `k`, attached to lease `l` (0: none).
     static store_op put(std::string k, std::string v, lease_id l = 0) {
         return {kind::put, std::move(k), std::move(v), l};
     }
+    /// Deletes `k` (absent: nothing happens).
     static store_op erase(std::string k) { return {kind::erase, std::move(k), {}, 0}; }
+    /// Deletes every key starting with `p`.
     static store_op erase_prefix(std::string p) { return {kind::erase_prefix, std::move(p), {}, 0}; }
 };
 
 /// A transaction: if every compare holds, apply `on_success`, else `on_failure`, atomically.
 struct store_txn {
-    std::vector<key_compare> compares;
-    std::vector<store_op> on_success;
-    std::vector<store_op> on_failure;
+    std::vector<key_compare> compares; ///< all must hold for on_success to run
+    std::vector<store_op> on_success;  ///< applied if every compare holds
+    std::vector<store_op> on_failure;  ///< applied otherwise
 };
 
+/// What commit() did: which branch ran, and the revision after it.
 struct txn_result {
     bool succeeded = false;      ///< did every compare hold?
     store_revision revision = 0; ///< store revision after the transaction
@@ -123,9 +127,11 @@ struct range_result {
     store_revision revision = 0; ///< store revision the page was read at
 };
 
+/// One change seen by a watch.
 struct watch_event {
+    /// A key written, or a key deleted (also by lease expiry).
     enum class kind { put, erase };
-    kind what = kind::put;
+    kind what = kind::put;       ///< which of the two
     key_value kv;                ///< for erase: key and mod_revision (the deletion's revision)
     store_revision revision = 0; ///< revision of the write that caused the event
 };
@@ -138,8 +144,9 @@ using watch_handler = std::function<void(const std::vector<watch_event>&, std::e
 /// keys, ownership). One format, written by encode_owner_record and read by
 /// decode_owner_record only: "<node>#<lease in decimal>" (the node may itself contain '#').
 struct owner_record {
-    std::string node; ///< the owner's node name ("" if the taker gave none)
-    lease_id lease = 0;
+    std::string node;   ///< the owner's node name ("" if the taker gave none)
+    lease_id lease = 0; ///< the lease the lock key is attached to
+    /// Member-wise equality.
     friend bool operator==(const owner_record&, const owner_record&) = default;
 };
 
@@ -204,7 +211,7 @@ public:
     store_revision revision(std::error_code& ec) { return do_revision(ec); }
 
     /// Watch every key under `prefix` from `from_revision` (0: from now). The handler runs on a
-    /// store-owned thread; the subscription's destruction stops it (see detail/watch_hub.hpp).
+    /// store-owned thread; the subscription's destruction stops it (see subscription.hpp).
     [[nodiscard]] subscription watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
                                      std::error_code& ec) {
         return do_watch(prefix, from_revision, std::move(handler), ec);
@@ -224,6 +231,7 @@ public:
     /// Deadline applied to each operation (default 5 s). Loss of quorum or an unreachable store
     /// is reported within it.
     void set_deadline(std::chrono::milliseconds d) { do_set_deadline(d); }
+    /// The per-operation deadline now in force.
     std::chrono::milliseconds deadline() const { return do_deadline(); }
 
     // ---- helpers built on the primitives above (same for every backend) -----------------------
@@ -308,6 +316,8 @@ public:
     }
 
 protected:
+    /// Runs `f(ec)` and throws quorumreg::error if it set `ec`: the one wrapper behind every
+    /// throwing form (what() = operation, key, store and the backend's detail).
     template <class F> auto thrown(const char* op, std::string_view key, F&& f) {
         std::error_code ec;
         last_error_detail().clear();
@@ -324,6 +334,14 @@ protected:
 
 public:
     // ---- throwing forms --------------------------------------------------------------------------
+    /** @name Throwing forms
+     *  Each is the `std::error_code&` overload of the same name with the same contract, throwing
+     *  quorumreg::error instead of setting the code; what() names the operation, the key (or
+     *  lease) and the store, followed by the backend's own text, e.g. `put "cfg/port" on
+     *  dir:/srv/q (write /srv/q/quorumreg.log: No space left on device)`. */
+    ///@{
+    /// Throwing form of identity(ec); every member of this group is the `error_code&` overload
+    /// of its name, throwing quorumreg::error (operation, key or lease, store, backend text).
     std::string identity() {
         return thrown("identity", "", [&](std::error_code& ec) { return identity(ec); });
     }
@@ -390,16 +408,34 @@ public:
         });
     }
 
+    ///@}
+
 protected:
     // ---- the backend hooks: one per primitive above, same contract ---------------------------
+    /** @name Backend hooks
+     *  What a backend overrides: one hook per primitive of the public interface, with that
+     *  primitive's contract (`do_get` is get(key, ec), and so on). Called only through the
+     *  public members. */
+    ///@{
+    /// Hook of describe(); every member of this group is the hook of the public member named
+    /// without `do_`, with its contract.
     virtual std::string do_describe() const = 0;
     virtual std::string do_identity(std::error_code& ec) = 0;
     virtual std::optional<key_value> do_get(std::string_view key, std::error_code& ec) = 0;
     virtual range_result do_range(std::string_view prefix, std::string_view start_after, std::size_t limit,
                                   std::error_code& ec) = 0;
-    virtual store_revision do_put(std::string_view key, std::string_view value, lease_id lease,
-                                  std::error_code& ec) = 0;
-    virtual store_revision do_erase(std::string_view key, std::error_code& ec) = 0;
+    /// Default: a one-operation commit (a backend with a cheaper native put overrides it).
+    virtual store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) {
+        store_txn t;
+        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
+        return one_op_revision(commit(t, ec), ec);
+    }
+    /// Default: a one-operation commit.
+    virtual store_revision do_erase(std::string_view key, std::error_code& ec) {
+        store_txn t;
+        t.on_success.push_back(store_op::erase(std::string(key)));
+        return one_op_revision(commit(t, ec), ec);
+    }
     virtual txn_result do_commit(const store_txn& txn, std::error_code& ec) = 0;
     virtual store_revision do_revision(std::error_code& ec) = 0;
     virtual subscription do_watch(std::string_view prefix, store_revision from_revision, watch_handler handler,
@@ -410,6 +446,13 @@ protected:
     virtual std::chrono::milliseconds do_lease_ttl(lease_id lease, std::error_code& ec) = 0;
     virtual void do_set_deadline(std::chrono::milliseconds d) = 0;
     virtual std::chrono::milliseconds do_deadline() const = 0;
+    ///@}
+
+    /// The revision a one-operation write reports: the commit's, also when its outcome is
+    /// unknown (the write may have been applied); 0 on any other failure.
+    static store_revision one_op_revision(const txn_result& r, const std::error_code& ec) {
+        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
+    }
 
     /// Runs a single-branch transaction and maps "compare did not hold" to errc::compare_failed.
     store_revision checked(const store_txn& t, std::error_code& ec) {

@@ -142,22 +142,26 @@ public:
 
     /// Creates `path` and any missing parents; no-op if it exists.
     void create_key(std::string_view path) { run_one(transaction().create_key(path)); }
+    /// Non-throwing form: errors go to `ec`.
     void create_key(std::string_view path, std::error_code& ec) { run_one(transaction().create_key(path), ec); }
 
     /// Deletes `path` and everything below it. errc::key_not_found if absent.
     void delete_key(std::string_view path) { run_one(transaction().delete_key(path)); }
+    /// Non-throwing form: errors go to `ec`.
     void delete_key(std::string_view path, std::error_code& ec) { run_one(transaction().delete_key(path), ec); }
 
     /// Creates or overwrites a value; creates missing keys. The empty name is the key's default value.
     void set_value(std::string_view path, std::string_view name, value v) {
         run_one(transaction().set_value(path, name, std::move(v)));
     }
+    /// Non-throwing form: errors go to `ec`.
     void set_value(std::string_view path, std::string_view name, value v, std::error_code& ec) {
         run_one(transaction().set_value(path, name, std::move(v)), ec);
     }
 
     /// Deletes a value. errc::key_not_found / errc::value_not_found if absent.
     void delete_value(std::string_view path, std::string_view name) { run_one(transaction().delete_value(path, name)); }
+    /// Non-throwing form: errors go to `ec`.
     void delete_value(std::string_view path, std::string_view name, std::error_code& ec) {
         run_one(transaction().delete_value(path, name), ec);
     }
@@ -171,6 +175,7 @@ public:
         if (ec) throw error(ec, "commit: " + why);
         return rev;
     }
+    /// Non-throwing form: errors go to `ec`.
     std::uint64_t commit(const transaction& txn, std::error_code& ec) {
         std::string why;
         return self().do_commit(txn.operations(), ec, why);
@@ -180,6 +185,7 @@ public:
     void import_subtree(std::string_view path, std::string_view encoded) {
         run_one(transaction().replace_subtree(path, std::string(encoded)));
     }
+    /// Non-throwing form: errors go to `ec`.
     void import_subtree(std::string_view path, std::string_view encoded, std::error_code& ec) {
         run_one(transaction().replace_subtree(path, std::string(encoded)), ec);
     }
@@ -189,6 +195,7 @@ public:
     bool key_exists(std::string_view path) const {
         return throwing("key_exists", path, [&](auto& ec) { return key_exists(path, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     bool key_exists(std::string_view path, std::error_code& ec) const {
         return with_key<bool>(path, ec, true, [](const auto* n, std::error_code&) { return n != nullptr; });
     }
@@ -198,6 +205,7 @@ public:
         return throwing(
             "get_value", path, [&](auto& ec) { return get_value(path, name, ec); }, name);
     }
+    /// Non-throwing form: errors go to `ec`.
     value get_value(std::string_view path, std::string_view name, std::error_code& ec) const {
         return with_key<value>(path, ec, false, [&](const auto* n, std::error_code& e) -> value {
             auto it = n->values.find(tree_type::fold(name));
@@ -222,6 +230,7 @@ public:
     std::vector<std::string> subkeys(std::string_view path) const {
         return throwing("subkeys", path, [&](auto& ec) { return subkeys(path, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<std::string> subkeys(std::string_view path, std::error_code& ec) const {
         return with_key<std::vector<std::string>>(path, ec, false, [](const auto* n, std::error_code&) {
             std::vector<std::string> out;
@@ -236,6 +245,7 @@ public:
     std::vector<value_entry> values(std::string_view path) const {
         return throwing("values", path, [&](auto& ec) { return values(path, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::vector<value_entry> values(std::string_view path, std::error_code& ec) const {
         return with_key<std::vector<value_entry>>(path, ec, false, [](const auto* n, std::error_code&) {
             std::vector<value_entry> out;
@@ -250,6 +260,7 @@ public:
     key_info info(std::string_view path) const {
         return throwing("info", path, [&](auto& ec) { return info(path, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     key_info info(std::string_view path, std::error_code& ec) const {
         return with_key<key_info>(path, ec, false, [](const auto* n, std::error_code&) {
             return key_info{n->name, n->revision, n->children.size(), n->values.size()};
@@ -266,6 +277,7 @@ public:
     std::string export_subtree(std::string_view path) const {
         return throwing("export_subtree", path, [&](auto& ec) { return export_subtree(path, ec); });
     }
+    /// Non-throwing form: errors go to `ec`.
     std::string export_subtree(std::string_view path, std::error_code& ec) const {
         return with_key<std::string>(
             path, ec, false, [](const auto* n, std::error_code&) { return tree_type::encode_subtree(*n, false); });
@@ -281,6 +293,7 @@ public:
         detail::throw_if(ec, "watch \"" + std::string(path) + "\"");
         return s;
     }
+    /// Non-throwing form: errors go to `ec`.
     [[nodiscard]] subscription watch(std::string_view path, watch_scope scope, watch_callback cb, std::error_code& ec) {
         std::vector<std::string_view> parts;
         ec = detail::split_path(path, self().read([](const tree_type& t) { return t.limits(); }), parts);

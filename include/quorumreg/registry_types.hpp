@@ -2,6 +2,7 @@
 // name-comparison traits, limits, transactions, change events.
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/value.hpp>
 
 #include <cstdint>
@@ -16,15 +17,13 @@ namespace quorumreg {
 /// "Été" and "été" are different names, while "App" and "APP" are the same. This keeps
 /// comparison locale-independent and identical on every node.
 struct case_insensitive_traits {
-    static void fold(std::string_view in, std::string& out) {
-        out.reserve(out.size() + in.size());
-        for (char c : in)
-            out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
-    }
+    /// Appends the comparison form of `in` (ASCII lower case) to `out`.
+    static void fold(std::string_view in, std::string& out) { detail::ascii_fold(in, out); }
 };
 
 /// Exact, byte-wise name comparison.
 struct case_sensitive_traits {
+    /// Appends `in` unchanged.
     static void fold(std::string_view in, std::string& out) { out.append(in); }
 };
 
@@ -46,13 +45,14 @@ enum class op_kind : std::uint8_t {
     replace_subtree = 6,  ///< replace the key's content with an encoded subtree (export_subtree)
 };
 
+/// One step of a transaction (built by transaction's members, read by registry backends).
 struct operation {
-    op_kind kind = op_kind::create_key;
-    std::string path;
-    std::string name;           ///< value name (set_value, delete_value)
-    value data;                 ///< set_value
-    std::uint64_t revision = 0; ///< require_revision
-    std::string blob;           ///< replace_subtree
+    op_kind kind = op_kind::create_key; ///< what the step does
+    std::string path;                   ///< the key, '\' or '/' separated
+    std::string name;                   ///< value name (set_value, delete_value)
+    value data;                         ///< set_value
+    std::uint64_t revision = 0;         ///< require_revision
+    std::string blob;                   ///< replace_subtree
 };
 
 /// A batch of operations committed atomically: all apply, or none does.
@@ -65,14 +65,18 @@ struct operation {
 /// @endcode
 class transaction {
 public:
+    /// Adds: create `path` and its missing parents (no-op if it exists).
     transaction& create_key(std::string_view path) { return push(make(op_kind::create_key, path)); }
+    /// Adds: delete `path` and everything below it (fails if absent).
     transaction& delete_key(std::string_view path) { return push(make(op_kind::delete_key, path)); }
+    /// Adds: create or overwrite value `name` of `path` (missing keys are created).
     transaction& set_value(std::string_view path, std::string_view name, value v) {
         operation op = make(op_kind::set_value, path);
         op.name = std::string(name);
         op.data = std::move(v);
         return push(std::move(op));
     }
+    /// Adds: delete value `name` of `path` (fails if absent).
     transaction& delete_value(std::string_view path, std::string_view name) {
         operation op = make(op_kind::delete_value, path);
         op.name = std::string(name);
@@ -92,9 +96,13 @@ public:
         return push(std::move(op));
     }
 
+    /// The steps, in the order they were added (and are applied).
     const std::vector<operation>& operations() const noexcept { return ops_; }
+    /// No step yet (committing it changes nothing).
     bool empty() const noexcept { return ops_.empty(); }
+    /// How many steps.
     std::size_t size() const noexcept { return ops_.size(); }
+    /// Removes every step, to reuse the object.
     void clear() noexcept { ops_.clear(); }
 
 private:
@@ -132,8 +140,8 @@ constexpr std::string_view to_string(change_kind k) noexcept {
 
 /// A committed change. key_path uses '\' separators and the names' stored case.
 struct change_event {
-    change_kind kind;
-    std::string key_path;
+    change_kind kind;       ///< what changed
+    std::string key_path;   ///< the key it changed
     std::string value_name; ///< value_set / value_deleted only
     std::uint64_t revision; ///< revision of the transaction that made the change
 };
@@ -146,16 +154,17 @@ enum class watch_scope {
 
 /// Summary of one key.
 struct key_info {
-    std::string name;           ///< stored case
-    std::uint64_t revision = 0; ///< revision of the last write to this key
-    std::size_t subkey_count = 0;
-    std::size_t value_count = 0;
+    std::string name;             ///< stored case
+    std::uint64_t revision = 0;   ///< revision of the last write to this key
+    std::size_t subkey_count = 0; ///< direct subkeys
+    std::size_t value_count = 0;  ///< values of the key itself
 };
 
 /// A named value, as listed by values().
 struct value_entry {
-    std::string name;
-    value data;
+    std::string name; ///< stored case
+    value data;       ///< the typed value
+    /// Member-wise equality.
     friend bool operator==(const value_entry&, const value_entry&) = default;
 };
 

@@ -66,7 +66,7 @@ namespace quorumreg {
 /// Runs the monitor (or registration probe) if argv asks for one, and returns its exit code;
 /// std::nullopt otherwise. `quorumreg_monitor` is just this call. An application that prefers to
 /// re-execute itself as its own monitor calls it first thing in main() and sets
-/// monitor_options::monitor_command = {"/proc/self/exe"}.
+/// monitor_controller_options::monitor_command = {"/proc/self/exe"}.
 /// @code
 /// int main(int argc, char** argv) {
 ///     if (auto rc = quorumreg::run_monitor_if_requested(argc, argv)) return *rc;
@@ -132,7 +132,7 @@ struct monitor_process_info {
 };
 
 /// Controller options.
-struct monitor_options {
+struct monitor_controller_options {
     /// Program that runs monitors; empty: the registry's monitor_command().
     std::vector<std::string> monitor_command;
     /// How often the controller checks waitpid(), heartbeats, call deadlines and polling.
@@ -157,6 +157,8 @@ struct monitor_options {
     /// A monitor hosting no resource for this long is shut down (a new one starts on demand).
     std::chrono::milliseconds idle_monitor_timeout{10000};
 };
+/// The old name, kept for one release (option structs are named after their class).
+using monitor_options [[deprecated("renamed monitor_controller_options")]] = monitor_controller_options;
 
 /// Owns resources and the monitor processes hosting them. Thread-safe; all work happens on one
 /// internal thread, so public calls are short. State-change callbacks run on that thread and may
@@ -166,7 +168,7 @@ public:
     using clock = std::chrono::steady_clock;
 
     /// @param types the registry the controller resolves types from; must outlive it.
-    explicit monitor_controller(resource_type_registry& types, monitor_options options = {});
+    explicit monitor_controller(resource_type_registry& types, monitor_controller_options options = {});
     /// Stops every monitor (graceful shutdown, then SIGKILL after shutdown_grace). Resources are
     /// not taken offline first; call offline() and wait if they need a graceful stop.
     ~monitor_controller();
@@ -176,23 +178,28 @@ public:
     /// Adds an offline resource. invalid_argument (bad name/parameters), already_exists,
     /// or the type lookup's error (not_found if the type is not registered).
     void add_resource(const resource_spec& spec);
+    /// Non-throwing form: errors go to `ec`.
     void add_resource(const resource_spec& spec, std::error_code& ec);
 
     /// Takes the resource down (terminate), closes it and forgets it; asynchronous.
     void remove_resource(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     void remove_resource(std::string_view name, std::error_code& ec);
 
     /// Sets the target state to online and starts getting there (asynchronous). A failed
     /// resource is retried with a fresh restart budget. not_found for an unknown resource.
     void online(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     void online(std::string_view name, std::error_code& ec);
 
     /// Sets the target state to offline and starts getting there (asynchronous).
     void offline(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     void offline(std::string_view name, std::error_code& ec);
 
     /// The resource's current status; not_found if unknown.
     resource_status status(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     resource_status status(std::string_view name, std::error_code& ec);
 
     /// Every resource's status, by name.
@@ -218,6 +225,7 @@ public:
     /// auto out = ctl.control("cache1", 7, "flush");
     /// @endcode
     std::string control(std::string_view name, std::uint32_t code, std::string_view input = {});
+    /// Non-throwing form: errors go to `ec`.
     std::string control(std::string_view name, std::uint32_t code, std::string_view input, std::error_code& ec);
 
     /// The running monitor processes.
@@ -390,7 +398,7 @@ private:
     void on_channel_closed(std::uint64_t mon_id);
 
     resource_type_registry& types_;
-    monitor_options opts_;
+    monitor_controller_options opts_;
     std::vector<std::string> command_;
     std::shared_ptr<inbox> inbox_ = std::make_shared<inbox>();
 
@@ -436,7 +444,7 @@ private:
 
 // ==== implementation ===========================================================================
 
-inline monitor_controller::monitor_controller(resource_type_registry& types, monitor_options options)
+inline monitor_controller::monitor_controller(resource_type_registry& types, monitor_controller_options options)
     : types_(types), opts_(std::move(options)) {
     command_ = opts_.monitor_command.empty() ? types_.monitor_command() : opts_.monitor_command;
     std::promise<void> started;

@@ -9,7 +9,7 @@
 // stopped loading or changed on disk is reported with that reason — never as a null type.
 //
 // @code
-// quorumreg::type_registry_options o;
+// quorumreg::resource_type_registry_options o;
 // o.plugin_directories = {"/usr/lib/contoso/resources"};
 // quorumreg::resource_type_registry types(store, o);
 // quorumreg::resource_type_info t;
@@ -21,6 +21,7 @@
 // @endcode
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/detail/codec.hpp>
 #include <quorumreg/detail/monitor_sha256.hpp>
 #include <quorumreg/detail/monitor_spawn.hpp>
@@ -79,7 +80,7 @@ struct node_verification {
 inline constexpr std::size_t max_library_path_bytes = 1024;
 
 /// Options of a resource_type_registry.
-struct type_registry_options {
+struct resource_type_registry_options {
     /// Store prefix of the registrations (one key per type: prefix + folded name).
     std::string prefix = "cluster/resource_types/";
     /// Store prefix of per-node verification records (prefix + folded name + "/" + node).
@@ -93,12 +94,14 @@ struct type_registry_options {
     /// How long a registration probe may take before the library is declared unloadable.
     std::chrono::milliseconds probe_timeout{15000};
 };
+/// The old name, kept for one release (option structs are named after their class).
+using type_registry_options [[deprecated("renamed resource_type_registry_options")]] = resource_type_registry_options;
 
 /// The cluster-wide registry of resource types. Thread-safe (all state is in the store).
 class resource_type_registry {
 public:
     /// @param store the authoritative store; must outlive the registry.
-    explicit resource_type_registry(quorum_store& store, type_registry_options options = {});
+    explicit resource_type_registry(quorum_store& store, resource_type_registry_options options = {});
 
     /// Registers a type: validates the name and path, checks the library is in an allowed
     /// directory (plugin_not_allowed), exists (plugin_missing), hashes it, loads it in a
@@ -106,24 +109,29 @@ public:
     /// plugin_type_mismatch), then creates the record with compare-and-swap (already_exists if
     /// the name is taken). Records this node's verification. Returns the stored record.
     resource_type_info register_type(const resource_type_info& info);
+    /// Non-throwing form: errors go to `ec`.
     resource_type_info register_type(const resource_type_info& info, std::error_code& ec);
 
     /// Removes a registration and its verification records; not_found if absent.
     void unregister_type(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     void unregister_type(std::string_view name, std::error_code& ec);
 
     /// Reads the registration from the store (never from a cache); not_found if absent.
     resource_type_info lookup(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     resource_type_info lookup(std::string_view name, std::error_code& ec);
 
     /// Every registration, in folded-name order.
     std::vector<resource_type_info> list();
+    /// Non-throwing form: errors go to `ec`.
     std::vector<resource_type_info> list(std::error_code& ec);
 
     /// Checks this node's copy of the type's library (allowed, present, hash, loads, exports the
     /// type) and records the result in the store. Returns the result; `ec` reports only failures
     /// to run the check (not_found, store errors), not a bad library.
     node_verification verify_on_this_node(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     node_verification verify_on_this_node(std::string_view name, std::error_code& ec);
 
     /// Records a verification result for this node (controllers call it whenever a monitor loads
@@ -136,6 +144,7 @@ public:
 
     /// Which nodes have the library at the registered hash, one entry per node that checked.
     std::vector<node_verification> verification_report(std::string_view name);
+    /// Non-throwing form: errors go to `ec`.
     std::vector<node_verification> verification_report(std::string_view name, std::error_code& ec);
 
     /// plugin_not_allowed unless `library` resolves inside a configured plugin directory.
@@ -149,7 +158,7 @@ public:
     /// characters, no '/' or '\\').
     static std::error_code validate_name(std::string_view name);
 
-    const type_registry_options& options() const noexcept { return opts_; }
+    const resource_type_registry_options& options() const noexcept { return opts_; }
     quorum_store& store() noexcept { return store_; }
     /// The command used to start monitors and probes.
     std::vector<std::string> monitor_command() const;
@@ -165,6 +174,7 @@ public:
         auto ok = [](std::chrono::milliseconds d) { return d.count() > 0 && d <= max_timing; };
         return ok(t.looks_alive_interval) && ok(t.is_alive_interval) && ok(t.deadlock_timeout);
     }
+    /// Non-throwing form: errors go to `ec`.
     static resource_type_info decode(std::string_view bytes, std::error_code& ec);
     static resource_type_info decode(std::string_view bytes) {
         std::error_code ec;
@@ -201,12 +211,12 @@ private:
     static bool decode_verification(std::string_view bytes, node_verification& v);
 
     quorum_store& store_;
-    type_registry_options opts_;
+    resource_type_registry_options opts_;
 };
 
 // ==== implementation ===========================================================================
 
-inline resource_type_registry::resource_type_registry(quorum_store& store, type_registry_options options)
+inline resource_type_registry::resource_type_registry(quorum_store& store, resource_type_registry_options options)
     : store_(store), opts_(std::move(options)) {
     if (opts_.node_id.empty()) {
         char host[256] = {};
@@ -215,13 +225,7 @@ inline resource_type_registry::resource_type_registry(quorum_store& store, type_
     }
 }
 
-inline std::string resource_type_registry::fold(std::string_view name) {
-    std::string f;
-    f.reserve(name.size());
-    for (char c : name)
-        f.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
-    return f;
-}
+inline std::string resource_type_registry::fold(std::string_view name) { return detail::ascii_folded(name); }
 
 inline std::error_code resource_type_registry::validate_name(std::string_view name) {
     if (name.empty() || name.size() > 255) return errc::invalid_argument;

@@ -23,6 +23,7 @@
 //   cannot tell which), errc::corrupt_data (not a sealed blob), errc::invalid_argument.
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/error.hpp>
 
 #include <openssl/crypto.h>
@@ -51,14 +52,18 @@ namespace quorumreg {
 
 /// Allocator whose memory is wiped before it is returned.
 template <class T> struct wiping_allocator {
-    using value_type = T;
+    using value_type = T; ///< what it allocates
     wiping_allocator() = default;
+    /// Rebinding (allocators of every T are equal).
     template <class U> wiping_allocator(const wiping_allocator<U>&) noexcept {}
+    /// std::allocator's.
     T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+    /// Wipes the `n` objects' bytes (OPENSSL_cleanse, not optimised away), then frees them.
     void deallocate(T* p, std::size_t n) noexcept {
         OPENSSL_cleanse(p, n * sizeof(T));
         std::allocator<T>{}.deallocate(p, n);
     }
+    /// Always equal: memory from one may be freed by another.
     template <class U> bool operator==(const wiping_allocator<U>&) const noexcept { return true; }
 };
 
@@ -66,8 +71,11 @@ template <class T> struct wiping_allocator {
 class secret {
 public:
     secret() = default;
+    /// A copy of `bytes` (wipe the source yourself if it held the secret).
     explicit secret(std::string_view bytes) : b_(bytes.begin(), bytes.end()) {}
+    /// Takes over `o`'s bytes.
     secret(secret&&) noexcept = default;
+    /// Wipes this secret's bytes and takes over `o`'s.
     secret& operator=(secret&&) noexcept = default;
     secret(const secret&) = delete;
     secret& operator=(const secret&) = delete;
@@ -75,14 +83,18 @@ public:
 
     /// An explicit copy, for the rare place that needs two.
     secret clone() const { return secret(view()); }
+    /// The bytes (valid until the secret changes or dies).
     std::string_view view() const noexcept { return {b_.data(), b_.size()}; }
+    /// How many bytes.
     std::size_t size() const noexcept { return b_.size(); }
+    /// No bytes.
     bool empty() const noexcept { return b_.empty(); }
     /// Writable storage of `n` bytes (contents unspecified until written).
     char* resize(std::size_t n) {
         b_.resize(n);
         return b_.data();
     }
+    /// Wipes the bytes now and empties the secret.
     void clear() noexcept {
         OPENSSL_cleanse(b_.data(), b_.size());
         b_.clear();
@@ -144,6 +156,7 @@ public:
         keys_.insert_or_assign(std::string(id), std::move(key));
         if (current_.empty()) current_ = std::string(id);
     }
+    /// Seals new blobs under key `id` (errc::secret_key_unknown if it is not loaded).
     void set_current(std::string_view id) {
         if (!keys_.count(std::string(id))) {
             detail::throw_sealing(errc::secret_key_unknown, "key \"" + std::string(id) + "\" is not loaded");
@@ -158,10 +171,14 @@ public:
         }
         keys_.erase(std::string(id));
     }
+    /// Asks `p` for keys that are not loaded (a KMS, a file per key id).
     void set_provider(provider p) { provider_ = std::move(p); }
 
+    /// The id new blobs are sealed under ("" if no key is loaded).
     const std::string& current() const noexcept { return current_; }
+    /// Whether key `id` is loaded (the provider is not asked).
     bool has(std::string_view id) const { return keys_.count(std::string(id)) != 0; }
+    /// The loaded key ids, in order.
     std::vector<std::string> ids() const {
         std::vector<std::string> out;
         for (const auto& [id, k] : keys_)
@@ -179,12 +196,14 @@ public:
 
     /// Loads one key file (see the header comment); its key becomes current if none is.
     void load_file(const std::filesystem::path& path, std::error_code& ec, std::string* why = nullptr);
+    /// Throwing form of load_file(path, ec, why).
     void load_file(const std::filesystem::path& path) {
         std::error_code ec;
         std::string why;
         load_file(path, ec, &why);
         if (ec) throw error(ec, "load key file \"" + path.string() + "\": " + why);
     }
+    /// A ring holding the one key of `path`, current.
     static key_ring from_file(const std::filesystem::path& path) {
         key_ring r;
         r.load_file(path);
@@ -247,14 +266,8 @@ inline void key_ring::load_file(const std::filesystem::path& path, std::error_co
     if (hex.size() != 2 * sealing_key_size) return fail(errc::corrupt_data, "the key must be 64 hex digits");
     secret key;
     char* k = key.resize(sealing_key_size);
-    auto nib = [](char ch) -> int {
-        if (ch >= '0' && ch <= '9') return ch - '0';
-        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-        return -1;
-    };
     for (std::size_t i = 0; i < sealing_key_size; ++i) {
-        int hi = nib(hex[2 * i]), lo = nib(hex[2 * i + 1]);
+        int hi = detail::hex_digit_value(hex[2 * i]), lo = detail::hex_digit_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) return fail(errc::corrupt_data, "the key must be 64 hex digits");
         k[i] = static_cast<char>((hi << 4) | lo);
     }
@@ -273,11 +286,7 @@ inline void create_key_file(const std::filesystem::path& path, std::string_view 
     std::string head = "quorumreg-key 1 " + std::string(id) + " ";
     char* p = line.resize(head.size() + 2 * sealing_key_size + 1);
     std::copy(head.begin(), head.end(), p);
-    static constexpr char digits[] = "0123456789abcdef";
-    for (std::size_t i = 0; i < sealing_key_size; ++i) {
-        p[head.size() + 2 * i] = digits[raw[i] >> 4];
-        p[head.size() + 2 * i + 1] = digits[raw[i] & 15];
-    }
+    detail::hex_encode_into(p + head.size(), raw, sealing_key_size);
     p[line.size() - 1] = '\n';
     OPENSSL_cleanse(raw, sizeof raw);
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

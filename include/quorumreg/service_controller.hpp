@@ -44,7 +44,7 @@
 // - start, stop and restart block until done; such operations (and the recovery started by
 //   report_failure, and graph changes) run one at a time, so each sees a stable graph. Within
 //   one operation independent services start or stop in parallel on the pool
-//   (controller_options::threads).
+//   (service_controller_options::threads).
 // - report_failure never blocks: recovery runs on the controller's supervisor thread;
 //   wait_idle() waits for it.
 // - Actions run on pool threads. An action is never launched for a service whose previous
@@ -61,7 +61,7 @@
 #pragma once
 
 #include <quorumreg/dependency_graph.hpp>
-#include <quorumreg/detail/graph_clock.hpp>
+#include <quorumreg/service_clock.hpp>
 #include <quorumreg/detail/watch_hub.hpp>
 #include <quorumreg/error.hpp>
 
@@ -112,8 +112,8 @@ inline std::ostream& operator<<(std::ostream& os, service_state s) { return os <
 /// At most `threshold` automatic restarts within a sliding `period`; one more failure leaves
 /// the service failed. Defaults: WSFC's RestartThreshold 3 and RestartPeriod 900000 ms.
 struct restart_policy {
-    unsigned threshold = 3;
-    std::chrono::milliseconds period{15 * 60 * 1000};
+    unsigned threshold = 3;                           ///< automatic restarts allowed per period
+    std::chrono::milliseconds period{15 * 60 * 1000}; ///< the sliding window
 };
 
 /// How a service relates to replication of cluster-wide keys (see set_replication_service).
@@ -127,8 +127,8 @@ enum class replicated_writes : std::uint8_t {
 struct service_options {
     /// Longest time in online_pending or offline_pending (WSFC's PendingTimeout: 3 minutes).
     std::chrono::milliseconds pending_timeout{180000};
-    restart_policy restart{};
-    replicated_writes writes = replicated_writes::none;
+    restart_policy restart{};                           ///< automatic restarts after a failure
+    replicated_writes writes = replicated_writes::none; ///< its place relative to replication
 };
 
 /// A start or stop action: a callable returning void, or a std::future<void> (or anything with
@@ -140,7 +140,9 @@ struct service_options {
 /// @endcode
 class service_action {
 public:
+    /// The no-op action.
     service_action() = default;
+    /// Wraps `f`: a callable returning void, or returning a future the controller waits on.
     template <class F>
     requires(!std::same_as<std::remove_cvref_t<F>, service_action> && std::invocable<std::decay_t<F>&>)
         service_action(F&& f) { // NOLINT(google-explicit-constructor,bugprone-forwarding-reference-overload): written
@@ -154,9 +156,11 @@ public:
             fn_ = [g = std::decay_t<F>(std::forward<F>(f))]() mutable { g().get(); };
         }
     }
+    /// Runs the action (and waits for its future); rethrows what it throws.
     void operator()() const {
         if (fn_) fn_();
     }
+    /// Whether there is an action (false: a no-op).
     explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
 
 private:
@@ -170,27 +174,27 @@ private:
 ///                        .options = {.pending_timeout = std::chrono::seconds(30)}});
 /// @endcode
 struct service_definition {
-    service_action start;
-    service_action stop;
-    service_options options{};
+    service_action start;      ///< brings it online (throws on failure)
+    service_action stop;       ///< takes it offline
+    service_options options{}; ///< timeouts, restarts, replication
 };
 
 /// A snapshot of one service.
 struct service_status {
-    service_state state = service_state::offline;
-    std::error_code error;  ///< why it failed (empty unless failed)
-    std::string reason;     ///< human text; for a dependency failure it names the root cause
-    std::string root_cause; ///< the service where the failure started (itself if it failed alone)
-    std::size_t restarts_in_period = 0;
+    service_state state = service_state::offline; ///< where it is in its lifecycle
+    std::error_code error;                        ///< why it failed (empty unless failed)
+    std::string reason;                           ///< human text; for a dependency failure it names the root cause
+    std::string root_cause;                       ///< the service where the failure started (itself if it failed alone)
+    std::size_t restarts_in_period = 0;           ///< automatic restarts within the restart policy's period
 };
 
 /// One state change, as delivered to observers.
 struct service_event {
-    std::string service;
-    service_state from = service_state::offline;
-    service_state to = service_state::offline;
-    std::error_code error;
-    std::string reason;
+    std::string service;                         ///< whose state changed
+    service_state from = service_state::offline; ///< the state before
+    service_state to = service_state::offline;   ///< the state after
+    std::error_code error;                       ///< set when `to` is failed
+    std::string reason;                          ///< human text (e.g. the failing dependency)
 };
 inline std::ostream& operator<<(std::ostream& os, const service_event& e) {
     os << e.service << ": " << e.from << " -> " << e.to;
@@ -199,10 +203,12 @@ inline std::ostream& operator<<(std::ostream& os, const service_event& e) {
 }
 
 /// Controller-wide settings.
-struct controller_options {
+struct service_controller_options {
     std::size_t threads = 4;                ///< worker threads running actions (at least 1)
     std::shared_ptr<service_clock> clock{}; ///< default: steady_service_clock
 };
+/// The old name, kept for one release (option structs are named after their class).
+using controller_options [[deprecated("renamed service_controller_options")]] = service_controller_options;
 
 /// Starts and stops services in dependency order. See the file comment for the model and the
 /// threading contract.
@@ -220,11 +226,12 @@ struct controller_options {
 /// @endcode
 class service_controller {
 public:
-    using clock_type = service_clock;
-    using time_point = service_clock::time_point;
-    using observer = std::function<void(const service_event&)>;
+    using clock_type = service_clock;                           ///< the time source's interface
+    using time_point = service_clock::time_point;               ///< the time source's time
+    using observer = std::function<void(const service_event&)>; ///< see observe()
 
-    explicit service_controller(controller_options opts = {})
+    /// A controller with no services; starts its worker threads.
+    explicit service_controller(service_controller_options opts = {})
         : clock_(opts.clock ? std::move(opts.clock) : std::make_shared<steady_service_clock>()),
           pool_(std::max<std::size_t>(1, opts.threads)), hub_(std::make_shared<hub_type>()) {
         clock_token_ = clock_->subscribe([this] {
@@ -256,6 +263,7 @@ public:
         add_service(name, std::move(def), ec);
         detail::throw_if(ec, "add_service \"" + name + "\"");
     }
+    /// Non-throwing form: errors go to `ec`.
     void add_service(const std::string& name, service_definition def, std::error_code& ec) {
         auto jl = job_lock(ec);
         if (ec) return;
@@ -283,6 +291,7 @@ public:
         remove_service(name, ec);
         detail::throw_if(ec, "remove_service \"" + name + "\"");
     }
+    /// Non-throwing form: errors go to `ec`.
     void remove_service(const std::string& name, std::error_code& ec) {
         auto jl = job_lock(ec);
         if (ec) return;
@@ -310,6 +319,7 @@ public:
         edit([&] { graph_.add_dependency(dependent, dependency, dependency_kind::required, ec, &cycle); }, ec);
         throw_edge(ec, "add_dependency", dependent, {dependency}, cycle);
     }
+    /// Non-throwing form: errors go to `ec`.
     void add_dependency(const std::string& dependent, const std::string& dependency, std::error_code& ec) {
         edit([&] { graph_.add_dependency(dependent, dependency, dependency_kind::required, ec); }, ec);
     }
@@ -320,6 +330,7 @@ public:
         edit([&] { graph_.add_dependency(dependent, dependency, dependency_kind::ordered_after, ec, &cycle); }, ec);
         throw_edge(ec, "add_order_after", dependent, {dependency}, cycle);
     }
+    /// Non-throwing form: errors go to `ec`.
     void add_order_after(const std::string& dependent, const std::string& dependency, std::error_code& ec) {
         edit([&] { graph_.add_dependency(dependent, dependency, dependency_kind::ordered_after, ec); }, ec);
     }
@@ -330,6 +341,7 @@ public:
         edit([&] { graph_.add_any_of(dependent, members, ec, &cycle); }, ec);
         throw_edge(ec, "add_any_of", dependent, members, cycle);
     }
+    /// Non-throwing form: errors go to `ec`.
     void add_any_of(const std::string& dependent, const std::vector<std::string>& members, std::error_code& ec) {
         edit([&] { graph_.add_any_of(dependent, members, ec); }, ec);
     }
@@ -356,6 +368,7 @@ public:
         set_replication_service(name, ec);
         detail::throw_if(ec, "set_replication_service \"" + name + "\"");
     }
+    /// Non-throwing form: errors go to `ec`.
     void set_replication_service(const std::string& name, std::error_code& ec) {
         auto jl = job_lock(ec);
         if (ec) return;
@@ -402,6 +415,7 @@ public:
     /// Brings `name` online, its requirements first. Blocks until it is online or failed.
     /// Throws quorumreg::error with the service's error code; what() carries its reason.
     void start(const std::string& name) { throw_on_failure(&service_controller::start_impl, "start", name); }
+    /// Non-throwing form: errors go to `ec`.
     void start(const std::string& name, std::error_code& ec) {
         std::string why;
         start_impl(name, ec, why);
@@ -409,6 +423,7 @@ public:
 
     /// Takes `name` offline after everything that cannot stay online without it. Blocks.
     void stop(const std::string& name) { throw_on_failure(&service_controller::stop_impl, "stop", name); }
+    /// Non-throwing form: errors go to `ec`.
     void stop(const std::string& name, std::error_code& ec) {
         std::string why;
         stop_impl(name, ec, why);
@@ -417,6 +432,7 @@ public:
     /// Stops `name` and what cannot stay online without it, then starts them again (only
     /// those that were online). Does not count against the restart policy.
     void restart(const std::string& name) { throw_on_failure(&service_controller::restart_impl, "restart", name); }
+    /// Non-throwing form: errors go to `ec`.
     void restart(const std::string& name, std::error_code& ec) {
         std::string why;
         restart_impl(name, ec, why);
@@ -443,12 +459,14 @@ public:
 
     /// The state of `name`; errc::not_found if unknown.
     service_state state(const std::string& name) const { return status(name).state; }
+    /// State, error, reason and restart count of `name`; errc::not_found if unknown.
     service_status status(const std::string& name) const {
         std::error_code ec;
         auto r = status(name, ec);
         detail::throw_if(ec, "status \"" + name + "\"");
         return r;
     }
+    /// Non-throwing form: errors go to `ec`.
     service_status status(const std::string& name, std::error_code& ec) const {
         std::lock_guard lk(mu_);
         auto it = svcs_.find(name);
@@ -460,6 +478,7 @@ public:
         const svc& s = it->second;
         return {s.state, s.ec, s.reason, s.root, s.restarts.size()};
     }
+    /// Whether a service `name` was added (and not removed).
     bool contains(const std::string& name) const {
         std::lock_guard lk(mu_);
         return svcs_.count(name) != 0;

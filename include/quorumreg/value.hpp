@@ -48,34 +48,52 @@ constexpr bool is_valid(value_type t) noexcept { return to_string(t) != "unknown
 /// @endcode
 class value {
 public:
-    using bytes = std::vector<std::uint8_t>;
-    using strings = std::vector<std::string>;
+    using bytes = std::vector<std::uint8_t>;  ///< REG_BINARY's payload
+    using strings = std::vector<std::string>; ///< REG_MULTI_SZ's payload
 
     /// An empty REG_SZ.
     value() = default;
 
+    /// A REG_SZ.
     static value string(std::string s) { return value(value_type::string, std::move(s)); }
+    /// A REG_EXPAND_SZ (stored as given; nothing is expanded).
     static value expand_string(std::string s) { return value(value_type::expand_string, std::move(s)); }
+    /// A REG_MULTI_SZ.
     static value multi_string(strings s) { return value(value_type::multi_string, std::move(s)); }
+    /// A REG_DWORD.
     static value dword(std::uint32_t v) { return value(value_type::dword, v); }
+    /// A REG_QWORD.
     static value qword(std::uint64_t v) { return value(value_type::qword, v); }
+    /// A REG_BINARY.
     static value binary(bytes b) { return value(value_type::binary, std::move(b)); }
+    /// A REG_BINARY of the bytes of `b`.
     static value binary(std::string_view b) { return value(value_type::binary, bytes(b.begin(), b.end())); }
 
+    /// Which of the six types it holds.
     value_type type() const noexcept { return type_; }
 
     /// Text of a string or expand_string value.
     const std::string& as_string() const { return get<std::string>("string"); }
+    /// Strings of a multi_string value. The as_ accessors throw errc::type_mismatch for
+    /// another type.
     const strings& as_multi_string() const { return get<strings>("multi_string"); }
+    /// A dword value.
     std::uint32_t as_dword() const { return get<std::uint32_t>("dword"); }
+    /// A qword value.
     std::uint64_t as_qword() const { return get<std::uint64_t>("qword"); }
+    /// Bytes of a binary value.
     const bytes& as_binary() const { return get<bytes>("binary"); }
 
-    // Non-throwing accessors: on a type mismatch, ec = errc::type_mismatch and an empty result.
+    /// as_string(), or on a type mismatch errc::type_mismatch in `ec` and an empty result (as
+    /// are the other `ec` accessors).
     std::string as_string(std::error_code& ec) const { return get_or<std::string>(ec); }
+    /// as_multi_string(), errors in `ec`.
     strings as_multi_string(std::error_code& ec) const { return get_or<strings>(ec); }
+    /// as_dword(), errors in `ec`.
     std::uint32_t as_dword(std::error_code& ec) const { return get_or<std::uint32_t>(ec); }
+    /// as_qword(), errors in `ec`.
     std::uint64_t as_qword(std::error_code& ec) const { return get_or<std::uint64_t>(ec); }
+    /// as_binary(), errors in `ec`.
     bytes as_binary(std::error_code& ec) const { return get_or<bytes>(ec); }
 
     /// Payload size in bytes, the measure the per-value size limit applies to
@@ -97,6 +115,7 @@ public:
         return 0;
     }
 
+    /// Same type and same payload.
     friend bool operator==(const value& a, const value& b) noexcept { return a.type_ == b.type_ && a.data_ == b.data_; }
 
 private:

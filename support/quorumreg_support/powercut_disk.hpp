@@ -1,4 +1,4 @@
-// A simulated power cut behind the detail::file_io seam (issue 14), after SQLite's crash-test
+// A simulated power cut behind the file_io seam (issue 14), after SQLite's crash-test
 // VFS and LazyFS: files are real (put the root on tmpfs for speed), but durability is modelled
 // here and no real fsync/fdatasync is ever issued, so thousands of cuts run in seconds.
 //
@@ -46,7 +46,7 @@
 
 namespace quorumreg_support {
 
-class powercut_disk : public quorumreg::detail::file_io {
+class powercut_disk : public quorumreg::file_io {
 public:
     static constexpr std::size_t sector = 512;
 

@@ -21,7 +21,7 @@ namespace quorumreg {
 /// Thread-safe as far as the store is (it holds no mutable state of its own).
 template <class Traits = case_insensitive_traits> class basic_checkpoint_catalog {
 public:
-    basic_checkpoint_catalog(quorum_store& store, std::string prefix = checkpoint_options{}.prefix,
+    basic_checkpoint_catalog(quorum_store& store, std::string prefix = checkpoint_manager_options{}.prefix,
                              std::string cluster_key = {}, registry_limits limits = {})
         : store_(store), layout_(std::move(prefix)), cluster_key_(std::move(cluster_key)), limits_(limits) {}
 

@@ -11,13 +11,13 @@
 // folded by the registry's traits, joined with '\'), so two spellings of one key share keys.
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/detail/key_escape.hpp>
 #include <quorumreg/detail/registry_tree.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/registry_types.hpp>
 
 #include <cstdint>
-#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +29,7 @@ namespace quorumreg {
 struct checkpoint_subtree_name {
     std::string path;      ///< as registered
     std::string canonical; ///< folded, '\'-separated
-    std::string esc;       ///< key-escaped canonical (the <subtree> level of the layout)
+    std::string esc;       ///< key-escaped canonical (the `<subtree>` level of the layout)
 };
 
 /// Canonical names of `path` under the registry traits `Traits`. invalid_path for a bad path,
@@ -55,20 +55,10 @@ std::error_code make_checkpoint_subtree_name(std::string_view path, const regist
 
 namespace detail {
 
-inline std::string gen_key_suffix(std::uint64_t g) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(g));
-    return buf;
-}
+inline std::string gen_key_suffix(std::uint64_t g) { return fixed_decimal(g); }
 
 /// Inverse of key_escape; nullopt for a malformed escape.
 inline std::optional<std::string> key_unescape(std::string_view s) {
-    auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-    };
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
         if (s[i] != '%') {
@@ -76,7 +66,7 @@ inline std::optional<std::string> key_unescape(std::string_view s) {
             continue;
         }
         if (i + 2 >= s.size()) return std::nullopt;
-        int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+        int hi = hex_digit_value(s[i + 1]), lo = hex_digit_value(s[i + 2]);
         if (hi < 0 || lo < 0) return std::nullopt;
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;
@@ -86,7 +76,7 @@ inline std::optional<std::string> key_unescape(std::string_view s) {
 
 } // namespace detail
 
-/// Store keys of checkpoints under one prefix (checkpoint_options::prefix).
+/// Store keys of checkpoints under one prefix (checkpoint_manager_options::prefix).
 class checkpoint_layout {
 public:
     explicit checkpoint_layout(std::string prefix = "quorumreg/checkpoints/") : prefix_(std::move(prefix)) {}
@@ -133,7 +123,7 @@ public:
         if (slash == std::string_view::npos || slash == 0) return std::nullopt;
         return detail::key_unescape(rest.substr(0, slash));
     }
-    /// True for a generation blob key (…/data/<subtree>/g/<gen>).
+    /// True for a generation blob key (`…/data/<subtree>/g/<gen>`).
     static bool is_generation_key(std::string_view key) { return key.find("/g/") != std::string_view::npos; }
     /// The last level of a key (a generation number's digits, a conflict id).
     static std::string_view leaf(std::string_view key) { return key.substr(key.rfind('/') + 1); }

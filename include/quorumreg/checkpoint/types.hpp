@@ -35,7 +35,8 @@ constexpr std::optional<offline_edit_policy> parse_offline_edit_policy(std::stri
     return std::nullopt;
 }
 
-struct checkpoint_options {
+/// Settings of a checkpoint_manager (what each does: docs/checkpoint.md).
+struct checkpoint_manager_options {
     std::string node = "node";                        ///< this node's name (recorded as writer)
     std::string prefix = "quorumreg/checkpoints/";    ///< store key prefix
     std::chrono::milliseconds lease_ttl{10000};       ///< ownership lease
@@ -61,7 +62,10 @@ struct checkpoint_options {
     /// right before the restore commit (tests interleave an edit there deterministically).
     std::function<void(std::string_view resource)> before_restore_commit{};
 };
+/// The old name, kept for one release (option structs are named after their class).
+using checkpoint_options [[deprecated("renamed checkpoint_manager_options")]] = checkpoint_manager_options;
 
+/// How one online() call restores a resource's checkpoints.
 struct online_options {
     /// Unset: the resource's own policy (checkpoint_manager::set_offline_edit_policy, kept in
     /// the store so every node applies the same one), else preserve.

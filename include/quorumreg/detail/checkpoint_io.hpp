@@ -165,12 +165,12 @@ public:
     using traits_type = typename Hive::traits_type;
     using tree_type = registry_tree<traits_type>;
 
-    checkpoint_io(Hive& h, quorum_store& s, const checkpoint_options& o)
+    checkpoint_io(Hive& h, quorum_store& s, const checkpoint_manager_options& o)
         : hive(h), store(s), opts(o), layout(o.prefix) {}
 
     Hive& hive;
     quorum_store& store;
-    const checkpoint_options& opts;
+    const checkpoint_manager_options& opts;
     checkpoint_layout layout;
     std::shared_ptr<checkpoint_blob_cache> cache = std::make_shared<checkpoint_blob_cache>();
 

@@ -1,5 +1,7 @@
-// SHA-256 and HMAC-SHA-256 of in-memory bytes (OpenSSL libcrypto), and hex encoding.
+// SHA-256 and HMAC-SHA-256 of in-memory bytes (OpenSSL libcrypto); hex is detail/text.hpp.
 #pragma once
+
+#include <quorumreg/detail/text.hpp>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -28,32 +30,17 @@ inline digest256 hmac_sha256(std::string_view key, std::string_view data) {
     return out;
 }
 
-/// Lower-case hex.
-inline std::string hex_encode(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
-    for (unsigned char c : bytes) {
-        out.push_back(digits[c >> 4]);
-        out.push_back(digits[c & 0x0F]);
-    }
-    return out;
-}
-inline std::string hex_encode(const digest256& d) {
-    return hex_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
-}
+/// Lower-case hex of a digest.
+inline std::string hex_encode(const digest256& d) { return hex_encode(d.data(), d.size()); }
+
+/// SHA-256 of `data` as 64 lower-case hex digits.
+inline std::string sha256_hex(std::string_view data) { return hex_encode(sha256(data)); }
 
 /// Parses 64 hex digits (either case) into `out`; false for anything else.
 inline bool hex_decode(std::string_view hex, digest256& out) noexcept {
     if (hex.size() != out.size() * 2) return false;
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
     for (std::size_t i = 0; i < out.size(); ++i) {
-        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) return false;
         out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
     }

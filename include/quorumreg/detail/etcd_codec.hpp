@@ -3,6 +3,8 @@
 // prefix range ends, and the manifest that describes a value stored in chunks.
 #pragma once
 
+#include <quorumreg/detail/crypto.hpp>
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/quorum_store.hpp>
 
 #include <boost/json.hpp>
@@ -150,24 +152,6 @@ inline std::string prefix_end(std::string_view prefix) {
     return std::string(1, '\0');
 }
 
-inline std::string hex(const unsigned char* p, std::size_t n) {
-    static constexpr char d[] = "0123456789abcdef";
-    std::string s;
-    s.reserve(n * 2);
-    for (std::size_t i = 0; i < n; ++i) {
-        s += d[p[i] >> 4];
-        s += d[p[i] & 15];
-    }
-    return s;
-}
-
-inline std::string sha256_hex(std::string_view data) {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
-    return hex(md.data(), len);
-}
-
 /// 128 random bits as hex: the id of one chunked write.
 inline std::string random_id() {
     static thread_local std::mt19937_64 gen{[] {
@@ -181,7 +165,7 @@ inline std::string random_id() {
         for (std::size_t k = 0; k < 8; ++k)
             b[i + k] = static_cast<unsigned char>(v >> (8 * k));
     }
-    return hex(b.data(), b.size());
+    return hex_encode(b.data(), b.size());
 }
 
 // ---- chunked values --------------------------------------------------------------------------
@@ -248,8 +232,7 @@ inline std::optional<manifest> parse_manifest(std::string_view v) {
 }
 
 inline std::string chunk_key(const std::string& chunk_prefix, const std::string& id, std::uint64_t index) {
-    std::string n = std::to_string(index);
-    return chunk_prefix + id + "/" + std::string(n.size() < 8 ? 8 - n.size() : 0, '0') + n;
+    return chunk_prefix + id + "/" + fixed_decimal(index, 8);
 }
 
 } // namespace quorumreg::detail::etcd

@@ -7,6 +7,8 @@
 // position lies between the two endpoints are searched, and the same search finds the cycle.
 #pragma once
 
+#include <quorumreg/graph_types.hpp>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -14,17 +16,6 @@
 #include <vector>
 
 namespace quorumreg {
-
-/// The two kinds of dependency edge. They are deliberately distinct names, because confusing
-/// them is the most common mistake with systemd (`Requires=` vs `After=`):
-enum class dependency_kind : std::uint8_t {
-    /// "x requires y": starting x starts y first; x cannot be online while y is not (stopping
-    /// y stops x first); a failure of y fails x. Members of an OR-group are of this kind.
-    required = 0,
-    /// "x is ordered after y": if both are starting, x waits until y has finished starting (and
-    /// on stop, y waits for x). Never starts y, never stops or fails x because of y.
-    ordered_after = 1,
-};
 
 namespace detail {
 

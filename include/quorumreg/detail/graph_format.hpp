@@ -1,32 +1,14 @@
 // Printing node ids for cycle messages and Graphviz output.
 #pragma once
 
+#include <quorumreg/graph_types.hpp>
+
 #include <ostream>
 #include <sstream>
 #include <string>
 #include <string_view>
 
 namespace quorumreg {
-
-/// Customisation point: how a dependency_graph prints an Id in error messages and DOT output.
-/// The default uses `operator<<` when the Id has one, else prints `#<n>` (n = the node's
-/// insertion number). Specialise it for your Id type to print something nicer:
-/// @code
-/// template <> struct quorumreg::id_formatter<my_id> {
-///     std::string operator()(const my_id& id) const { return id.name; }
-/// };
-/// @endcode
-template <class Id> struct id_formatter {
-    std::string operator()(const Id& id) const {
-        if constexpr (requires(std::ostream & os, const Id& i) { os << i; }) {
-            std::ostringstream os;
-            os << id;
-            return os.str();
-        } else {
-            return {};
-        }
-    }
-};
 
 namespace detail {
 

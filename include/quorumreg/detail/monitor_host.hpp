@@ -3,6 +3,7 @@
 // itself and calls quorumreg::run_monitor_if_requested first thing in main()).
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/detail/monitor_protocol.hpp>
 #include <quorumreg/detail/monitor_sha256.hpp>
 #include <quorumreg/detail/monitor_spawn.hpp>
@@ -408,12 +409,7 @@ private:
         post_reply(r);
         wipe(r);
     }
-    static std::string fold(const std::string& s) {
-        std::string f;
-        for (char c : s)
-            f.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
-        return f;
-    }
+    static std::string fold(const std::string& s) { return ascii_folded(s); }
     const quorumreg_resource_functions* type_functions(const std::string& type) {
         std::lock_guard lk(mu_);
         auto it = types_.find(fold(type));

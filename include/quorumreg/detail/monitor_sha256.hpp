@@ -2,6 +2,7 @@
 // the monitor can hash exactly the bytes it then dlopen()s through /proc/self/fd/N.
 #pragma once
 
+#include <quorumreg/detail/text.hpp>
 #include <quorumreg/error.hpp>
 
 #include <openssl/evp.h>
@@ -15,18 +16,6 @@
 #include <unistd.h>
 
 namespace quorumreg::detail {
-
-/// Lower-case hex of `bytes`.
-inline std::string to_hex(const unsigned char* bytes, std::size_t n) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * n);
-    for (std::size_t i = 0; i < n; ++i) {
-        out.push_back(digits[bytes[i] >> 4]);
-        out.push_back(digits[bytes[i] & 0x0F]);
-    }
-    return out;
-}
 
 /// Is `s` 64 lower-case hex digits?
 inline bool is_sha256_hex(std::string_view s) noexcept {
@@ -64,7 +53,7 @@ inline std::string sha256_fd(int fd, std::error_code& ec) {
         ec = errc::backend_error;
         return {};
     }
-    return to_hex(md, len);
+    return hex_encode(md, len);
 }
 
 /// SHA-256 (hex) of the file at `path`. A missing file is errc::plugin_missing.

@@ -7,6 +7,7 @@
 // Keeping one implementation means one place to get revision/version bookkeeping right.
 #pragma once
 
+#include <quorumreg/stores/store_limits.hpp>
 #include <quorumreg/detail/watch_hub.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/quorum_store.hpp>
@@ -26,11 +27,8 @@
 
 namespace quorumreg::detail {
 
-/// Size limits applied by the embedded backends (etcd has its own request limit).
-struct store_limits {
-    std::size_t max_key_bytes = 4096;               ///< longer keys: errc::name_too_long
-    std::size_t max_value_bytes = 64 * 1024 * 1024; ///< larger values: errc::value_too_large
-};
+/// The spelling before store_limits became public.
+using store_limits = quorumreg::store_limits;
 
 /// Checks a key (or, with `allow_empty`, a prefix). Sets ec and `detail` on failure.
 inline bool store_check_key(std::string_view key, bool allow_empty, const store_limits& lim, std::error_code& ec,

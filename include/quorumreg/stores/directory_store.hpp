@@ -75,6 +75,8 @@
 #include <quorumreg/detail/fs_check.hpp>
 #include <quorumreg/detail/store_state.hpp>
 #include <quorumreg/quorum_store.hpp>
+#include <quorumreg/file_io.hpp>
+#include <quorumreg/stores/store_limits.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -122,8 +124,8 @@ struct directory_store_options {
     /// machine (then one kernel's caches and locks serve them all); two machines or two
     /// mounts lose acknowledged writes. See docs/stores.md, "Supported file systems".
     bool unsafe_single_client_fs = false;
-    detail::store_limits limits{};         ///< key and value size limits
-    std::shared_ptr<detail::file_io> io{}; ///< I/O seam for fault injection (null: POSIX)
+    store_limits limits{};         ///< key and value size limits
+    std::shared_ptr<file_io> io{}; ///< I/O seam for fault injection (null: POSIX)
 }; // every member has an initializer: {.create = true} is clean under -Wmissing-field-initializers
 
 /// The embedded quorum store on a shared directory. Thread-safe; any number of objects in
@@ -141,8 +143,8 @@ struct directory_store_options {
 /// @endcode
 class directory_store final : public quorum_store {
 public:
-    static constexpr const char* lock_file_name = "quorumreg.lock";
-    static constexpr const char* log_file_name = "quorumreg.log";
+    static constexpr const char* lock_file_name = "quorumreg.lock"; ///< the lock file in the directory
+    static constexpr const char* log_file_name = "quorumreg.log";   ///< the log file in the directory
 
     /// Opens (and with options.create, creates) the store in `dir`. Throws quorumreg::error.
     explicit directory_store(std::filesystem::path dir, directory_store_options opts = {})
@@ -182,6 +184,7 @@ public:
     directory_store(const directory_store&) = delete;
     directory_store& operator=(const directory_store&) = delete;
 
+    /// The store's directory, as given.
     const std::filesystem::path& path() const noexcept { return dir_; }
 
     /// Whether this object was opened with options.read_only.
@@ -242,19 +245,7 @@ private:
         return out;
     }
 
-    store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
-        auto r = commit(t, ec);
-        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
-    }
-
-    store_revision do_erase(std::string_view key, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::erase(std::string(key)));
-        auto r = commit(t, ec);
-        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
-    }
+    // put and erase: quorum_store's one-operation commits.
 
     txn_result do_commit(const store_txn& txn, std::error_code& ec) override {
         ec.clear();
@@ -442,7 +433,7 @@ private:
 
     void init(std::error_code& ec) {
         last_error_detail().clear();
-        if (!opts_.io) opts_.io = detail::file_io::posix();
+        if (!opts_.io) opts_.io = file_io::posix();
         if (opts_.keep_revisions == 0) opts_.keep_revisions = 1;
         if (opts_.read_only) opts_.create = false;
         io_ = opts_.io;
@@ -903,7 +894,7 @@ private:
 
     std::filesystem::path dir_;
     directory_store_options opts_;
-    std::shared_ptr<detail::file_io> io_;
+    std::shared_ptr<file_io> io_;
     std::shared_ptr<detail::dir_process_lock> plock_; // null: read-only without a lock file
     std::mutex solo_mu_;                              // serializes catch-up when plock_ is null
 

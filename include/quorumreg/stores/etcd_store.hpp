@@ -4,7 +4,7 @@
 //
 // How it maps the quorum_store contract onto etcd (reference: docs/etcd_store.md):
 // - Every call is a POST to the member's /v3/... gateway over a pooled keep-alive connection,
-//   under one deadline for the whole call (default 5 s, etcd_options::deadline).
+//   under one deadline for the whole call (default 5 s, etcd_store_options::deadline).
 // - Failover: a request that could not have been applied (connection refused/reset before
 //   sending, "etcdserver: no leader", a stale pooled connection) is retried on the next member
 //   until the deadline. Reads are retried on any failure. A write that was sent and then timed
@@ -49,17 +49,17 @@ struct etcd_tls_options {
 };
 
 /// Configuration of an etcd_store.
-struct etcd_options {
+struct etcd_store_options {
     /// Client URLs of the members ("http://host:port" or "https://host:port"); requests fail
     /// over between them in order.
     std::vector<std::string> endpoints{"http://127.0.0.1:2379"};
     /// Deadline of each operation, all retries and chunks included.
     std::chrono::milliseconds deadline{5000};
-    etcd_tls_options tls;
+    etcd_tls_options tls; ///< TLS to the members (https:// endpoints)
     /// etcd user name and password (empty: authentication off). The token is fetched from
     /// /v3/auth/authenticate and refreshed when etcd reports it invalid.
-    std::string username;
-    std::string password;
+    std::string username; ///< see above
+    std::string password; ///< see above
     /// Idle keep-alive connections kept per member.
     std::size_t pool_size = 8;
     /// Values larger than this are stored in chunks (etcd rejects requests of 1.5 MiB or more).
@@ -79,8 +79,10 @@ struct etcd_options {
     /// is dead and the watch resumes on the next member. A silent member is therefore left
     /// within watch_silence_timeout + watch_probe_timeout (default 4 s).
     std::chrono::milliseconds watch_silence_timeout{3000};
-    std::chrono::milliseconds watch_probe_timeout{1000};
+    std::chrono::milliseconds watch_probe_timeout{1000}; ///< see watch_silence_timeout
 };
+/// The old name, kept for one release (option structs are named after their class).
+using etcd_options [[deprecated("renamed etcd_store_options")]] = etcd_store_options;
 
 namespace detail::etcd {
 
@@ -110,9 +112,9 @@ struct call_result {
 /// Shared state of a store and its watch threads (which may outlive the store object).
 class core : public std::enable_shared_from_this<core> {
 public:
-    explicit core(etcd_options o) : opts(std::move(o)) {}
+    explicit core(etcd_store_options o) : opts(std::move(o)) {}
 
-    etcd_options opts;
+    etcd_store_options opts;
     std::vector<endpoint> endpoints;
     std::shared_ptr<ssl::context> tls;
     std::atomic<std::int64_t> deadline_ms{5000};
@@ -630,7 +632,7 @@ private:
 /// The etcd v3 quorum store (HTTP/JSON gateway, Boost.Beast + Boost.JSON).
 ///
 /// @code
-/// quorumreg::etcd_options o;
+/// quorumreg::etcd_store_options o;
 /// o.endpoints = {"http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"};
 /// o.deadline = std::chrono::seconds(2);
 /// quorumreg::etcd_store store(o);
@@ -642,13 +644,13 @@ class etcd_store final : public quorum_store {
 public:
     /// Connects lazily; throws quorumreg::error(errc::invalid_argument) for a bad endpoint URL
     /// or unreadable TLS files.
-    explicit etcd_store(etcd_options opts) : core_(std::make_shared<detail::etcd::core>(std::move(opts))) {
+    explicit etcd_store(etcd_store_options opts) : core_(std::make_shared<detail::etcd::core>(std::move(opts))) {
         std::string detail;
         if (auto ec = core_->init(detail)) throw error(ec, "etcd_store: " + detail);
     }
 
     /// Non-throwing factory: nullptr and `ec` set on bad options.
-    static std::unique_ptr<etcd_store> open(etcd_options opts, std::error_code& ec) {
+    static std::unique_ptr<etcd_store> open(etcd_store_options opts, std::error_code& ec) {
         try {
             ec.clear();
             return std::make_unique<etcd_store>(std::move(opts));
@@ -666,7 +668,8 @@ public:
     etcd_store(const etcd_store&) = delete;
     etcd_store& operator=(const etcd_store&) = delete;
 
-    const etcd_options& options() const noexcept { return core_->opts; }
+    /// The options the store was made with.
+    const etcd_store_options& options() const noexcept { return core_->opts; }
 
     /// etcd's own text for the calling thread's last failure (what the throwing forms append).
     /// Inside a watch handler called with an error: why the watch ended (for watch_canceled
@@ -1342,7 +1345,7 @@ private:
         detail::etcd::manifest m;
         m.id = detail::etcd::random_id();
         m.size = value.size();
-        m.sha256 = detail::etcd::sha256_hex(value);
+        m.sha256 = detail::sha256_hex(value);
         const std::size_t cs = core_->opts.chunk_size;
         m.chunks = value.empty() ? 0 : (value.size() + cs - 1) / cs;
         ids.push_back(m.id);

@@ -18,6 +18,7 @@
 
 #include <quorumreg/detail/store_state.hpp>
 #include <quorumreg/quorum_store.hpp>
+#include <quorumreg/stores/store_limits.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -33,7 +34,7 @@ struct memory_store_options {
     std::chrono::milliseconds deadline{5000};      ///< per-operation deadline (see quorum_store)
     std::size_t history_limit = 100000;            ///< watch history kept (events); 0: unlimited
     std::chrono::milliseconds reaper_interval{10}; ///< upper bound on lease-expiry latency
-    detail::store_limits limits{};                 ///< key and value size limits
+    store_limits limits{};                         ///< key and value size limits
 };
 
 /// In-process quorum_store with fault injection. Thread-safe. Leases run on
@@ -49,6 +50,7 @@ struct memory_store_options {
 /// @endcode
 class memory_store final : public quorum_store {
 public:
+    /// An empty store at revision 1; starts the reaper thread.
     explicit memory_store(memory_store_options opts = {}) : opts_(std::move(opts)), deadline_(opts_.deadline) {
         worker_ = std::thread([this] { run(); });
     }
@@ -79,6 +81,7 @@ public:
         }
         history_.compact(rev);
     }
+    /// Throwing form of compact(rev, ec).
     void compact(store_revision rev) {
         thrown("compact", "", [&](std::error_code& ec) {
             compact(rev, ec);
@@ -97,6 +100,7 @@ public:
         fail_count_ = n;
         fail_code_ = code;
     }
+    /// fail_next with a quorumreg code.
     void fail_next(std::size_t n, errc code) { fail_next(n, make_error_code(code)); }
 
     /// Adds `d` to every operation. A delay at or beyond the deadline makes reads fail with
@@ -172,19 +176,7 @@ private:
         return state_.range(prefix, start_after, limit);
     }
 
-    store_revision do_put(std::string_view key, std::string_view value, lease_id lease, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::put(std::string(key), std::string(value), lease));
-        auto r = commit(t, ec);
-        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
-    }
-
-    store_revision do_erase(std::string_view key, std::error_code& ec) override {
-        store_txn t;
-        t.on_success.push_back(store_op::erase(std::string(key)));
-        auto r = commit(t, ec);
-        return ec && ec != errc::unknown_outcome ? 0 : r.revision;
-    }
+    // put and erase: quorum_store's one-operation commits.
 
     txn_result do_commit(const store_txn& txn, std::error_code& ec) override {
         ec.clear();

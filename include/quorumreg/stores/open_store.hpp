@@ -36,8 +36,8 @@ struct store_open_options {
 
 namespace detail {
 
-inline etcd_options etcd_options_from_spec(std::string_view rest, std::chrono::milliseconds deadline) {
-    etcd_options o;
+inline etcd_store_options etcd_options_from_spec(std::string_view rest, std::chrono::milliseconds deadline) {
+    etcd_store_options o;
     o.deadline = deadline;
     o.endpoints.clear();
     std::size_t start = 0;

@@ -20,10 +20,11 @@ namespace quorumreg {
 /// @endcode
 class service_clock {
 public:
-    using duration = std::chrono::steady_clock::duration;
-    using time_point = std::chrono::steady_clock::time_point;
+    using duration = std::chrono::steady_clock::duration;     ///< steady_clock's
+    using time_point = std::chrono::steady_clock::time_point; ///< steady_clock's
 
     virtual ~service_clock() = default;
+    /// The current time; never goes backwards.
     virtual time_point now() const = 0;
     /// Registers `fn` to run whenever the time jumps (a fake clock being advanced), so that a
     /// waiting controller re-checks its deadlines at once. Returns a token for unsubscribe().
@@ -33,12 +34,14 @@ public:
         (void)fn;
         return 0;
     }
+    /// Stops calling the function registered under `token` (0 or unknown: nothing happens).
     virtual void unsubscribe(std::uint64_t token) noexcept { (void)token; }
 };
 
 /// std::chrono::steady_clock.
 class steady_service_clock final : public service_clock {
 public:
+    /// std::chrono::steady_clock::now().
     time_point now() const override { return std::chrono::steady_clock::now(); }
 };
 
@@ -54,6 +57,7 @@ public:
     /// Starts at an arbitrary fixed point (one day after the epoch of steady_clock).
     fake_service_clock() : now_(time_point{} + std::chrono::hours(24)) {}
 
+    /// The time the last advance() set.
     time_point now() const override {
         std::lock_guard lk(mu_);
         return now_;
@@ -69,11 +73,13 @@ public:
         for (auto& [token, fn] : subs)
             fn();
     }
+    /// `fn` runs after every advance(), outside the clock's lock.
     std::uint64_t subscribe(std::function<void()> fn) override {
         std::lock_guard lk(mu_);
         subs_.emplace(++next_, std::move(fn));
         return next_;
     }
+    /// After return, the function of `token` is not called by later advance() calls.
     void unsubscribe(std::uint64_t token) noexcept override {
         std::lock_guard lk(mu_);
         subs_.erase(token);
