@@ -19,6 +19,28 @@ using namespace qr_cli;
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
+namespace {
+
+/// A directory store where resource SQL checkpoints Software/SQL (Port = 1433, plus any
+/// `extra` values set first) from the hive node1.
+struct sql_checkpointed {
+    qr_test::temp_dir dir{"cli"};
+    std::string store = "dir:" + (dir.path() / "quorum").string();
+    std::string h = (dir.path() / "node1").string();
+    explicit sql_checkpointed(const std::vector<std::vector<std::string>>& extra = {}) {
+        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
+        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
+                0);
+        for (auto args : extra) {
+            args.insert(args.end(), {"--hive", h});
+            REQUIRE(qreg(dir.path(), args).rc == 0);
+        }
+        REQUIRE(qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h}).rc == 0);
+    }
+};
+
+} // namespace
+
 TEST_SUITE("cli") {
 
     TEST_CASE("cli: help, usage errors and exit codes") {
@@ -268,13 +290,10 @@ TEST_SUITE("cli") {
     }
 
     TEST_CASE("cli: a change made with checkpoint set or an adopted conflict sticks (Q174070, the operator's way)") {
-        qr_test::temp_dir dir("cli");
-        auto store = "dir:" + (dir.path() / "quorum").string();
-        auto h = (dir.path() / "node1").string();
-        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
-        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
-                0);
-        REQUIRE(qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h}).rc == 0);
+        sql_checkpointed fx;
+        auto& dir = fx.dir;
+        const auto& store = fx.store;
+        const auto& h = fx.h;
         // Another resource cannot checkpoint keys SQL's checkpoint holds (exit 1: refused by state).
         auto r = qreg(dir.path(), {"checkpoint", "add", "Web", "Software/SQL/Sub", "--store", store, "--hive", h});
         CHECK(r.rc == 1);
@@ -429,14 +448,10 @@ TEST_SUITE("cli") {
     }
 
     TEST_CASE("cli: checkpoint import makes a subtree what an export holds, as a new generation") {
-        qr_test::temp_dir dir("cli");
-        auto store = "dir:" + (dir.path() / "quorum").string();
-        auto h = (dir.path() / "node1").string();
-        REQUIRE(qreg(dir.path(), {"store", "init", "--store", store}).rc == 0);
-        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL", "Port", "1433", "--type", "dword", "--hive", h}).rc ==
-                0);
-        REQUIRE(qreg(dir.path(), {"hive", "set", "Software/SQL/Old", "Gone", "x", "--hive", h}).rc == 0);
-        REQUIRE(qreg(dir.path(), {"checkpoint", "add", "SQL", "Software/SQL", "--store", store, "--hive", h}).rc == 0);
+        sql_checkpointed fx({{"hive", "set", "Software/SQL/Old", "Gone", "x"}});
+        auto& dir = fx.dir;
+        const auto& store = fx.store;
+        const auto& h = fx.h;
         // The file an operator edits: an export of another node's hive, with a new port and key.
         auto other = (dir.path() / "staging").string();
         REQUIRE(
