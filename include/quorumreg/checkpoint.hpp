@@ -85,8 +85,8 @@ namespace quorumreg {
 /// (see the header comment; `checkpoint_manager` is basic_checkpoint_manager<hive>).
 template <class Hive = hive> class basic_checkpoint_manager {
 public:
-    using traits_type = typename Hive::traits_type;
-    using tree_type = detail::registry_tree<traits_type>;
+    using traits_type = typename Hive::traits_type;       ///< the hive's name comparison
+    using tree_type = detail::registry_tree<traits_type>; ///< the in-memory tree (internal)
 
     /// `local` and `store` must outlive the manager. The store's identity is recorded in the
     /// hive (value StoreIdentity of local_meta_key) the first time and checked on every later
@@ -137,6 +137,7 @@ public:
     basic_checkpoint_manager(const basic_checkpoint_manager&) = delete;
     basic_checkpoint_manager& operator=(const basic_checkpoint_manager&) = delete;
 
+    /// The options it was made with.
     const checkpoint_manager_options& options() const noexcept { return opts_; }
     /// The read-only view of this manager's checkpoints (same prefix and cluster key).
     const basic_checkpoint_catalog<traits_type>& catalog() const noexcept { return catalog_; }

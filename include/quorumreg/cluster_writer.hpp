@@ -80,18 +80,18 @@ struct cluster_writer_options {
 
 /// A journaled write that could not be applied because the key changed in the store.
 struct write_conflict {
-    std::uint64_t sequence = 0; ///< journal sequence of the local write
-    std::string key;
-    std::optional<std::string> local;  ///< the local value (nullopt: the local write was an erase)
-    std::optional<std::string> remote; ///< the store's value at replay (nullopt: erased)
-    store_revision remote_revision = 0;
-    std::string node;
+    std::uint64_t sequence = 0;         ///< journal sequence of the local write
+    std::string key;                    ///< the store key
+    std::optional<std::string> local;   ///< the local value (nullopt: the local write was an erase)
+    std::optional<std::string> remote;  ///< the store's value at replay (nullopt: erased)
+    store_revision remote_revision = 0; ///< the store key's mod_revision at replay
+    std::string node;                   ///< the node that journaled the write
 };
 
 /// A write waiting in the pre-init journal.
 struct pending_write {
-    std::uint64_t sequence = 0;
-    std::string key;
+    std::uint64_t sequence = 0;       ///< its journal sequence (replay order)
+    std::string key;                  ///< the store key
     std::optional<std::string> value; ///< nullopt: erase
     store_revision base = 0;          ///< as journaled; 0: the key must not exist
 };
@@ -116,7 +116,7 @@ inline std::shared_ptr<std::mutex> journal_replay_mutex(const void* hive, const 
 /// comment; `cluster_writer` is basic_cluster_writer<hive>).
 template <class Hive = hive> class basic_cluster_writer {
 public:
-    using conflict_handler = std::function<void(const write_conflict&)>;
+    using conflict_handler = std::function<void(const write_conflict&)>; ///< see on_conflict()
 
     /// `local` must outlive the writer.
     explicit basic_cluster_writer(Hive& local, cluster_writer_options opts = {})
@@ -133,6 +133,7 @@ public:
     /// Non-throwing form: errors go to `ec`.
     void put(std::string_view key, std::string_view value, std::error_code& ec) { write(key, std::string(value), ec); }
 
+    /// Erases `key` in the store, or journals the erase while detached (as put()).
     void erase(std::string_view key) {
         run("erase", key, [&](std::error_code& ec) { write(key, std::nullopt, ec); });
     }
@@ -194,6 +195,7 @@ public:
         store_ = nullptr;
     }
 
+    /// Whether writes go straight to the store (attach() succeeded and detach() was not called).
     bool attached() const {
         std::lock_guard lk(mu_);
         return store_ != nullptr;

@@ -53,8 +53,8 @@ enum class event_id : std::uint32_t {
 
 /// The registered name and severity of one event id.
 struct event_info {
-    std::string_view name;
-    event_severity severity;
+    std::string_view name;   ///< stable, e.g. "hive_torn_tail_cut"
+    event_severity severity; ///< the default severity
 };
 
 /// The name and default severity of an id; {"unknown", error} for a number not in the catalog.
@@ -80,13 +80,13 @@ inline std::string_view to_string(event_severity s) noexcept {
 
 /// One logged event.
 struct event {
-    event_id id{};
-    event_severity severity = event_severity::info;
-    std::chrono::system_clock::time_point time{};
-    std::string node;     ///< set by the log when empty
-    std::string resource; ///< the resource, hive or store the event is about (may be empty)
-    std::string service;
-    std::string message; ///< for people; the id is what programs key on
+    event_id id{};                                  ///< stable across releases (docs/events.md)
+    event_severity severity = event_severity::info; ///< info, warning or error
+    std::chrono::system_clock::time_point time{};   ///< set by the log when default
+    std::string node;                               ///< set by the log when empty
+    std::string resource;                           ///< the resource, hive or store the event is about (may be empty)
+    std::string service;                            ///< the service the event is about (may be empty)
+    std::string message;                            ///< for people; the id is what programs key on
 };
 
 namespace detail {
@@ -180,7 +180,7 @@ struct event_log_options {
 /// and live subscribers (docs/events.md).
 class event_log {
 public:
-    using callback = std::function<void(const event&)>;
+    using callback = std::function<void(const event&)>; ///< see subscribe()
 
     /// Opens (creating if needed) the JSON-lines file when one is given; throws quorumreg::error
     /// (io_error, access_denied) when it cannot.
@@ -206,6 +206,7 @@ public:
         subs_.emplace(++next_, std::make_shared<callback>(std::move(cb)));
         return next_;
     }
+    /// After return, subscriber `id` is not called again.
     void unsubscribe(std::uint64_t id) {
         std::lock_guard lk(mu_);
         subs_.erase(id);
@@ -256,6 +257,7 @@ public:
         }
     }
 
+    /// Events emitted so far.
     std::uint64_t emitted() const noexcept { return emitted_.load(std::memory_order_relaxed); }
     /// Deliveries that failed (a throwing subscriber, a short write).
     std::uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }

@@ -87,7 +87,7 @@ namespace quorumreg {
 
 /// Settings of a hive (durability, limits, I/O seam, metrics, events).
 struct hive_options {
-    registry_limits limits{};
+    registry_limits limits{}; ///< name, depth and value size limits
     /// 0 (default): every commit is durable before it returns. > 0: sync at most this often
     /// (relaxed mode: a power loss may lose the last interval's commits).
     std::chrono::milliseconds sync_interval{0};
@@ -121,7 +121,7 @@ template <class Traits = case_insensitive_traits> class basic_hive : public regi
     friend struct detail::engine_access;
 
 public:
-    using tree_type = detail::registry_tree<Traits>;
+    using tree_type = detail::registry_tree<Traits>; ///< the in-memory tree (internal)
 
     /// Opens (with options.create, creating if needed) the hive in `dir`, recovering from the
     /// journal. Throws quorumreg::error on failure.
@@ -151,9 +151,13 @@ public:
     basic_hive& operator=(const basic_hive&) = delete;
     ~basic_hive() { shutdown(); }
 
+    /// The hive's directory, as given.
     const std::filesystem::path& directory() const noexcept { return dir_; }
+    /// The limits every write is checked against.
     const registry_limits& limits() const noexcept { return tree_.limits(); }
+    /// Whether it was opened with options.read_only (every write is refused).
     bool read_only() const noexcept { return opts_.read_only; }
+    /// The snapshot generation now on disk (advanced by every compaction).
     std::uint64_t generation() const {
         std::lock_guard lk(io_mu_);
         return gen_;

@@ -45,14 +45,14 @@ enum class outcome {
 
 /// One operation of a history. Times only need to be ordered (Jepsen: line numbers).
 struct operation {
-    std::string key; ///< the register (empty for single-register histories)
-    int process = 0; ///< who invoked it (for messages only)
-    op_kind kind = op_kind::read;
+    std::string key;                   ///< the register (empty for single-register histories)
+    int process = 0;                   ///< who invoked it (for messages only)
+    op_kind kind = op_kind::read;      ///< read, write or cas
     std::optional<std::int64_t> value; ///< write: the value; cas: `to`; read (ok): what was read (nullopt: none)
     std::int64_t from = 0;             ///< cas: the expected value
-    outcome result = outcome::ok;
-    std::uint64_t invoked = 0;
-    std::uint64_t completed = 0; ///< ignored for unknown outcomes
+    outcome result = outcome::ok;      ///< ok, failed (had no effect) or unknown (may have)
+    std::uint64_t invoked = 0;         ///< when it was invoked
+    std::uint64_t completed = 0;       ///< ignored for unknown outcomes
 };
 
 using history = std::vector<operation>;
@@ -61,10 +61,10 @@ enum class verdict { linearizable, not_linearizable, unknown };
 
 /// What check() decided, and how much search it took.
 struct check_result {
-    verdict answer = verdict::linearizable;
-    bool linearizable = true;
-    std::string key; ///< the first key found not linearizable (or left undecided)
-    std::uint64_t steps = 0;
+    verdict answer = verdict::linearizable; ///< the verdict
+    bool linearizable = true;               ///< answer == verdict::linearizable
+    std::string key;                        ///< the first key found not linearizable (or left undecided)
+    std::uint64_t steps = 0;                ///< search steps taken (the budget's unit)
 };
 
 namespace detail {

@@ -51,7 +51,9 @@ using metric_labels = std::vector<std::pair<std::string, std::string>>;
 /// A monotonically increasing count.
 class counter {
 public:
+    /// Adds `n` (lock-free).
     void inc(std::uint64_t n = 1) noexcept { v_.fetch_add(n, std::memory_order_relaxed); }
+    /// The count so far.
     std::uint64_t value() const noexcept { return v_.load(std::memory_order_relaxed); }
 
 private:
@@ -61,8 +63,11 @@ private:
 /// A value that goes up and down.
 class gauge {
 public:
+    /// Sets the value.
     void set(double v) noexcept { v_.store(v, std::memory_order_relaxed); }
+    /// Adds `d` (negative: subtracts).
     void add(double d) noexcept { v_.fetch_add(d, std::memory_order_relaxed); }
+    /// The value now.
     double value() const noexcept { return v_.load(std::memory_order_relaxed); }
 
 private:
@@ -72,10 +77,12 @@ private:
 /// Observations counted into fixed buckets (upper bounds, inclusive), plus their sum.
 class histogram {
 public:
+    /// Buckets with these upper bounds (ascending), plus +Inf.
     explicit histogram(std::vector<double> upper_bounds)
         : bounds_(std::move(upper_bounds)),
           counts_(std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1)) {}
 
+    /// Counts `v` into its bucket and adds it to the sum (lock-free).
     void observe(double v) noexcept {
         // First bound >= v: Prometheus buckets are "less than or equal".
         auto i = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
@@ -83,15 +90,18 @@ public:
         sum_.fetch_add(v, std::memory_order_relaxed);
     }
 
+    /// The bounds given at construction.
     const std::vector<double>& upper_bounds() const noexcept { return bounds_; }
     /// Observations in bucket i alone (i == upper_bounds().size() is the +Inf overflow bucket).
     std::uint64_t bucket_count(std::size_t i) const noexcept { return counts_[i].load(std::memory_order_relaxed); }
+    /// Every observation so far.
     std::uint64_t count() const noexcept {
         std::uint64_t n = 0;
         for (std::size_t i = 0; i <= bounds_.size(); ++i)
             n += bucket_count(i);
         return n;
     }
+    /// The sum of every observation so far.
     double sum() const noexcept { return sum_.load(std::memory_order_relaxed); }
 
 private:
@@ -203,9 +213,11 @@ inline void append_labels(std::string& out, const metric_labels& labels, std::st
 /// What a collector writes into at render time.
 class metric_writer {
 public:
+    /// One counter sample (`name` ends in _total).
     void counter(std::string_view name, std::string_view help, const metric_labels& labels, std::uint64_t value) {
         add(name, help, metric_type::counter, labels, static_cast<double>(value), true, value);
     }
+    /// One gauge sample.
     void gauge(std::string_view name, std::string_view help, const metric_labels& labels, double value) {
         add(name, help, metric_type::gauge, labels, value, false, 0);
     }
@@ -235,6 +247,8 @@ public:
     metrics_registry(const metrics_registry&) = delete;
     metrics_registry& operator=(const metrics_registry&) = delete;
 
+    /// The counter of series (`name`, `labels`), created on first use; `name` must end in _total.
+    /// The reference stays valid as long as the registry.
     counter& add_counter(std::string_view name, std::string_view help, const metric_labels& labels = {}) {
         if (name.size() < 6 || name.substr(name.size() - 6) != "_total") {
             detail::bad_metric("counter \"" + std::string(name) + "\" must end in _total");
@@ -242,6 +256,7 @@ public:
         return std::get<counter>(*series(name, help, metric_type::counter, labels, {}).value);
     }
 
+    /// The gauge of series (`name`, `labels`), created on first use.
     gauge& add_gauge(std::string_view name, std::string_view help, const metric_labels& labels = {}) {
         return std::get<gauge>(*series(name, help, metric_type::gauge, labels, {}).value);
     }
@@ -270,6 +285,7 @@ public:
         collectors_.emplace(++next_collector_, std::move(fn));
         return next_collector_;
     }
+    /// After return, the collector `id` is not called again.
     void remove_collector(std::uint64_t id) {
         std::lock_guard lk(mu_);
         collectors_.erase(id);

@@ -33,15 +33,17 @@ namespace quorumreg {
 
 /// Where a metrics_server listens.
 struct metrics_server_options {
-    std::string address = "127.0.0.1";
-    std::uint16_t port = 0; ///< 0: an ephemeral port (see metrics_server::port())
-    std::string path = "/metrics";
+    std::string address = "127.0.0.1"; ///< the IP address to bind (loopback by default)
+    std::uint16_t port = 0;            ///< 0: an ephemeral port (see metrics_server::port())
+    std::string path = "/metrics";     ///< the one path served (others get 404)
 };
 
 /// Serves a metrics_registry in Prometheus text format over HTTP (Boost.Beast), on its own
 /// thread, until stopped or destroyed.
 class metrics_server {
 public:
+    /// Binds and starts serving `metrics` (which must outlive the server); throws
+    /// quorumreg::error for a bad address or a port that cannot be bound.
     explicit metrics_server(const metrics_registry& metrics, metrics_server_options opts = {})
         : metrics_(metrics), opts_(std::move(opts)), acceptor_(io_) {
         namespace asio = boost::asio;
@@ -72,6 +74,7 @@ public:
     /// The port actually bound (useful with port 0).
     std::uint16_t port() const noexcept { return port_; }
 
+    /// Stops accepting, closes connections and joins the thread; idempotent.
     void stop() {
         if (!thread_.joinable()) return;
         boost::asio::post(io_, [this] {

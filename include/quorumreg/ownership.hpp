@@ -91,8 +91,9 @@ struct ownership_options {
 /// acquire() and release() of one object must not run concurrently with each other.
 class ownership {
 public:
-    using clock = std::chrono::steady_clock;
+    using clock = std::chrono::steady_clock; ///< the local clock deadlines are kept on
 
+    /// Not acquired yet: call acquire(). `store` must outlive the object.
     ownership(quorum_store& store, std::string lock_key, ownership_options opts = {})
         : store_(store), key_(std::move(lock_key)), opts_(std::move(opts)) {
         using std::chrono::milliseconds;
@@ -203,6 +204,7 @@ public:
         std::lock_guard lk(mu_);
         return acquired_ && !lost_ && now() < deadline_;
     }
+    /// valid().
     bool is_owner() const { return valid(); }
 
     /// The fencing token (the lock key's create_revision); 0 before acquire and after release.
@@ -220,6 +222,7 @@ public:
         std::lock_guard lk(mu_);
         return {opts_.node, lease_};
     }
+    /// The lock key.
     const std::string& key() const noexcept { return key_; }
     /// The local deadline now in force.
     clock::time_point deadline() const {
@@ -259,6 +262,7 @@ public:
             if (!ec) ec = rec;
         }
     }
+    /// Throwing form of release(ec).
     void release() {
         std::error_code ec;
         release(ec);

@@ -134,9 +134,9 @@ struct engine_access {
 /// - `subscription do_watch(detail::watch_filter, std::function<void(const change_event&)>)`.
 template <class Derived, class Traits> class registry_api {
 public:
-    using traits_type = Traits;
-    using tree_type = detail::registry_tree<Traits>;
-    using watch_callback = std::function<void(const change_event&)>;
+    using traits_type = Traits;                                      ///< how names compare
+    using tree_type = detail::registry_tree<Traits>;                 ///< the in-memory tree (internal)
+    using watch_callback = std::function<void(const change_event&)>; ///< see watch()
 
     // ---- writes (each is a one-operation transaction) -------------------------------------
 
@@ -192,6 +192,7 @@ public:
 
     // ---- reads ------------------------------------------------------------------------------
 
+    /// Whether key `path` exists (errc::invalid_path for a malformed path).
     bool key_exists(std::string_view path) const {
         return throwing("key_exists", path, [&](auto& ec) { return key_exists(path, ec); });
     }
@@ -355,12 +356,14 @@ class basic_registry : public registry_api<basic_registry<Traits>, Traits> {
     friend struct detail::engine_access;
 
 public:
-    using tree_type = detail::registry_tree<Traits>;
+    using tree_type = detail::registry_tree<Traits>; ///< the in-memory tree (internal)
 
+    /// An empty in-memory registry at revision 0.
     explicit basic_registry(registry_limits limits = {}) : tree_(limits) {}
     basic_registry(const basic_registry&) = delete;
     basic_registry& operator=(const basic_registry&) = delete;
 
+    /// The limits every write is checked against.
     const registry_limits& limits() const noexcept { return tree_.limits(); }
 
 private:

@@ -105,30 +105,30 @@ struct resource_spec {
 
 /// A resource's observable status.
 struct resource_status {
-    std::string name;
-    std::string type;                 ///< the type name; never empty, whatever happened to the library
-    std::string library;              ///< as last resolved from the store
-    std::string library_sha256;       ///< as last resolved from the store
-    store_revision type_revision = 0; ///< store revision of the registration last resolved
-    resource_state state = resource_state::offline;
+    std::string name;                                ///< the resource
+    std::string type;                                ///< the type name; never empty, whatever happened to the library
+    std::string library;                             ///< as last resolved from the store
+    std::string library_sha256;                      ///< as last resolved from the store
+    store_revision type_revision = 0;                ///< store revision of the registration last resolved
+    resource_state state = resource_state::offline;  ///< where it is now
     resource_state target = resource_state::offline; ///< online or offline: what the user asked for
     std::error_code error;                           ///< why it is failed or being restored (empty when healthy)
     std::string reason;                              ///< the same in words
     std::error_code last_failure;                    ///< the most recent failure, kept after recovery
-    std::string last_failure_reason;
-    std::uint64_t monitor = 0; ///< id of the hosting monitor (0: none)
-    int monitor_pid = 0;
-    bool dedicated_monitor = false; ///< hosted in a monitor of its own (requested or isolated)
-    unsigned restarts = 0;          ///< restarts counted within the current restart period
-    unsigned recoveries = 0;        ///< times re-hosted because its monitor died
+    std::string last_failure_reason;                 ///< the same in words
+    std::uint64_t monitor = 0;                       ///< id of the hosting monitor (0: none)
+    int monitor_pid = 0;                             ///< its process id (0: none)
+    bool dedicated_monitor = false;                  ///< hosted in a monitor of its own (requested or isolated)
+    unsigned restarts = 0;                           ///< restarts counted within the current restart period
+    unsigned recoveries = 0;                         ///< times re-hosted because its monitor died
 };
 
 /// A monitor process as seen by the controller.
 struct monitor_process_info {
-    std::uint64_t id = 0;
-    int pid = 0;
-    std::string role; ///< "shared", "type:<folded type>" (isolated plugin) or "resource:<name>"
-    std::vector<std::string> resources;
+    std::uint64_t id = 0;               ///< the controller's id for it (resource_status::monitor)
+    int pid = 0;                        ///< its process id
+    std::string role;                   ///< "shared", "type:<folded type>" (isolated plugin) or "resource:<name>"
+    std::vector<std::string> resources; ///< the resources it hosts now
 };
 
 /// Controller options.
@@ -145,8 +145,8 @@ struct monitor_controller_options {
     /// Grace for a new monitor's first heartbeat (process start on a loaded machine).
     std::chrono::milliseconds startup_timeout{15000};
     /// Restart policy (WSFC RestartThreshold / RestartPeriod defaults).
-    unsigned restart_threshold = 3;
-    std::chrono::milliseconds restart_period{900000};
+    unsigned restart_threshold = 3;                   ///< restarts allowed per period
+    std::chrono::milliseconds restart_period{900000}; ///< the sliding window (15 minutes)
     /// A plugin that takes its monitor down this many times within restart_period gets its own.
     unsigned isolate_after_crashes = 2;
     /// How long the destructor waits for monitors to exit before killing them.
@@ -165,7 +165,7 @@ using monitor_options [[deprecated("renamed monitor_controller_options")]] = mon
 /// call any member.
 class monitor_controller {
 public:
-    using clock = std::chrono::steady_clock;
+    using clock = std::chrono::steady_clock; ///< timeouts and restart windows
 
     /// @param types the registry the controller resolves types from; must outlive it.
     explicit monitor_controller(resource_type_registry& types, monitor_controller_options options = {});

@@ -64,7 +64,7 @@ struct resource_type_info {
 
 /// One node's check of a type's library: does the file there load and match the registered hash?
 struct node_verification {
-    std::string node;
+    std::string node;               ///< the node that checked
     std::error_code result;         ///< empty: loads and matches; else plugin_missing, plugin_hash_mismatch, ...
     std::string message;            ///< the reason in words
     std::string observed_sha256;    ///< hash of the node's file (empty if unreadable)
@@ -72,6 +72,7 @@ struct node_verification {
     std::int64_t checked_at_ms = 0; ///< Unix time of the check, milliseconds
     /// True when the check succeeded against the hash the type is registered with now.
     bool current = false;
+    /// Loads, matches, and against the current registration.
     bool ok() const noexcept { return !result && current; }
 };
 
@@ -139,6 +140,7 @@ public:
     /// transaction), so a late record never resurrects a removed type; not_found otherwise.
     void record_verification(const resource_type_info& info, std::error_code result, const std::string& message,
                              const std::string& observed_sha256, std::error_code& ec);
+    /// Throwing form of record_verification(..., ec).
     void record_verification(const resource_type_info& info, std::error_code result, const std::string& message,
                              const std::string& observed_sha256);
 
@@ -158,7 +160,9 @@ public:
     /// characters, no '/' or '\\').
     static std::error_code validate_name(std::string_view name);
 
+    /// The options it was made with.
     const resource_type_registry_options& options() const noexcept { return opts_; }
+    /// The store registrations live in.
     quorum_store& store() noexcept { return store_; }
     /// The command used to start monitors and probes.
     std::vector<std::string> monitor_command() const;
@@ -169,13 +173,16 @@ public:
     /// Upper bound of the polling intervals and the deadlock timeout (a larger value would
     /// overflow deadline arithmetic: milliseconds::max() became an immediate kill loop).
     static constexpr std::chrono::milliseconds max_timing{std::chrono::hours(24)};
+    /// The registration record of `info`.
     static std::string encode(const resource_type_info& info);
+    /// Every interval and the deadlock timeout are in (0, max_timing].
     static bool timings_valid(const resource_type_info& t) {
         auto ok = [](std::chrono::milliseconds d) { return d.count() > 0 && d <= max_timing; };
         return ok(t.looks_alive_interval) && ok(t.is_alive_interval) && ok(t.deadlock_timeout);
     }
     /// Non-throwing form: errors go to `ec`.
     static resource_type_info decode(std::string_view bytes, std::error_code& ec);
+    /// Throwing form of decode(bytes, ec).
     static resource_type_info decode(std::string_view bytes) {
         std::error_code ec;
         auto t = decode(bytes, ec);

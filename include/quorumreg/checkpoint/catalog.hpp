@@ -21,10 +21,13 @@ namespace quorumreg {
 /// Thread-safe as far as the store is (it holds no mutable state of its own).
 template <class Traits = case_insensitive_traits> class basic_checkpoint_catalog {
 public:
+    /// Reads checkpoints of `store` under `prefix`; `cluster_key` verifies authenticated blobs
+    /// (as checkpoint_manager_options::cluster_key).
     basic_checkpoint_catalog(quorum_store& store, std::string prefix = checkpoint_manager_options{}.prefix,
                              std::string cluster_key = {}, registry_limits limits = {})
         : store_(store), layout_(std::move(prefix)), cluster_key_(std::move(cluster_key)), limits_(limits) {}
 
+    /// The key layout it reads.
     const checkpoint_layout& layout() const noexcept { return layout_; }
 
     /// Resources with any key under the prefix, sorted by escaped name.
@@ -40,21 +43,26 @@ public:
     }
 
     // Throwing forms (quorumreg::error naming the call).
+    /// Throwing form of the `ec` overload of the same name.
     std::vector<std::string> resources() const {
         return thrown("list checkpointed resources", [&](std::error_code& ec, std::string&) { return resources(ec); });
     }
+    /// Throwing form of the `ec` overload of the same name.
     std::vector<std::string> checkpoints(std::string_view resource) const {
         return thrown("checkpoints \"" + std::string(resource) + "\"",
                       [&](std::error_code& ec, std::string&) { return checkpoints(resource, ec); });
     }
+    /// Throwing form of the `ec` overload of the same name.
     std::vector<checkpoint_generation> history(std::string_view resource, std::string_view subtree) const {
         return thrown("history \"" + std::string(resource) + "\" \"" + std::string(subtree) + "\"",
                       [&](std::error_code& ec, std::string& why) { return history(resource, subtree, ec, why); });
     }
+    /// Throwing form of the `ec` overload of the same name.
     std::vector<conflict_record> conflicts(std::string_view resource) const {
         return thrown("conflicts \"" + std::string(resource) + "\"",
                       [&](std::error_code& ec, std::string&) { return conflicts(resource, ec); });
     }
+    /// Throwing form of the `ec` overload of the same name.
     std::string conflict_content(std::string_view resource, std::string_view id) const {
         return thrown("conflict_content \"" + std::string(resource) + "\" \"" + std::string(id) + "\"",
                       [&](std::error_code& ec, std::string& why) { return conflict_content(resource, id, ec, why); });
@@ -147,6 +155,7 @@ public:
         }
         return p;
     }
+    /// Throwing form of the `ec` overload of the same name.
     std::optional<offline_edit_policy> offline_edit_policy_of(std::string_view resource) const {
         return thrown("offline_edit_policy_of \"" + std::string(resource) + "\"",
                       [&](std::error_code& ec, std::string& why) { return offline_edit_policy_of(resource, ec, why); });
@@ -179,6 +188,7 @@ public:
         if (b.absent) return std::nullopt;
         return b.content;
     }
+    /// Throwing form of the `ec` overload of the same name.
     std::optional<std::string> generation_content(std::string_view resource, std::string_view subtree,
                                                   std::uint64_t generation = 0) const {
         return thrown("generation_content \"" + std::string(resource) + "\" \"" + std::string(subtree) + "\"",
@@ -203,6 +213,7 @@ public:
         return b.content;
     }
 
+    /// A stored millisecond timestamp as a time point.
     static std::chrono::system_clock::time_point from_ms(std::uint64_t ms) {
         return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
     }

@@ -79,28 +79,40 @@ inline std::optional<std::string> key_unescape(std::string_view s) {
 /// Store keys of checkpoints under one prefix (checkpoint_manager_options::prefix).
 class checkpoint_layout {
 public:
+    /// The layout under `prefix` (checkpoint_manager_options::prefix). `r` below is a resource
+    /// name; `esc` a subtree's key-escaped canonical path (checkpoint_subtree::esc).
     explicit checkpoint_layout(std::string prefix = "quorumreg/checkpoints/") : prefix_(std::move(prefix)) {}
 
+    /// The prefix every key of the layout starts with.
     const std::string& prefix() const noexcept { return prefix_; }
 
+    /// Everything of resource `r`.
     std::string resource_prefix(std::string_view r) const { return prefix_ + detail::key_escape(r) + "/"; }
+    /// The ownership lock of `r` (the owner record of the node that has it online).
     std::string owner_key(std::string_view r) const { return resource_prefix(r) + "owner"; }
     /// The resource's offline-edit policy, when one was set (to_string(offline_edit_policy)).
     std::string policy_key(std::string_view r) const { return resource_prefix(r) + "policy"; }
+    /// The registrations of `r`'s checkpointed subtrees.
     std::string subtrees_prefix(std::string_view r) const { return resource_prefix(r) + "subtrees/"; }
+    /// The registration of one subtree.
     std::string registration_key(std::string_view r, std::string_view esc) const {
         return subtrees_prefix(r) + std::string(esc);
     }
+    /// The checkpoint data of `r`.
     std::string data_prefix(std::string_view r) const { return resource_prefix(r) + "data/"; }
+    /// The checkpoint data of one subtree.
     std::string subtree_data_prefix(std::string_view r, std::string_view esc) const {
         return data_prefix(r) + std::string(esc) + "/";
     }
+    /// The pointer to a subtree's latest generation.
     std::string latest_key(std::string_view r, std::string_view esc) const {
         return subtree_data_prefix(r, esc) + "latest";
     }
+    /// A subtree's generation blobs.
     std::string generations_prefix(std::string_view r, std::string_view esc) const {
         return subtree_data_prefix(r, esc) + "g/";
     }
+    /// Generation `g`'s blob (20-digit suffix, so key order is generation order).
     std::string generation_key(std::string_view r, std::string_view esc, std::uint64_t g) const {
         return generations_prefix(r, esc) + detail::gen_key_suffix(g);
     }
@@ -110,7 +122,9 @@ public:
     /// Bumped by every registration: a registering commit compares its mod revision, so two
     /// resources cannot both register overlapping subtrees at once. Not under any resource.
     std::string registrations_key() const { return prefix_ + "registrations"; }
+    /// The conflict records of `r`.
     std::string conflicts_prefix(std::string_view r) const { return resource_prefix(r) + "conflicts/"; }
+    /// One conflict record of one subtree.
     std::string conflict_key(std::string_view r, std::string_view esc, std::string_view id) const {
         return conflicts_prefix(r) + std::string(esc) + "/" + std::string(id);
     }

@@ -76,21 +76,21 @@ struct online_options {
 
 /// One stored checkpoint generation.
 struct checkpoint_generation {
-    std::uint64_t generation = 0;
-    std::string subtree;
-    std::string writer; ///< node that wrote it
-    std::chrono::system_clock::time_point time;
-    std::string sha256;  ///< hex digest of the content
-    bool absent = false; ///< the subtree did not exist when checkpointed
+    std::uint64_t generation = 0;               ///< 1, 2, ... per subtree
+    std::string subtree;                        ///< the checkpointed subtree, as registered
+    std::string writer;                         ///< node that wrote it
+    std::chrono::system_clock::time_point time; ///< when it was written (the writer's clock)
+    std::string sha256;                         ///< hex digest of the content
+    bool absent = false;                        ///< the subtree did not exist when checkpointed
 };
 
 /// A local copy that diverged from the quorum, kept instead of being dropped.
 struct conflict_record {
-    std::string id;
-    std::string subtree;
-    std::string node;
-    std::chrono::system_clock::time_point time;
-    std::string sha256;
+    std::string id;                             ///< for conflict_content, adopt and discard
+    std::string subtree;                        ///< the subtree it is a copy of
+    std::string node;                           ///< the node whose local copy it was
+    std::chrono::system_clock::time_point time; ///< when it was kept
+    std::string sha256;                         ///< hex digest of the kept content
 };
 
 /// What online() did.
