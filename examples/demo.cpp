@@ -126,7 +126,7 @@ int run_node(const std::string& spec, const fs::path& hive_dir, const std::strin
         auto t0 = std::chrono::steady_clock::now();
         auto sub = ctl.observe([&](const qr::service_event& e) {
             auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-            say("event=" + std::to_string(ms.count()) + "ms " + e.service + " " + qr::to_string(e.to));
+            say("event=" + std::to_string(ms.count()) + "ms " + e.service + " " + std::string(qr::to_string(e.to)));
             if (e.service == "name_mapping" && e.to == qr::service_state::online)
                 say(std::string("mapping_first=") +
                     (ctl.state("cluster") == qr::service_state::offline ? "yes" : "no"));

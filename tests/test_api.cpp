@@ -163,6 +163,13 @@ TEST_SUITE("api") {
 #endif
         REQUIRE_FALSE(ec);
         CHECK(s->deadline() == 1234ms);
+        // Every to_string of the library returns one type.
+        static_assert(std::is_same_v<decltype(to_string(value_type::dword)), std::string_view>);
+        static_assert(std::is_same_v<decltype(to_string(change_kind::value_set)), std::string_view>);
+        static_assert(std::is_same_v<decltype(to_string(service_state::online)), std::string_view>);
+        static_assert(std::is_same_v<decltype(to_string(resource_state::online)), std::string_view>);
+        static_assert(std::is_same_v<decltype(to_string(event_severity::error)), std::string_view>);
+        static_assert(std::is_same_v<decltype(to_string(offline_edit_policy::reject)), std::string_view>);
         // The public vocabulary is reachable from public headers, outside quorumreg::detail.
         static_assert(std::is_enum_v<dependency_kind>);
         static_assert(std::is_abstract_v<service_clock>);

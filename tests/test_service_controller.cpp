@@ -617,12 +617,12 @@ TEST_SUITE("service_controller") {
         std::vector<std::string> seen_db, seen_all;
         auto sub_db = ctl.observe("db", [&](const service_event& e) {
             std::lock_guard lk(mu);
-            seen_db.push_back(std::string(to_string(e.from)) + ">" + to_string(e.to));
+            seen_db.push_back(std::string(to_string(e.from)) + ">" + std::string(to_string(e.to)));
         });
         std::error_code nested;
         auto sub_all = ctl.observe([&](const service_event& e) {
             std::lock_guard lk(mu);
-            seen_all.push_back(e.service + ":" + to_string(e.to));
+            seen_all.push_back(e.service + ":" + std::string(to_string(e.to)));
             if (e.service == "web" && e.to == service_state::online) ctl.stop("db", nested); // would deadlock
         });
         ctl.start("web");

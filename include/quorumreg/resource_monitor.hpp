@@ -84,7 +84,7 @@ inline std::optional<int> run_monitor_if_requested(int argc, char** argv, const 
 enum class resource_state { offline, online_pending, online, offline_pending, failed };
 
 /// "offline", "online-pending", "online", "offline-pending", "failed".
-inline const char* to_string(resource_state s) noexcept {
+constexpr std::string_view to_string(resource_state s) noexcept {
     switch (s) {
     case resource_state::offline: return "offline";
     case resource_state::online_pending: return "online-pending";

@@ -85,6 +85,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
@@ -97,7 +98,8 @@ namespace quorumreg {
 /// The state of a service (the WSFC resource states that matter for ordering).
 enum class service_state : std::uint8_t { offline, online_pending, online, offline_pending, failed };
 
-inline const char* to_string(service_state s) noexcept {
+/// "offline", "online_pending", "online", "offline_pending", "failed".
+constexpr std::string_view to_string(service_state s) noexcept {
     switch (s) {
     case service_state::offline: return "offline";
     case service_state::online_pending: return "online_pending";
