@@ -170,6 +170,11 @@ TEST_SUITE("api") {
         static_assert(std::is_same_v<decltype(to_string(resource_state::online)), std::string_view>);
         static_assert(std::is_same_v<decltype(to_string(event_severity::error)), std::string_view>);
         static_assert(std::is_same_v<decltype(to_string(offline_edit_policy::reject)), std::string_view>);
+        // One lifecycle: services and resources share one state type and one spelling.
+        static_assert(std::is_same_v<service_state, lifecycle_state> &&
+                      std::is_same_v<resource_state, lifecycle_state>);
+        static_assert(to_string(resource_state::online_pending) == "online_pending");
+        static_assert(is_pending(service_state::offline_pending) && !is_pending(lifecycle_state::failed));
         // The public vocabulary is reachable from public headers, outside quorumreg::detail.
         static_assert(std::is_enum_v<dependency_kind>);
         static_assert(std::is_abstract_v<service_clock>);

@@ -7,6 +7,7 @@
 #include <quorumreg/dependency_graph.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/hive.hpp>
+#include <quorumreg/lifecycle.hpp>
 #include <quorumreg/quorum_store.hpp>
 #include <quorumreg/registry.hpp>
 #include <quorumreg/registry_types.hpp>

@@ -31,6 +31,7 @@
 #include <quorumreg/detail/monitor_protocol.hpp>
 #include <quorumreg/detail/monitor_spawn.hpp>
 #include <quorumreg/error.hpp>
+#include <quorumreg/lifecycle.hpp>
 #include <quorumreg/resource_types.hpp>
 
 #include <algorithm>
@@ -80,20 +81,8 @@ inline std::optional<int> run_monitor_if_requested(int argc, char** argv, const 
     return detail::run_monitor_main(argc, argv, options);
 }
 
-/// Observable resource states (the WSFC set that matters here).
-enum class resource_state { offline, online_pending, online, offline_pending, failed };
-
-/// "offline", "online-pending", "online", "offline-pending", "failed".
-constexpr std::string_view to_string(resource_state s) noexcept {
-    switch (s) {
-    case resource_state::offline: return "offline";
-    case resource_state::online_pending: return "online-pending";
-    case resource_state::online: return "online";
-    case resource_state::offline_pending: return "offline-pending";
-    case resource_state::failed: return "failed";
-    }
-    return "unknown";
-}
+/// A resource's state: the lifecycle_state every started-and-watched thing of quorumreg has.
+using resource_state = lifecycle_state;
 
 /// A resource to host.
 struct resource_spec {
@@ -152,7 +141,7 @@ struct monitor_controller_options {
     /// How long the destructor waits for monitors to exit before killing them.
     std::chrono::milliseconds shutdown_grace{2000};
     /// When the store cannot be reached to resolve a type (quorum lost, deadline, I/O), the
-    /// resource stays online-pending with that error and is retried this often.
+    /// resource stays online_pending with that error and is retried this often.
     std::chrono::milliseconds store_retry_interval{500};
     /// A monitor hosting no resource for this long is shut down (a new one starts on demand).
     std::chrono::milliseconds idle_monitor_timeout{10000};

@@ -64,6 +64,7 @@
 #include <quorumreg/service_clock.hpp>
 #include <quorumreg/detail/watch_hub.hpp>
 #include <quorumreg/error.hpp>
+#include <quorumreg/lifecycle.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -95,21 +96,8 @@
 
 namespace quorumreg {
 
-/// The state of a service (the WSFC resource states that matter for ordering).
-enum class service_state : std::uint8_t { offline, online_pending, online, offline_pending, failed };
-
-/// "offline", "online_pending", "online", "offline_pending", "failed".
-constexpr std::string_view to_string(service_state s) noexcept {
-    switch (s) {
-    case service_state::offline: return "offline";
-    case service_state::online_pending: return "online_pending";
-    case service_state::online: return "online";
-    case service_state::offline_pending: return "offline_pending";
-    case service_state::failed: return "failed";
-    }
-    return "unknown";
-}
-inline std::ostream& operator<<(std::ostream& os, service_state s) { return os << to_string(s); }
+/// A service's state: the lifecycle_state every started-and-watched thing of quorumreg has.
+using service_state = lifecycle_state;
 
 /// At most `threshold` automatic restarts within a sliding `period`; one more failure leaves
 /// the service failed. Defaults: WSFC's RestartThreshold 3 and RestartPeriod 900000 ms.
@@ -712,9 +700,7 @@ private:
         }
     }
 
-    static bool pending(service_state s) {
-        return s == service_state::online_pending || s == service_state::offline_pending;
-    }
+    static bool pending(service_state s) { return is_pending(s); }
 
     void check_timeouts() {
         auto now = clock_->now();
