@@ -1333,7 +1333,7 @@ TEST_SUITE("monitor_boundary") {
 
     TEST_CASE("defect 16.4: the monitor refuses to run with privileges that differ from its caller's") {
         using quorumreg::detail::monitor_must_refuse;
-        quorumreg::detail::monitor_entry_options strict, allow;
+        quorumreg::monitor_entry_options strict, allow;
         allow.allow_privileged = true;
         CHECK(!monitor_must_refuse(1000, 1000, 1000, 1000, 0, strict));
         CHECK(monitor_must_refuse(1000, 0, 1000, 1000, 0, strict));    // setuid

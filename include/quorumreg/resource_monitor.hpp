@@ -32,6 +32,7 @@
 #include <quorumreg/detail/monitor_spawn.hpp>
 #include <quorumreg/error.hpp>
 #include <quorumreg/lifecycle.hpp>
+#include <quorumreg/monitor_entry.hpp>
 #include <quorumreg/resource_types.hpp>
 
 #include <algorithm>
@@ -76,7 +77,6 @@ namespace quorumreg {
 /// @endcode
 /// A monitor refuses to run when its privileges differ from its caller's (setuid/setgid binary,
 /// file capabilities: exit code 5) unless the program opts in with `allow_privileged`.
-using monitor_entry_options = detail::monitor_entry_options;
 inline std::optional<int> run_monitor_if_requested(int argc, char** argv, const monitor_entry_options& options = {}) {
     return detail::run_monitor_main(argc, argv, options);
 }

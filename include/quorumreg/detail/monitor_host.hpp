@@ -8,6 +8,7 @@
 #include <quorumreg/detail/monitor_sha256.hpp>
 #include <quorumreg/detail/monitor_spawn.hpp>
 #include <quorumreg/error.hpp>
+#include <quorumreg/monitor_entry.hpp>
 #include <quorumreg/resource_api.h>
 
 #include <algorithm>
@@ -559,14 +560,8 @@ inline void close_inherited_fds(int first) {
 #endif
 }
 
-/// Options of the monitor entry point (set by the program that embeds it, never from argv or
-/// the environment, which whoever starts the program controls).
-struct monitor_entry_options {
-    /// Run even when the process's privileges differ from its caller's (setuid/setgid binary,
-    /// file capabilities, AT_SECURE). Off: refuse, since anyone who can run the program could
-    /// have it load code with those privileges.
-    bool allow_privileged = false;
-};
+/// The spelling before monitor_entry_options became public.
+using monitor_entry_options = quorumreg::monitor_entry_options;
 
 /// Exit codes of the monitor entry point.
 inline constexpr int monitor_exit_usage = 2;      ///< wrong arguments
