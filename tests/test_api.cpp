@@ -175,6 +175,21 @@ TEST_SUITE("api") {
                       std::is_same_v<resource_state, lifecycle_state>);
         static_assert(to_string(resource_state::online_pending) == "online_pending");
         static_assert(is_pending(service_state::offline_pending) && !is_pending(lifecycle_state::failed));
+        // One restart policy: the same type and the same window for services and resources.
+        static_assert(std::is_same_v<decltype(service_options::restart), restart_policy>);
+        static_assert(std::is_same_v<decltype(monitor_controller_options::restart), restart_policy>);
+        {
+            using tp = std::chrono::steady_clock::time_point;
+            restart_window<tp> w;
+            const restart_policy p{2, std::chrono::seconds(10)};
+            const tp t0{};
+            CHECK(w.try_restart(t0, p));
+            CHECK(w.try_restart(t0 + std::chrono::seconds(1), p));
+            CHECK_FALSE(w.try_restart(t0 + std::chrono::seconds(2), p)); // two within 10 s already
+            CHECK(w.size() == 2);
+            CHECK(w.try_restart(t0 + std::chrono::seconds(10), p)); // the first left the window at exactly 10 s
+            CHECK(w.trim(t0 + std::chrono::seconds(30), p.period) == 0);
+        }
         // The public vocabulary is reachable from public headers, outside quorumreg::detail.
         static_assert(std::is_enum_v<dependency_kind>);
         static_assert(std::is_abstract_v<service_clock>);

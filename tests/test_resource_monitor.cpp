@@ -373,7 +373,7 @@ TEST_SUITE("resource_monitor") {
         types.register_type(t);
         qr_test::temp_dir dir("qr-mon-health");
         auto mo = test_monitor_options();
-        mo.restart_threshold = 2;
+        mo.restart.threshold = 2;
         quorumreg::monitor_controller ctl(types, mo);
         ctl.add_resource({"r1", "GoodType", dir.str()});
         ctl.online("r1");
@@ -1155,7 +1155,7 @@ TEST_SUITE("monitor_boundary") {
         types.register_type(type("HostileType", plugin("hostile")));
         qr_test::temp_dir dir("qr-mon-hostile");
         auto o = test_monitor_options();
-        o.restart_threshold = 2;
+        o.restart.threshold = 2;
         quorumreg::monitor_controller ctl(types, o);
         ctl.add_resource({"bystander", "GoodType", dir.path().string()});
         ctl.online("bystander");

@@ -133,10 +133,10 @@ struct monitor_controller_options {
     std::chrono::milliseconds heartbeat_timeout{2000};
     /// Grace for a new monitor's first heartbeat (process start on a loaded machine).
     std::chrono::milliseconds startup_timeout{15000};
-    /// Restart policy (WSFC RestartThreshold / RestartPeriod defaults).
-    unsigned restart_threshold = 3;                   ///< restarts allowed per period
-    std::chrono::milliseconds restart_period{900000}; ///< the sliding window (15 minutes)
-    /// A plugin that takes its monitor down this many times within restart_period gets its own.
+    /// Restart policy of every resource (WSFC RestartThreshold / RestartPeriod defaults), the
+    /// same type as a service's.
+    restart_policy restart{};
+    /// A plugin that takes its monitor down this many times within restart.period gets its own.
     unsigned isolate_after_crashes = 2;
     /// How long the destructor waits for monitors to exit before killing them.
     std::chrono::milliseconds shutdown_grace{2000};
@@ -304,7 +304,7 @@ private:
         bool removing = false;
         bool erased = false; ///< forgotten; its node waits in graveyard_ until the current job ends
         clock::time_point next_looks, next_is;
-        std::deque<clock::time_point> restart_times;
+        restart_window<clock::time_point> restart_times;
         std::optional<clock::time_point> retry_at; ///< store unreachable: drive again then
         std::deque<control_req> controls;          ///< control() calls waiting for their turn
     };
@@ -658,16 +658,13 @@ inline void monitor_controller::fail_hard(res_rec& r, std::error_code ec, std::s
 // monitor): restart under the policy (threshold within period), else failed.
 inline void monitor_controller::failure(res_rec& r, std::error_code ec, const std::string& reason) {
     auto now = clock::now();
-    while (!r.restart_times.empty() && now - r.restart_times.front() > opts_.restart_period)
-        r.restart_times.pop_front();
-    r.st.restarts = static_cast<unsigned>(r.restart_times.size());
-    if (r.restart_times.size() >= opts_.restart_threshold) {
+    if (!r.restart_times.try_restart(now, opts_.restart)) {
+        r.st.restarts = static_cast<unsigned>(r.restart_times.size());
         fail_hard(r, ec,
-                  reason + "; restart threshold reached (" + std::to_string(opts_.restart_threshold) + " within " +
-                      std::to_string(opts_.restart_period.count()) + " ms)");
+                  reason + "; restart threshold reached (" + std::to_string(opts_.restart.threshold) + " within " +
+                      std::to_string(opts_.restart.period.count()) + " ms)");
         return;
     }
-    r.restart_times.push_back(now);
     r.st.restarts = static_cast<unsigned>(r.restart_times.size());
     r.need_terminate = r.mon != 0 && r.opened;
     set_state(r, resource_state::online_pending, ec, reason + "; restarting");
@@ -1072,7 +1069,7 @@ inline void monitor_controller::on_monitor_death(std::uint64_t id) {
     for (auto& t : blamed_types) {
         auto& q = type_crashes_[t];
         q.push_back(now);
-        while (!q.empty() && now - q.front() > opts_.restart_period)
+        while (!q.empty() && now - q.front() > opts_.restart.period)
             q.pop_front();
         if (q.size() >= opts_.isolate_after_crashes) isolated_types_.insert(t);
     }

@@ -99,13 +99,6 @@ namespace quorumreg {
 /// A service's state: the lifecycle_state every started-and-watched thing of quorumreg has.
 using service_state = lifecycle_state;
 
-/// At most `threshold` automatic restarts within a sliding `period`; one more failure leaves
-/// the service failed. Defaults: WSFC's RestartThreshold 3 and RestartPeriod 900000 ms.
-struct restart_policy {
-    unsigned threshold = 3;                           ///< automatic restarts allowed per period
-    std::chrono::milliseconds period{15 * 60 * 1000}; ///< the sliding window
-};
-
 /// How a service relates to replication of cluster-wide keys (see set_replication_service).
 enum class replicated_writes : std::uint8_t {
     none,              ///< writes no replicated keys
@@ -497,7 +490,7 @@ private:
         std::string reason;
         std::string root;        // where the failure started
         std::string root_reason; // and what it was
-        std::deque<time_point> restarts;
+        restart_window<time_point> restarts;
         time_point deadline{};
         std::uint64_t gen = 0;       // bumped per launched action; stale completions are ignored
         std::uint64_t in_flight = 0; // id of the action that has not returned yet (maybe timed out); 0: none
@@ -1053,12 +1046,10 @@ private:
             svc& s = svcs_.at(name);
             const auto& pol = s.def.options.restart;
             auto now = clock_->now();
-            while (!s.restarts.empty() && now - s.restarts.front() >= pol.period)
-                s.restarts.pop_front();
+            s.restarts.trim(now, pol.period); // status() reports the window as of now either way
             job j;
             j.targets = dependents;
-            if (may_start && s.restarts.size() < pol.threshold && attempt < pol.threshold) {
-                s.restarts.push_back(now);
+            if (may_start && attempt < pol.threshold && s.restarts.try_restart(now, pol)) {
                 j.targets.insert(j.targets.begin(), name);
             } else {
                 if (may_start) {
