@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
     for (const auto& i : includes)
         out << i << "\n";
     out << "#if defined(__GNUC__)\n#pragma GCC diagnostic ignored \"-Wunused-variable\"\n"
-           "#pragma GCC diagnostic ignored \"-Wunused-but-set-variable\"\n#endif\n";
+           "#pragma GCC diagnostic ignored \"-Wunused-but-set-variable\"\n"
+           "// A program's main, moved into a namespace, loses main's implicit return 0.\n"
+           "#pragma GCC diagnostic ignored \"-Wreturn-type\"\n#endif\n";
     int n = 0;
     for (const auto& s : snippets) {
         out << "namespace doc_snippet_" << ++n << " {\n";
