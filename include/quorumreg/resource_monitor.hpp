@@ -317,6 +317,16 @@ private:
         post([task] { (*task)(); });
         return fut.get();
     }
+    /// Runs `f(resource)` on the engine thread; errc::not_found for an unknown name, and,
+    /// unless `even_removing`, for one being removed.
+    template <class F> std::error_code on_resource(std::string_view name, bool even_removing, F&& f) {
+        auto folded = fold(name);
+        return on_engine([&]() -> std::error_code {
+            res_rec* r = find_res(folded);
+            if (!r || (r->removing && !even_removing)) return errc::not_found;
+            return f(*r);
+        });
+    }
     void post(std::function<void()> job) {
         {
             std::lock_guard lk(inbox_->mu);
@@ -1294,14 +1304,11 @@ inline void monitor_controller::add_resource(const resource_spec& spec) {
 }
 
 inline void monitor_controller::remove_resource(std::string_view name, std::error_code& ec) {
-    auto f = fold(name);
-    ec = on_engine([&]() -> std::error_code {
-        res_rec* r = find_res(f);
-        if (!r) return errc::not_found;
-        r->removing = true;
-        r->st.target = resource_state::offline;
-        if (r->opened && !r->inflight) r->need_terminate = true;
-        drive(*r);
+    ec = on_resource(name, true, [&](res_rec& r) -> std::error_code {
+        r.removing = true;
+        r.st.target = resource_state::offline;
+        if (r.opened && !r.inflight) r.need_terminate = true;
+        drive(r);
         return {};
     });
 }
@@ -1314,20 +1321,17 @@ inline void monitor_controller::remove_resource(std::string_view name) {
 }
 
 inline void monitor_controller::online(std::string_view name, std::error_code& ec) {
-    auto f = fold(name);
-    ec = on_engine([&]() -> std::error_code {
-        res_rec* r = find_res(f);
-        if (!r || r->removing) return errc::not_found;
-        r->st.target = resource_state::online;
-        if (r->st.state == resource_state::failed) {
-            r->restart_times.clear();
-            r->st.restarts = 0;
-            r->st.state = resource_state::offline;
-            r->st.error.clear();
-            r->st.reason.clear();
+    ec = on_resource(name, false, [&](res_rec& r) -> std::error_code {
+        r.st.target = resource_state::online;
+        if (r.st.state == resource_state::failed) {
+            r.restart_times.clear();
+            r.st.restarts = 0;
+            r.st.state = resource_state::offline;
+            r.st.error.clear();
+            r.st.reason.clear();
         }
-        publish(*r);
-        drive(*r);
+        publish(r);
+        drive(r);
         return {};
     });
 }
@@ -1340,18 +1344,15 @@ inline void monitor_controller::online(std::string_view name) {
 }
 
 inline void monitor_controller::offline(std::string_view name, std::error_code& ec) {
-    auto f = fold(name);
-    ec = on_engine([&]() -> std::error_code {
-        res_rec* r = find_res(f);
-        if (!r || r->removing) return errc::not_found;
-        r->st.target = resource_state::offline;
-        if (r->st.state == resource_state::failed) {
-            r->st.state = resource_state::offline;
-            r->st.error.clear();
-            r->st.reason.clear();
+    ec = on_resource(name, false, [&](res_rec& r) -> std::error_code {
+        r.st.target = resource_state::offline;
+        if (r.st.state == resource_state::failed) {
+            r.st.state = resource_state::offline;
+            r.st.error.clear();
+            r.st.reason.clear();
         }
-        publish(*r);
-        drive(*r);
+        publish(r);
+        drive(r);
         return {};
     });
 }

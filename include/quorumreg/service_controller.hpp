@@ -953,7 +953,10 @@ private:
         why = it->second.reason;
     }
 
-    void start_impl(const std::string& name, std::error_code& ec, std::string& why) {
+    /// The skeleton of a user's start, stop or restart of `name`: one job at a time, under
+    /// the lock, errc::not_found for an unknown name; `run(lk)` does the work and leaves `ec`
+    /// set from the service's state. Events are delivered after the lock is released.
+    template <class F> void user_job(const std::string& name, std::error_code& ec, F&& run) {
         auto jl = job_lock(ec);
         if (ec) return;
         {
@@ -963,46 +966,36 @@ private:
                 return;
             }
             ++job_id_;
+            run(lk);
+        }
+        drain_events(true);
+    }
+    /// `ec` (and `why`) from whether `name` reached `wanted`.
+    void settle(const std::string& name, service_state wanted, std::error_code& ec, std::string& why) {
+        if (svcs_.at(name).state == wanted)
+            ec.clear();
+        else
+            result_of(name, ec, why);
+    }
+
+    void start_impl(const std::string& name, std::error_code& ec, std::string& why) {
+        user_job(name, ec, [&](std::unique_lock<std::mutex>& lk) {
             job j;
             j.targets = {name};
             run_start(j, lk);
-            if (svcs_.at(name).state == service_state::online)
-                ec.clear();
-            else
-                result_of(name, ec, why);
-        }
-        drain_events(true);
+            settle(name, service_state::online, ec, why);
+        });
     }
 
     void stop_impl(const std::string& name, std::error_code& ec, std::string& why) {
-        auto jl = job_lock(ec);
-        if (ec) return;
-        {
-            std::unique_lock lk(mu_);
-            if (!svcs_.count(name)) {
-                ec = make_error_code(errc::not_found);
-                return;
-            }
-            ++job_id_;
+        user_job(name, ec, [&](std::unique_lock<std::mutex>& lk) {
             run_stop(stop_set({name}), lk);
-            if (svcs_.at(name).state == service_state::offline)
-                ec.clear();
-            else
-                result_of(name, ec, why);
-        }
-        drain_events(true);
+            settle(name, service_state::offline, ec, why);
+        });
     }
 
     void restart_impl(const std::string& name, std::error_code& ec, std::string& why) {
-        auto jl = job_lock(ec);
-        if (ec) return;
-        {
-            std::unique_lock lk(mu_);
-            if (!svcs_.count(name)) {
-                ec = make_error_code(errc::not_found);
-                return;
-            }
-            ++job_id_;
+        user_job(name, ec, [&](std::unique_lock<std::mutex>& lk) {
             auto set = stop_set({name});
             job j;
             j.targets.push_back(name);
@@ -1011,16 +1004,12 @@ private:
             run_stop(set, lk);
             if (svcs_.at(name).state != service_state::offline) {
                 result_of(name, ec, why);
-            } else {
-                ++job_id_;
-                run_start(j, lk);
-                if (svcs_.at(name).state == service_state::online)
-                    ec.clear();
-                else
-                    result_of(name, ec, why);
+                return;
             }
-        }
-        drain_events(true);
+            ++job_id_;
+            run_start(j, lk);
+            settle(name, service_state::online, ec, why);
+        });
     }
 
     /// Applies the restart policy to a reported failure (supervisor thread, job_mu_ held).
