@@ -41,6 +41,24 @@ const char* app = "Software/Contoso/App";
 
 } // namespace
 
+namespace {
+
+/// Runs `scenario(store, dir)` on a memory store, then on a new directory store, each with a
+/// directory of its own under one temporary directory named after `tag`.
+template <class F> void on_embedded_stores(const char* tag, F&& scenario) {
+    qr_test::temp_dir dir(tag);
+    {
+        quorumreg::memory_store store;
+        scenario(store, dir.path() / "mem");
+    }
+    quorumreg::directory_store_options o;
+    o.create = true;
+    quorumreg::directory_store store(dir.path() / "quorum", o);
+    scenario(store, dir.path() / "dir");
+}
+
+} // namespace
+
 TEST_SUITE("checkpoint") {
 
     TEST_CASE("registering checkpoints at once; failover restores the latest keys") {
@@ -653,15 +671,8 @@ TEST_SUITE("checkpoint") {
     }
 
     TEST_CASE("defect 4: online() does not overwrite an edit made while it runs (memory and directory store)") {
-        qr_test::temp_dir dir("cp-d4");
-        {
-            memory_store store;
-            qr_test::checkpoint_defect4_edit_during_online(store, dir.path() / "mem");
-        }
-        directory_store_options o;
-        o.create = true;
-        directory_store store(dir.path() / "quorum", o);
-        qr_test::checkpoint_defect4_edit_during_online(store, dir.path() / "dir");
+        on_embedded_stores(
+            "cp-d4", [&](auto& store, const auto& dir) { qr_test::checkpoint_defect4_edit_during_online(store, dir); });
     }
 
     TEST_CASE("defect 5: a write-through batch reaches the store all or nothing, cut at every commit (memory and "
@@ -685,52 +696,26 @@ TEST_SUITE("checkpoint") {
     TEST_CASE("defect 7: keep-alives never wait behind a slow write; on_lost fires before a takeover (memory and "
               "directory store)") {
         using namespace std::chrono_literals;
-        qr_test::temp_dir dir("cp-d7");
-        {
-            memory_store store;
-            qr_test::checkpoint_defect7_slow_writes(store, dir.path() / "mem", 1500ms);
-        }
-        directory_store_options o;
-        o.create = true;
-        directory_store store(dir.path() / "quorum", o);
-        qr_test::checkpoint_defect7_slow_writes(store, dir.path() / "dir", 1500ms);
+        on_embedded_stores("cp-d7", [&](auto& store, const auto& dir) {
+            qr_test::checkpoint_defect7_slow_writes(store, dir, 1500ms);
+        });
     }
 
     TEST_CASE("defect 8: an ended or stalled registration watch is resubscribed (memory and directory store)") {
-        qr_test::temp_dir dir("cp-d8");
-        {
-            memory_store store;
-            qr_test::checkpoint_defect8_registration_watch(store, dir.path() / "mem");
-        }
-        directory_store_options o;
-        o.create = true;
-        directory_store store(dir.path() / "quorum", o);
-        qr_test::checkpoint_defect8_registration_watch(store, dir.path() / "dir");
+        on_embedded_stores(
+            "cp-d8", [&](auto& store, const auto& dir) { qr_test::checkpoint_defect8_registration_watch(store, dir); });
     }
 
     TEST_CASE("defect 8: follow() resubscribes when its watch ends (memory and directory store)") {
-        qr_test::temp_dir dir("cp-d8f");
-        {
-            memory_store store;
-            qr_test::checkpoint_defect8_follow_resubscribes(store, dir.path() / "mem");
-        }
-        directory_store_options o;
-        o.create = true;
-        directory_store store(dir.path() / "quorum", o);
-        qr_test::checkpoint_defect8_follow_resubscribes(store, dir.path() / "dir");
+        on_embedded_stores("cp-d8f", [&](auto& store, const auto& dir) {
+            qr_test::checkpoint_defect8_follow_resubscribes(store, dir);
+        });
     }
 
     TEST_CASE("defect 9: follow() never serves an old generation and keeps one blob per subtree (memory and "
               "directory store)") {
-        qr_test::temp_dir dir("cp-d9");
-        {
-            memory_store store;
-            qr_test::checkpoint_defect9_follow_generations(store, dir.path() / "mem");
-        }
-        directory_store_options o;
-        o.create = true;
-        directory_store store(dir.path() / "quorum", o);
-        qr_test::checkpoint_defect9_follow_generations(store, dir.path() / "dir");
+        on_embedded_stores(
+            "cp-d9", [&](auto& store, const auto& dir) { qr_test::checkpoint_defect9_follow_generations(store, dir); });
     }
 
     TEST_CASE("defect 11: offline() keeps ownership when its final checkpoint fails") {
